@@ -1,0 +1,1 @@
+"""pytest fixtures over the channel factory (filled in by the factory work)."""
