@@ -1,0 +1,552 @@
+"""The coex archive format: the one definition, used by the writer (the Pants backend and
+``./coex create``, through ``write_archive``) and by the runtime inside every archive (through
+``open_archive``). Standard library only; runs on CPython 3.6 and newer.
+
+A ``.coex`` file is a POSIX ``sh`` preamble followed by a zip archive (offsets in the zip are
+absolute, so ``unzip -l app.coex`` and ``python app.coex`` both work, and so does
+``python unzipped-dir/``):
+
+    <sh preamble>                  see render_preamble(): exec the installed entry point directly
+                                   when the cache already holds this archive, else run the zip
+    __main__.py                    tiny bootstrap -> coex_runtime.main.main()
+    coex_runtime/*.py              the runtime (deflated)
+    COEX-INFO                      the record (JSON, see build_info / validate_info)
+    .coex/libzstd.so.1             the target platform's libzstd, from the lock's own ``zstd``
+                                   package, stored so that the stdlib can read it
+    pkgs/<filename>                one member per locked package, stored (no recompression):
+                                   ``.conda`` as locked (its sha256 equals the lock's), ``.tar.bz2``
+                                   transcoded at build time to ``<stem>.tar.zst``
+    app/<relpath>                  the app layer (in-repo sources), deflated, modes kept
+
+Every zip entry has the date 1980-01-01, a fixed mode and a fixed order, so the same inputs give
+the same bytes on any machine.
+"""
+
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import struct
+import zipfile
+
+FORMAT_VERSION = (1, 0)
+INFO_NAME = "COEX-INFO"
+MAIN_NAME = "__main__.py"
+RUNTIME_DIR = "coex_runtime/"
+PKGS_DIR = "pkgs/"
+APP_DIR = "app/"
+LIBZSTD_NAME = ".coex/libzstd.so.1"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+COPY_BUFSIZE = 1 << 20
+# Package encodings: how a package is stored in the archive.
+ENCODINGS = ("conda", "tar.zst", "tar.bz2")
+ENTRY_POINT_KINDS = ("command", "function", "app")
+_FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+MAIN_SOURCE = b'''# coex archive bootstrap (written by coex_runtime/format.py)
+import sys
+if sys.version_info < (3, 6):
+    sys.stderr.write("coex: installing this archive needs Python >= 3.6; %s is %s\\n"
+                     % (sys.executable, sys.version.split()[0]))
+    sys.exit(127)
+from coex_runtime.main import main
+sys.exit(main())
+'''
+
+
+class FormatError(Exception):
+    """The archive or its record is not valid: the message says what and how to fix it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# identities
+
+
+def dump_json(obj):
+    """Canonical JSON bytes: sorted keys, no insignificant whitespace variance."""
+    return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(COPY_BUFSIZE), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def env_id(platform, packages):
+    """sha256 over the locked package list: the target platform plus every package's
+    ``subdir/filename sha256`` (sorted). Two archives with the same lock share one environment."""
+    lines = sorted("%s/%s %s" % (p["subdir"], p["filename"], p["sha256"]) for p in packages)
+    return hashlib.sha256(("coex-env/1 %s\n" % platform + "\n".join(lines)).encode("utf-8")).hexdigest()
+
+
+def app_digest(files):
+    """sha256 over the app layer: ``files`` is an iterable of (relpath, mode, sha256 hex)."""
+    h = hashlib.sha256(b"coex-app/1\n")
+    for rel, mode, digest in sorted(files):
+        h.update(("%s\0%o\0%s\n" % (rel, mode, digest)).encode("utf-8"))
+    return h.hexdigest()
+
+
+def archive_id(info_bytes):
+    """The identity of one archive: sha256 of its COEX-INFO bytes (entry points, app layer,
+    environment, env vars all live there)."""
+    return hashlib.sha256(info_bytes).hexdigest()
+
+
+def short_id(hex_digest, length=16):
+    """Directory names in the cache use a prefix of the digest (shebangs stay short)."""
+    return hex_digest[:length]
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+
+
+def parse_entry_point(text, app_files=()):
+    """Turn what a user wrote into an entry-point record.
+
+    * ``module.sub:function`` -> {"kind": "function", "module", "function"} (console-script style,
+      run by the environment's python)
+    * a first word that is a path in the app layer -> {"kind": "app", "path", "args"}
+    * anything else -> {"kind": "command", "argv", "app_args"}: a program of the environment
+      (``python``, ``python -m app``), looked up in the prefix's bin/ and then on PATH;
+      ``app_args`` lists the indexes of later words that are app-layer paths (``python
+      src/main.py``), which the runtime makes absolute.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise FormatError("an entry point must be a non-empty string, got %r" % (text,))
+    text = text.strip()
+    if _FUNCTION_RE.match(text):
+        module, function = text.split(":", 1)
+        return {"kind": "function", "module": module, "function": function}
+    try:
+        argv = shlex.split(text)
+    except ValueError as e:
+        raise FormatError("entry point %r is not a valid shell-style command: %s" % (text, e))
+    first = argv[0]
+    app_files = set(app_files)
+
+    def in_app(word):
+        word = word[2:] if word.startswith("./") else word
+        return word if word in app_files else None
+
+    if in_app(first):
+        return {"kind": "app", "path": in_app(first), "args": argv[1:]}
+    app_args = [i for i, w in enumerate(argv) if i > 0 and in_app(w)]
+    return {"kind": "command", "argv": [in_app(w) or w if i in app_args else w for i, w in enumerate(argv)],
+            "app_args": app_args}
+
+
+def _validate_entry_point(name, ep):
+    where = "entry point %r" % name
+    if not _NAME_RE.match(name):
+        raise FormatError("%s: names may use letters, digits and _ . + - only" % where)
+    kind = ep.get("kind") if isinstance(ep, dict) else None
+    if kind == "function":
+        if not (ep.get("module") and ep.get("function")):
+            raise FormatError("%s: a function entry point needs module and function" % where)
+    elif kind == "app":
+        p = ep.get("path")
+        if not isinstance(p, str) or not p or p.startswith("/") or ".." in p.split("/"):
+            raise FormatError("%s: app path must be relative inside the app layer, got %r" % (where, p))
+        if not isinstance(ep.get("args", []), list):
+            raise FormatError("%s: args must be a list" % where)
+    elif kind == "command":
+        argv = ep.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise FormatError("%s: argv must be a non-empty list of strings" % where)
+    else:
+        raise FormatError("%s: unknown kind %r (known: %s)" % (where, kind, ", ".join(ENTRY_POINT_KINDS)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the record
+
+
+_PKG_REQUIRED = ("name", "version", "build", "subdir", "filename", "sha256", "size", "member",
+                 "encoding", "stored_sha256", "stored_size")
+
+
+def validate_info(info):
+    """Check a decoded COEX-INFO record; raise FormatError naming the first problem."""
+    if not isinstance(info, dict):
+        raise FormatError("COEX-INFO is not a JSON object")
+    version = info.get("format_version")
+    if (not isinstance(version, list) or len(version) != 2
+            or not all(isinstance(v, int) for v in version)):
+        raise FormatError("COEX-INFO has no valid format_version; this is not a coex archive")
+    if version[0] != FORMAT_VERSION[0]:
+        raise FormatError(
+            "this archive uses coex format %d.%d, but this runtime reads format %d.x: rebuild the "
+            "archive with a coex of the same major format version" % (version[0], version[1], FORMAT_VERSION[0]))
+    for key in ("platform", "env_id", "packages", "entry_points", "default_entry_point"):
+        if key not in info:
+            raise FormatError("COEX-INFO is missing %r" % key)
+    for i, pkg in enumerate(info["packages"]):
+        missing = [k for k in _PKG_REQUIRED if k not in pkg]
+        if missing:
+            raise FormatError("COEX-INFO package #%d (%s) is missing %s"
+                              % (i, pkg.get("filename", "?"), ", ".join(missing)))
+        if pkg["encoding"] not in ENCODINGS:
+            raise FormatError("COEX-INFO package %s has unknown encoding %r"
+                              % (pkg["filename"], pkg["encoding"]))
+        if not pkg["member"].startswith(PKGS_DIR) or "/" in pkg["member"][len(PKGS_DIR):]:
+            raise FormatError("COEX-INFO package %s has a bad member name %r" % (pkg["filename"], pkg["member"]))
+    if env_id(info["platform"], info["packages"]) != info["env_id"]:
+        raise FormatError("COEX-INFO env_id does not match its package list: the record was altered")
+    eps = info["entry_points"]
+    if not isinstance(eps, dict) or not eps:
+        raise FormatError("COEX-INFO declares no entry point")
+    for name, ep in eps.items():
+        _validate_entry_point(name, ep)
+    if info["default_entry_point"] not in eps:
+        raise FormatError("COEX-INFO default_entry_point %r is not one of %s"
+                          % (info["default_entry_point"], ", ".join(sorted(eps))))
+    env = info.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise FormatError("COEX-INFO env must map strings to strings")
+    return info
+
+
+def load_info(data):
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise FormatError("COEX-INFO is not valid JSON (%s): the archive is damaged" % e)
+    return validate_info(info)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sh preamble
+
+
+PREAMBLE_TEMPLATE = r'''#!/bin/sh
+# This is a coex archive (format @FORMAT@): a POSIX sh preamble followed by a zip.
+# Inspect it with `unzip -l` or `COEX_TOOLS=1 ./archive info`.
+# Warm path: when the cache holds this archive's launcher, exec the entry point with no Python.
+COEX_ARCHIVE_ID=@ID@
+case "$0" in /*) COEX_ARCHIVE=$0 ;; *) COEX_ARCHIVE=$PWD/$0 ;; esac
+COEX_ARGV0=$0
+export COEX_ARCHIVE COEX_ARGV0
+if [ -z "${COEX_TOOLS:-}" ]; then
+  _coex_l=${COEX_ROOT:-${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/coex}/launch/$COEX_ARCHIVE_ID.sh
+  if [ -f "$_coex_l" ]; then . "$_coex_l"; fi
+fi
+if [ -n "${COEX_PYTHON:-}" ]; then
+  if "$COEX_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+    exec "$COEX_PYTHON" "$COEX_ARCHIVE" "$@"
+  fi
+  echo "coex: COEX_PYTHON=$COEX_PYTHON is not a working Python >= 3.6" >&2
+  exit 127
+fi
+for _coex_py in python3 python; do
+  if command -v "$_coex_py" >/dev/null 2>&1 &&
+     "$_coex_py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+    exec "$_coex_py" "$COEX_ARCHIVE" "$@"
+  fi
+done
+echo "coex: the first run of $0 installs its environment and needs Python >= 3.6 (python3 or python on PATH, or set COEX_PYTHON); none was found" >&2
+exit 127
+'''
+
+
+def render_preamble(archive_hex):
+    text = PREAMBLE_TEMPLATE.replace("@ID@", short_id(archive_hex)).replace(
+        "@FORMAT@", "%d.%d" % FORMAT_VERSION)
+    return text.encode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def runtime_sources():
+    """The runtime's own modules, as {archive member name: bytes}, sorted."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = {}
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                out[RUNTIME_DIR + name] = f.read()
+    return out
+
+
+def runtime_digest(sources):
+    h = hashlib.sha256(b"coex-runtime/1\n")
+    for name in sorted(sources):
+        h.update(("%s %s\n" % (name, hashlib.sha256(sources[name]).hexdigest())).encode("utf-8"))
+    return h.hexdigest()
+
+
+def _zinfo(name, mode, compress):
+    zi = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    zi.create_system = 3  # unix, so external_attr carries the mode
+    zi.external_attr = ((stat.S_IFREG | mode) & 0xFFFF) << 16
+    zi.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    return zi
+
+
+def stored_member_name(filename, encoding):
+    """Where a package goes in the archive: ``.tar.bz2`` packages are stored transcoded."""
+    if encoding == "tar.zst" and filename.endswith(".tar.bz2"):
+        filename = filename[: -len(".tar.bz2")] + ".tar.zst"
+    return PKGS_DIR + filename
+
+
+def build_info(platform, packages, entry_points, default_entry_point, app=None, libzstd=None,
+               env=None, requested_specs=(), virtual_packages=(), runtime=None, build=None):
+    """Assemble and validate a COEX-INFO record.
+
+    ``packages``: package dicts in install (topological) order, each the lock's record fields
+    (name, version, build, build_number, subdir, filename, url, channel, md5, sha256, size,
+    depends, constrains, noarch, timestamp, license, ...) plus member, encoding, stored_sha256,
+    stored_size. ``entry_points``: {name: record from parse_entry_point}."""
+    info = {
+        "format_version": list(FORMAT_VERSION),
+        "platform": platform,
+        "env_id": env_id(platform, packages),
+        "packages": list(packages),
+        "virtual_packages": sorted(set(virtual_packages)),
+        "requested_specs": list(requested_specs),
+        "entry_points": dict(entry_points),
+        "default_entry_point": default_entry_point,
+        "env": dict(env or {}),
+        "app": app,
+        "libzstd": libzstd,
+        "runtime": runtime,
+        "build": dict(build or {}),
+    }
+    return validate_info(info)
+
+
+def write_archive(out_path, platform, packages, entry_points, default_entry_point=None,
+                  app_files=(), libzstd_path=None, env=None, requested_specs=(),
+                  virtual_packages=(), build=None, runtime_files=None):
+    """Write a .coex archive deterministically; return its COEX-INFO record.
+
+    ``packages``: [{"path": file to store, "entry": lock record dict, "encoding": one of
+    ENCODINGS}] in install order. ``entry_points``: {name: user text or parsed record}; the
+    default is ``default_entry_point`` or the only/first name. ``app_files``: [(relpath, path on
+    disk)] for the app layer. ``libzstd_path``: the target platform's libzstd.so.1 (a real file).
+    ``runtime_files``: {member: bytes}; default: this package's own modules."""
+    runtime_files = runtime_sources() if runtime_files is None else dict(runtime_files)
+    app = sorted((rel.replace(os.sep, "/"), path) for rel, path in app_files)
+    for rel, _ in app:
+        if rel.startswith("/") or ".." in rel.split("/") or not rel:
+            raise FormatError("app layer path %r must be relative and inside the layer" % rel)
+    rels = [rel for rel, _ in app]
+    if len(set(rels)) != len(rels):
+        raise FormatError("the app layer has the same path twice")
+
+    pkg_records, pkg_sources, seen = [], [], set()
+    for p in packages:
+        entry = dict(p["entry"])
+        encoding = p["encoding"]
+        if encoding not in ENCODINGS:
+            raise FormatError("package %s: unknown encoding %r" % (entry.get("filename"), encoding))
+        member = stored_member_name(entry["filename"], encoding)
+        if member in seen:
+            raise FormatError("package %s appears twice" % entry["filename"])
+        seen.add(member)
+        digest, size = sha256_file(p["path"]), os.path.getsize(p["path"])
+        if encoding != "tar.zst" and (digest != entry["sha256"] or size != int(entry["size"])):
+            raise FormatError(
+                "package %s: the file to store (%s, sha256 %s, %d bytes) is not the locked one "
+                "(sha256 %s, %d bytes)" % (entry["filename"], p["path"], digest, size,
+                                           entry["sha256"], int(entry["size"])))
+        entry.update(member=member, encoding=encoding, stored_sha256=digest, stored_size=size)
+        pkg_records.append(entry)
+        pkg_sources.append((member, p["path"]))
+
+    app_entries = []
+    for rel, path in app:
+        mode = 0o755 if os.stat(path).st_mode & 0o111 else 0o644
+        app_entries.append((rel, mode, sha256_file(path), path))
+    app_record = None
+    if app_entries:
+        app_record = {"digest": app_digest([(r, m, d) for r, m, d, _ in app_entries]),
+                      "files": len(app_entries),
+                      "size": sum(os.path.getsize(p) for _, _, _, p in app_entries)}
+    zstd_record = None
+    if libzstd_path:
+        zstd_record = {"member": LIBZSTD_NAME, "sha256": sha256_file(libzstd_path),
+                       "size": os.path.getsize(libzstd_path)}
+
+    eps = {}
+    for name, ep in dict(entry_points).items():
+        eps[name] = parse_entry_point(ep, rels) if isinstance(ep, str) else dict(ep)
+    if default_entry_point is None and eps:
+        default_entry_point = sorted(eps)[0] if len(eps) > 1 else next(iter(eps))
+    info = build_info(platform, pkg_records, eps, default_entry_point, app=app_record,
+                      libzstd=zstd_record, env=env, requested_specs=requested_specs,
+                      virtual_packages=virtual_packages,
+                      runtime={"digest": runtime_digest(runtime_files),
+                               "format": "%d.%d" % FORMAT_VERSION},
+                      build=build)
+    info_bytes = dump_json(info)
+
+    tmp = "%s.tmp-%d" % (out_path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(render_preamble(archive_id(info_bytes)))
+            with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
+                zf.writestr(_zinfo(MAIN_NAME, 0o644, True), MAIN_SOURCE)
+                for name in sorted(runtime_files):
+                    zf.writestr(_zinfo(name, 0o644, True), runtime_files[name])
+                zf.writestr(_zinfo(INFO_NAME, 0o644, True), info_bytes)
+                if libzstd_path:
+                    _copy_into(zf, _zinfo(LIBZSTD_NAME, 0o755, False), libzstd_path)
+                for member, path in pkg_sources:
+                    _copy_into(zf, _zinfo(member, 0o644, False), path)
+                for rel, mode, _, path in app_entries:
+                    _copy_into(zf, _zinfo(APP_DIR + rel, mode, True), path)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return info
+
+
+def _copy_into(zf, zinfo, path):
+    size = os.path.getsize(path)
+    zinfo.file_size = size
+    with open(path, "rb") as src, zf.open(zinfo, "w", force_zip64=size > 0x7FFFFFFF) as dst:
+        shutil.copyfileobj(src, dst, COPY_BUFSIZE)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+class _BoundedReader(io.RawIOBase):
+    """Reads ``size`` bytes of a stored zip member straight from the file (no zipfile machinery,
+    one file descriptor per reader, so threads can read different members at once)."""
+
+    def __init__(self, path, offset, size):
+        self._f = open(path, "rb")
+        self._f.seek(offset)
+        self._left = size
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = min(len(b), self._left)
+        if n <= 0:
+            return 0
+        data = self._f.read(n)
+        b[: len(data)] = data
+        self._left -= len(data)
+        if not data:
+            raise FormatError("the archive ends inside a stored member: it is truncated")
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
+class Archive(object):
+    """A coex archive opened for reading: a .coex file (sh preamble + zip) or an unzipped
+    directory. ``info`` is the validated COEX-INFO record."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.is_dir = os.path.isdir(self.path)
+        self._zip = None
+        if not self.is_dir:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise FormatError("%s is not a readable coex archive (%s): it may be truncated or "
+                                  "damaged; copy it again" % (self.path, e))
+        try:
+            self.info_bytes = self.read(INFO_NAME)
+        except KeyError:
+            raise FormatError("%s has no %s record: it is not a coex archive" % (self.path, INFO_NAME))
+        self.info = load_info(self.info_bytes)
+        self.id = archive_id(self.info_bytes)
+
+    def close(self):
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def names(self):
+        if self.is_dir:
+            out = []
+            for root, _, files in os.walk(self.path):
+                for f in files:
+                    out.append(os.path.relpath(os.path.join(root, f), self.path).replace(os.sep, "/"))
+            return sorted(out)
+        return self._zip.namelist()
+
+    def read(self, name):
+        if self.is_dir:
+            p = os.path.join(self.path, *name.split("/"))
+            if not os.path.isfile(p):
+                raise KeyError(name)
+            with open(p, "rb") as f:
+                return f.read()
+        return self._zip.read(name)
+
+    def mode(self, name):
+        """Unix permission bits of a member."""
+        if self.is_dir:
+            return stat.S_IMODE(os.stat(os.path.join(self.path, *name.split("/"))).st_mode)
+        return stat.S_IMODE(self._zip.getinfo(name).external_attr >> 16) or 0o644
+
+    def open(self, name):
+        """A binary file object over a member's stored bytes. Stored (uncompressed) members are
+        read directly from the archive file with their own descriptor."""
+        if self.is_dir:
+            return open(os.path.join(self.path, *name.split("/")), "rb")
+        zi = self._zip.getinfo(name)
+        if zi.compress_type != zipfile.ZIP_STORED:
+            return self._zip.open(zi)
+        with open(self.path, "rb") as f:
+            f.seek(zi.header_offset)
+            header = f.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise FormatError("%s: member %s has a bad local header: the archive is damaged"
+                              % (self.path, name))
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        return io.BufferedReader(
+            _BoundedReader(self.path, zi.header_offset + 30 + name_len + extra_len, zi.file_size),
+            COPY_BUFSIZE)
+
+    def verify(self, name, sha256, size):
+        """Stream a member and check its sha256 and size; raise FormatError on mismatch."""
+        h, n = hashlib.sha256(), 0
+        with self.open(name) as f:
+            for block in iter(lambda: f.read(COPY_BUFSIZE), b""):
+                h.update(block)
+                n += len(block)
+        if n != size or h.hexdigest() != sha256:
+            raise FormatError(
+                "%s: member %s is damaged (sha256 %s, %d bytes; the record says %s, %d bytes): the "
+                "archive was truncated or altered; copy or rebuild it" % (self.path, name, h.hexdigest(), n, sha256, size))
+
+    def app_members(self):
+        """[(relpath, member name)] of the app layer."""
+        return [(n[len(APP_DIR):], n) for n in self.names() if n.startswith(APP_DIR) and not n.endswith("/")]
+
+
+def open_archive(path):
+    return Archive(path)

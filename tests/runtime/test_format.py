@@ -1,0 +1,116 @@
+"""coex_runtime/format.py: the one archive format (writer and reader)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from coex_runtime import format as F
+from tests.runtime.format_helpers import _pkg, _write
+
+PYENV = os.path.expanduser("~/.pyenv/versions")
+
+
+def test_roundtrip_record_members_and_modes(tmp_path):
+    info = _write(tmp_path)
+    a = F.open_archive(str(tmp_path / "a.coex"))
+    assert a.info == info
+    assert a.info["env_id"] == F.env_id("linux-64", info["packages"])
+    pkg = a.info["packages"][0]
+    assert pkg["member"] == "pkgs/x-1.0-0.conda" and pkg["stored_sha256"] == pkg["sha256"]
+    assert a.open(pkg["member"]).read() == b"abc"
+    a.verify(pkg["member"], pkg["sha256"], 3)
+    assert dict(a.app_members()) == {"src/main.py": "app/src/main.py", "src/run.sh": "app/src/run.sh"}
+    assert a.mode("app/src/run.sh") == 0o755 and a.mode("app/src/main.py") == 0o644
+    eps = a.info["entry_points"]
+    assert eps["main"] == {"kind": "command", "argv": ["python", "src/main.py"], "app_args": [1]}
+    assert eps["run"] == {"kind": "app", "path": "src/run.sh", "args": ["-v"]}
+    assert eps["fn"] == {"kind": "function", "module": "pkg.cli", "function": "main"}
+    # The sh preamble names this archive's id; zip tools see a normal zip with 1980 dates.
+    head = (tmp_path / "a.coex").read_bytes()[:2048].decode("ascii", "replace")
+    assert head.startswith("#!/bin/sh\n") and "COEX_ARCHIVE_ID=%s\n" % F.short_id(a.id) in head
+    with zipfile.ZipFile(str(tmp_path / "a.coex")) as z:
+        assert all(zi.date_time == F.ZIP_DATE for zi in z.infolist())
+        assert z.getinfo(pkg["member"]).compress_type == zipfile.ZIP_STORED
+    assert os.stat(str(tmp_path / "a.coex")).st_mode & 0o111
+
+
+def test_same_inputs_same_bytes_on_every_python(tmp_path):
+    """Byte-for-byte reproducible, whichever CPython writes it (3.6 .. 3.13)."""
+    _write(tmp_path)
+    want = hashlib.sha256((tmp_path / "a.coex").read_bytes()).hexdigest()
+    script = (
+        "import sys; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
+        "from tests.runtime import format_helpers as t; import pathlib\n"
+        "t._write(pathlib.Path(sys.argv[1]), out='b.coex')\n"
+    ) % (os.path.dirname(os.path.dirname(F.__file__)), os.path.dirname(os.path.dirname(F.__file__)))
+    pythons = [p for p in (os.path.join(PYENV, v, "bin", "python3") for v in ("3.6.15", "3.13.0"))
+               if os.path.exists(p)] or [sys.executable]
+    for py in pythons:
+        subprocess.run([py, "-c", script, str(tmp_path)], check=True)
+        assert hashlib.sha256((tmp_path / "b.coex").read_bytes()).hexdigest() == want, py
+
+
+def test_python_runs_the_zip_and_the_unzipped_dir_is_an_archive_too(tmp_path):
+    _write(tmp_path)
+    d = tmp_path / "unzipped"
+    with zipfile.ZipFile(str(tmp_path / "a.coex")) as z:
+        z.extractall(str(d))
+    a = F.open_archive(str(d))
+    assert a.is_dir and a.open("pkgs/x-1.0-0.conda").read() == b"abc"
+    assert a.id == F.open_archive(str(tmp_path / "a.coex")).id
+
+
+def test_tampering_is_detected(tmp_path):
+    _write(tmp_path)
+    raw = bytearray((tmp_path / "a.coex").read_bytes())
+    a = F.open_archive(str(tmp_path / "a.coex"))
+    zi = zipfile.ZipFile(str(tmp_path / "a.coex")).getinfo("pkgs/x-1.0-0.conda")
+    data_at = zi.header_offset + 30 + len(zi.filename) + len(zi.extra)
+    raw[data_at] ^= 0xFF
+    (tmp_path / "bad.coex").write_bytes(bytes(raw))
+    bad = F.open_archive(str(tmp_path / "bad.coex"))
+    with pytest.raises(F.FormatError, match="damaged"):
+        bad.verify("pkgs/x-1.0-0.conda", a.info["packages"][0]["sha256"], 3)
+    # Truncated: the zip directory is gone.
+    (tmp_path / "trunc.coex").write_bytes(bytes(raw[: len(raw) // 2]))
+    with pytest.raises(F.FormatError, match="truncated or damaged"):
+        F.open_archive(str(tmp_path / "trunc.coex"))
+
+
+def test_record_validation(tmp_path):
+    info = _write(tmp_path)
+    bad = json.loads(F.dump_json(info))
+    bad["format_version"] = [2, 0]
+    with pytest.raises(F.FormatError, match="format 2.0.*reads format 1.x"):
+        F.validate_info(bad)
+    bad = json.loads(F.dump_json(info))
+    bad["packages"][0]["sha256"] = "0" * 64
+    with pytest.raises(F.FormatError, match="env_id does not match"):
+        F.validate_info(bad)
+    bad = json.loads(F.dump_json(info))
+    bad["default_entry_point"] = "nope"
+    with pytest.raises(F.FormatError, match="default_entry_point 'nope'"):
+        F.validate_info(bad)
+
+
+def test_writer_refuses_a_package_that_is_not_the_locked_one(tmp_path):
+    p = _pkg(tmp_path)
+    p["entry"]["sha256"] = "0" * 64
+    with pytest.raises(F.FormatError, match="is not the locked one"):
+        _write(tmp_path, packages=[p])
+    assert not os.path.exists(str(tmp_path / "a.coex"))
+    assert not [n for n in os.listdir(str(tmp_path)) if ".tmp-" in n]
+
+
+def test_entry_point_parsing():
+    assert F.parse_entry_point("python -m app")["argv"] == ["python", "-m", "app"]
+    assert F.parse_entry_point("app.cli:main")["kind"] == "function"
+    assert F.parse_entry_point("./bin/x a", ["bin/x"]) == {"kind": "app", "path": "bin/x", "args": ["a"]}
+    with pytest.raises(F.FormatError):
+        F.parse_entry_point("  ")
+    with pytest.raises(F.FormatError, match="not a valid shell-style"):
+        F.parse_entry_point("python 'unterminated")
