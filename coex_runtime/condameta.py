@@ -1,0 +1,98 @@
+"""`conda-meta/`: one `<name>-<version>-<build>.json` per package and `history`, in the shape
+conda (`conda list -p`, conda-pack) and rattler (`PrefixRecord.from_path`, pixi) read.
+
+A record is the package's repodata record (its `info/index.json`, overlaid with the lock's
+fields: url, channel, md5, sha256, size, ...) plus `fn`, `files`, `paths_data`, `link`,
+`extracted_package_dir`, `requested_spec` (conda, a string) and `requested_specs` (rattler, a
+list).
+"""
+
+import json
+import os
+import re
+import time
+
+# coex-only fields of a COEX-INFO package entry: not part of the repodata record
+_COEX_FIELDS = ("member", "encoding", "stored_sha256", "stored_size", "filename", "path")
+
+LINK_TYPE_HARDLINK = 1
+LINK_TYPE_SOFTLINK = 2
+LINK_TYPE_COPY = 3
+
+
+def record_name(entry):
+    return "%s-%s-%s.json" % (entry["name"], entry["version"], entry["build"])
+
+
+def spec_name(spec):
+    """The package name a match spec selects: `conda-forge::numpy >=1.2` -> `numpy`."""
+    s = spec.strip()
+    if "::" in s:
+        s = s.split("::", 1)[1]
+    m = re.match(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)", s)
+    return m.group(1).lower() if m else None
+
+
+def requested_for(entry, requested_specs):
+    name = entry.get("name", "").lower()
+    return [s for s in requested_specs if spec_name(s) == name]
+
+
+def repodata_record(entry, index):
+    """The package's index.json overlaid with the lock's (non-null) record fields."""
+    rec = dict(index or {})
+    for k, v in entry.items():
+        if k in _COEX_FIELDS or v is None:
+            continue
+        if k == "constrains" and not v and k not in rec:
+            continue
+        rec[k] = v
+    rec["fn"] = entry.get("filename") or entry.get("fn")
+    rec.setdefault("depends", [])
+    return rec
+
+
+def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type=LINK_TYPE_HARDLINK):
+    rec = repodata_record(entry, index)
+    req = requested_for(entry, requested_specs)
+    rec["requested_spec"] = req[0] if req else ""
+    rec["requested_specs"] = req
+    rec["extracted_package_dir"] = pkgdir
+    rec["files"] = list(files)
+    rec["paths_data"] = {"paths_version": 1, "paths": list(paths)}
+    rec["link"] = {"source": pkgdir, "type": link_type}
+    return rec
+
+
+def write_record(prefix, rec):
+    d = os.path.join(prefix, "conda-meta")
+    if not os.path.isdir(d):
+        os.makedirs(d, exist_ok=True)
+    name = "%s-%s-%s.json" % (rec["name"], rec["version"], rec["build"])
+    tmp = os.path.join(d, "." + name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(rec, indent=2, sort_keys=True).encode("utf-8"))
+    os.rename(tmp, os.path.join(d, name))
+
+
+def dist_str(entry):
+    ch = (entry.get("channel") or "").rstrip("/")
+    sub = entry.get("subdir") or ""
+    base = "%s-%s-%s" % (entry["name"], entry["version"], entry["build"])
+    if ch:
+        return "%s/%s::%s" % (ch, sub, base) if sub else "%s::%s" % (ch, base)
+    return base
+
+
+def write_history(prefix, entries, requested_specs, when=None):
+    """Append one conda-style revision listing every package as added."""
+    d = os.path.join(prefix, "conda-meta")
+    if not os.path.isdir(d):
+        os.makedirs(d, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    lines = ["==> %s <==" % stamp, "# cmd: coex (first run of a .coex archive)",
+             "# conda version: 4.14.0"]
+    lines += ["+" + dist_str(e) for e in sorted(entries, key=lambda e: e["name"])]
+    lines.append("# update specs: %r" % [str(s) for s in requested_specs])
+    with open(os.path.join(d, "history"), "a") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,586 @@
+"""Phase 1 of an install: stream one stored conda package into an extracted package directory.
+
+Stored encodings (see coex_runtime/format.py): "conda" (a zip holding `info-*.tar.zst` and
+`pkg-*.tar.zst`, read sequentially from its local headers, so the payload needs no seeking),
+"tar.zst" and "tar.bz2".  The stored bytes' sha256 and size are checked while streaming; the
+files are checked against `info/paths.json` (size and sha256) once the stream ends.  Nothing is
+left in the destination unless every check passed: the caller extracts into a temporary
+directory and renames it into place (`extract_to_cache`).
+
+Safety: members escaping the package (absolute, `..`), symlinks or hardlinks pointing outside
+it, device files and FIFOs, and setuid/setgid/sticky bits are refused, naming the package and
+the member.  World-writable bits are dropped; the umask applies to everything created.
+"""
+
+import bz2
+import errno
+import hashlib
+import io
+import json
+import os
+import posixpath
+import shutil
+import struct
+import tarfile
+import zlib
+
+from coex_runtime import zstd
+
+COPY_BUFSIZE = 1 << 20
+_TAR_BUFSIZE = 64 * 1024
+
+
+class PackageError(Exception):
+    """A package cannot be extracted or installed; the message names the package and file."""
+
+
+class _HashingReader(object):
+    """Counts and hashes every byte read from `f` (the stored payload)."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n=-1):
+        data = self._f.read(n) if n is not None and n >= 0 else self._f.read()
+        if data:
+            self.sha.update(data)
+            self.size += len(data)
+        return data
+
+    def readinto(self, b):
+        n = self._f.readinto(b)
+        if n:
+            self.sha.update(memoryview(b)[:n])
+            self.size += n
+        return n
+
+    def drain(self):
+        while True:
+            data = self._f.read(COPY_BUFSIZE)
+            if not data:
+                return
+            self.sha.update(data)
+            self.size += len(data)
+
+
+class _Bounded(io.RawIOBase):
+    """Exactly `size` bytes of `f` (a member inside a streamed zip)."""
+
+    def __init__(self, f, size, what):
+        io.RawIOBase.__init__(self)
+        self._f = f
+        self._left = size
+        self._what = what
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = min(len(b), self._left)
+        if n <= 0:
+            return 0
+        data = self._f.read(n)
+        if not data:
+            raise PackageError("%s ends early (truncated package)" % self._what)
+        k = len(data)
+        b[:k] = data
+        self._left -= k
+        return k
+
+    def drain(self):
+        while self._left > 0:
+            data = self._f.read(min(self._left, COPY_BUFSIZE))
+            if not data:
+                raise PackageError("%s ends early (truncated package)" % self._what)
+            self._left -= len(data)
+
+
+class _Inflating(io.RawIOBase):
+    """Raw-deflate decoder for deflated zip members (metadata.json in some writers)."""
+
+    def __init__(self, f):
+        io.RawIOBase.__init__(self)
+        self._f = f
+        self._d = zlib.decompressobj(-15)
+        self._pending = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while not self._pending:
+            data = self._f.read(COPY_BUFSIZE)
+            if not data:
+                self._pending = self._d.flush()
+                if not self._pending:
+                    return 0
+                break
+            self._pending = self._d.decompress(data)
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _read_exact(f, n, what):
+    data = f.read(n)
+    if len(data) != n:
+        raise PackageError("%s ends early (truncated package)" % what)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# member safety
+
+
+def _member_path(pkg, name):
+    """Normalised relative member path, or PackageError if it escapes the package."""
+    n = name
+    while n.startswith("./"):
+        n = n[2:]
+    if n.startswith("/") or not n.strip("/"):
+        raise PackageError("%s: member %r has an absolute or empty path; refusing to install it"
+                           % (pkg, name))
+    parts = [p for p in n.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise PackageError("%s: member %r escapes the package directory ('..'); refusing to "
+                           "install it" % (pkg, name))
+    return "/".join(parts)
+
+
+def check_link_target(pkg, rel, target):
+    """A symlink at `rel` (relative path) pointing at `target` must stay inside the tree."""
+    if target.startswith("/"):
+        raise PackageError("%s: symlink %s points to the absolute path %r, outside the "
+                           "environment; refusing to install it" % (pkg, rel, target))
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise PackageError("%s: symlink %s points to %r, outside the environment; refusing to "
+                           "install it" % (pkg, rel, target))
+    return resolved
+
+
+_FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
+
+
+# ---------------------------------------------------------------------------------------------
+# tar streams
+
+
+def _extract_tar(pkg, fileobj, dest, digests, what):
+    """Extract one uncompressed tar stream into `dest`; record {relpath: (sha256, size)} of the
+    regular files in `digests`."""
+    try:
+        tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE)
+    except tarfile.TarError as e:
+        raise PackageError("%s: %s is not a valid tar stream (%s): the package is corrupt"
+                           % (pkg, what, e))
+    made_dirs = set([""])
+    try:
+        for ti in tf:
+            rel = _member_path(pkg, ti.name)
+            if ti.mode & _FORBIDDEN_BITS and not ti.isdir():
+                raise PackageError("%s: member %s has setuid/setgid/sticky bits (mode %o); "
+                                   "refusing to install it" % (pkg, rel, ti.mode))
+            path = os.path.join(dest, rel)
+            parent = posixpath.dirname(rel)
+            if parent not in made_dirs:
+                _makedirs(dest, parent)
+                made_dirs.add(parent)
+            if ti.isdir():
+                _makedirs(dest, rel)
+                made_dirs.add(rel)
+                continue
+            if ti.isreg():
+                if os.path.lexists(path):
+                    _remove(path)
+                src = tf.extractfile(ti)
+                mode = (ti.mode & 0o777 & ~0o002) | 0o400
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                h = hashlib.sha256()
+                size = 0
+                try:
+                    while True:
+                        block = src.read(COPY_BUFSIZE)
+                        if not block:
+                            break
+                        h.update(block)
+                        size += len(block)
+                        mv = memoryview(block)
+                        while mv:
+                            k = os.write(fd, mv)
+                            mv = mv[k:]
+                    if ti.mtime:
+                        os.utime(fd if os.utime in os.supports_fd else path,
+                                 (ti.mtime, ti.mtime))
+                finally:
+                    os.close(fd)
+                if size != ti.size:
+                    raise PackageError("%s: member %s ends early (truncated package)" % (pkg, rel))
+                digests[rel] = (h.hexdigest(), size)
+            elif ti.issym():
+                check_link_target(pkg, rel, ti.linkname)
+                if os.path.lexists(path):
+                    _remove(path)
+                os.symlink(ti.linkname, path)
+            elif ti.islnk():
+                target = _member_path(pkg, ti.linkname)
+                tpath = os.path.join(dest, target)
+                if not os.path.isfile(tpath) or os.path.islink(tpath):
+                    raise PackageError("%s: hardlink %s points to %r, which is not a regular file "
+                                       "of the package; refusing to install it"
+                                       % (pkg, rel, ti.linkname))
+                if os.path.lexists(path):
+                    _remove(path)
+                os.link(tpath, path)
+                if target in digests:
+                    digests[rel] = digests[target]
+            else:
+                kind = ("character device" if ti.ischr() else "block device" if ti.isblk()
+                        else "FIFO" if ti.isfifo() else "special file (type %r)" % ti.type)
+                raise PackageError("%s: member %s is a %s; refusing to install it"
+                                   % (pkg, rel, kind))
+    except tarfile.TarError as e:
+        raise PackageError("%s: %s is corrupt (%s)" % (pkg, what, e))
+    except (zstd.ZstdError, EOFError, OSError, zlib.error) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        raise PackageError("%s: %s is corrupt: %s" % (pkg, what, e))
+
+
+def _makedirs(dest, rel):
+    if not rel:
+        return
+    path = os.path.join(dest, rel)
+    try:
+        os.makedirs(path)
+    except OSError as e:
+        if e.errno != errno.EEXIST or not os.path.isdir(path) or os.path.islink(path):
+            raise PackageError("cannot create directory %s: %s" % (path, e))
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# outer formats
+
+
+def _extract_conda_zip(pkg, src, dest, digests, libzstd):
+    """Sequentially read a .conda zip's local headers; extract its inner tar.zst members."""
+    found = []
+    while True:
+        sig = src.read(4)
+        if len(sig) < 4:
+            raise PackageError("%s: the .conda zip ends before its central directory (truncated "
+                               "package)" % pkg)
+        if sig != b"PK\x03\x04":
+            if sig in (b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"):
+                break
+            if not found:
+                raise PackageError("%s: not a .conda file (no zip header)" % pkg)
+            raise PackageError("%s: corrupt .conda zip (unexpected bytes %r)" % (pkg, sig))
+        hdr = _read_exact(src, 26, pkg)
+        (_ver, flags, method, _t, _d, _crc, csize, usize, nlen, elen) = struct.unpack(
+            "<HHHHHIIIHH", hdr)
+        name = _read_exact(src, nlen, pkg).decode("utf-8", "replace")
+        extra = _read_exact(src, elen, pkg)
+        if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
+            csize = _zip64_size(extra, usize, csize, pkg, name)
+        if flags & 0x08:
+            raise PackageError("%s: zip member %s uses a data descriptor, which cannot be read "
+                               "as a stream; rebuild the package with conda-package-handling or "
+                               "rattler" % (pkg, name))
+        if flags & 0x01:
+            raise PackageError("%s: zip member %s is encrypted" % (pkg, name))
+        what = "%s (member %s)" % (pkg, name)
+        body = _Bounded(src, csize, what)
+        if method not in (0, 8):
+            raise PackageError("%s: zip member %s uses compression method %d (stored or deflate "
+                               "expected)" % (pkg, name, method))
+        if name.endswith(".tar.zst") and (name.startswith("info-") or name.startswith("pkg-")):
+            raw = io.BufferedReader(body if method == 0 else _Inflating(body), COPY_BUFSIZE)
+            dec = zstd.open_reader(raw, libzstd=libzstd, name=what)
+            _extract_tar(pkg, dec, dest, digests, what)
+            # the zstd frame may end before the member: read the rest (epilogue/padding)
+            while dec.read(COPY_BUFSIZE):
+                pass
+            found.append(name)
+        body.drain()
+    if not any(n.startswith("pkg-") for n in found) or not any(n.startswith("info-") for n in found):
+        raise PackageError("%s: the .conda file lacks its info-*.tar.zst or pkg-*.tar.zst member "
+                           "(found %s)" % (pkg, ", ".join(found) or "none"))
+
+
+def _zip64_size(extra, usize, csize, pkg, name):
+    i = 0
+    while i + 4 <= len(extra):
+        tag, ln = struct.unpack("<HH", extra[i:i + 4])
+        if tag == 1:
+            vals = extra[i + 4:i + 4 + ln]
+            fields = []
+            for j in range(0, len(vals) - 7, 8):
+                fields.append(struct.unpack("<Q", vals[j:j + 8])[0])
+            k = 0
+            if usize == 0xFFFFFFFF:
+                k += 1
+            if csize == 0xFFFFFFFF and len(fields) > k:
+                return fields[k]
+            return csize
+        i += 4 + ln
+    raise PackageError("%s: zip member %s has a bad zip64 header" % (pkg, name))
+
+
+class _Bz2Reader(io.RawIOBase):
+    def __init__(self, f, what):
+        io.RawIOBase.__init__(self)
+        self._f = f
+        self._d = bz2.BZ2Decompressor()
+        self._pending = b""
+        self._what = what
+        self._got_any = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while not self._pending:
+            if self._d.eof:
+                rest = self._d.unused_data
+                if not rest:
+                    rest = self._f.read(COPY_BUFSIZE)
+                if not rest:
+                    return 0
+                self._d = bz2.BZ2Decompressor()  # multi-stream bz2
+                data = rest
+            else:
+                data = self._f.read(COPY_BUFSIZE)
+                if not data:
+                    if self._got_any and self._d.eof:
+                        return 0
+                    raise PackageError("%s: truncated bzip2 stream" % self._what)
+            self._got_any = True
+            try:
+                self._pending = self._d.decompress(data)
+            except (OSError, ValueError, EOFError) as e:
+                raise PackageError("%s: corrupt bzip2 stream (%s)" % (self._what, e))
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def extract_stream(entry, payload, dest, libzstd=None):
+    """Extract `payload` (the stored bytes of `entry`) into the existing empty directory
+    `dest`, checking the stored sha256/size and info/paths.json. Raises PackageError."""
+    pkg = entry.get("filename") or entry.get("name", "?")
+    encoding = entry.get("encoding") or encoding_for(pkg)
+    src = _HashingReader(payload)
+    digests = {}
+    try:
+        if encoding == "conda":
+            _extract_conda_zip(pkg, src, dest, digests, libzstd)
+        elif encoding == "tar.zst":
+            dec = zstd.open_reader(io.BufferedReader(_RawAdapter(src), COPY_BUFSIZE),
+                                   libzstd=libzstd, name=pkg)
+            _extract_tar(pkg, dec, dest, digests, pkg)
+            while dec.read(COPY_BUFSIZE):
+                pass
+        elif encoding == "tar.bz2":
+            dec = io.BufferedReader(_Bz2Reader(src, pkg), COPY_BUFSIZE)
+            _extract_tar(pkg, dec, dest, digests, pkg)
+            while dec.read(COPY_BUFSIZE):
+                pass
+        else:
+            raise PackageError("%s: unknown package encoding %r" % (pkg, encoding))
+    except zstd.ZstdError as e:
+        raise PackageError("%s: %s" % (pkg, e))
+    src.drain()
+    want_sha = entry.get("stored_sha256") or entry.get("sha256")
+    want_size = entry.get("stored_size", entry.get("size"))
+    got_sha = src.sha.hexdigest()
+    if (want_sha and got_sha != want_sha) or (want_size is not None and src.size != int(want_size)):
+        raise PackageError(
+            "%s: the stored package is damaged: sha256 %s, %d bytes, but the lock says sha256 %s, "
+            "%s bytes; the archive was altered or truncated, rebuild or copy it again"
+            % (pkg, got_sha, src.size, want_sha, want_size))
+    verify_paths(pkg, dest, digests)
+    return digests
+
+
+class _RawAdapter(io.RawIOBase):
+    def __init__(self, f):
+        io.RawIOBase.__init__(self)
+        self._f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self._f.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def encoding_for(filename):
+    if filename.endswith(".conda"):
+        return "conda"
+    if filename.endswith(".tar.bz2"):
+        return "tar.bz2"
+    return "tar.zst"
+
+
+def read_paths(pkg, pkgdir):
+    """The package's paths as a list of dicts in the paths.json (version 1) shape, from
+    `info/paths.json`, or from the old `info/files` + `info/has_prefix`."""
+    pj = os.path.join(pkgdir, "info", "paths.json")
+    if os.path.isfile(pj):
+        try:
+            with open(pj, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            paths = data["paths"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise PackageError("%s: info/paths.json is not valid (%s)" % (pkg, e))
+        for p in paths:
+            if not isinstance(p, dict) or "_path" not in p:
+                raise PackageError("%s: info/paths.json has an entry without _path: %r" % (pkg, p))
+            pt = p.get("path_type", "hardlink")
+            if pt not in ("hardlink", "softlink", "directory"):
+                raise PackageError("%s: info/paths.json: %s has unknown path_type %r (known: "
+                                   "hardlink, softlink, directory)" % (pkg, p["_path"], pt))
+        return paths
+    files_path = os.path.join(pkgdir, "info", "files")
+    if not os.path.isfile(files_path):
+        raise PackageError("%s: has neither info/paths.json nor info/files: not a conda package"
+                           % pkg)
+    has_prefix = {}
+    hp = os.path.join(pkgdir, "info", "has_prefix")
+    if os.path.isfile(hp):
+        with open(hp, "rb") as f:
+            for line in f.read().decode("utf-8").splitlines():
+                placeholder, mode, path = parse_has_prefix_line(line)
+                if path:
+                    has_prefix[path] = (placeholder, mode)
+    no_link = set()
+    nl = os.path.join(pkgdir, "info", "no_link")
+    if os.path.isfile(nl):
+        with open(nl, "rb") as f:
+            no_link = set(l.strip() for l in f.read().decode("utf-8").splitlines() if l.strip())
+    out = []
+    with open(files_path, "rb") as f:
+        for line in f.read().decode("utf-8").splitlines():
+            rel = line.strip()
+            if not rel:
+                continue
+            full = os.path.join(pkgdir, rel)
+            p = {"_path": rel,
+                 "path_type": "softlink" if os.path.islink(full) else "hardlink"}
+            if rel in has_prefix:
+                p["prefix_placeholder"], p["file_mode"] = has_prefix[rel]
+            if rel in no_link:
+                p["no_link"] = True
+            out.append(p)
+    return out
+
+
+# conda-build's historical default placeholder (info/has_prefix lines with just a path)
+DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+
+
+def parse_has_prefix_line(line):
+    """`placeholder mode path`, `path` alone (default placeholder, text), quotes allowed."""
+    line = line.strip()
+    if not line:
+        return None, None, None
+    import shlex
+    try:
+        parts = shlex.split(line, posix=True)
+    except ValueError:
+        parts = line.split()
+    if len(parts) == 1:
+        return DEFAULT_PLACEHOLDER, "text", parts[0]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    raise ValueError("bad info/has_prefix line %r" % line)
+
+
+def verify_paths(pkg, pkgdir, digests):
+    """Every paths.json entry must exist with the declared type, size and sha256."""
+    for p in read_paths(pkg, pkgdir):
+        rel = p["_path"]
+        full = os.path.join(pkgdir, rel)
+        pt = p.get("path_type", "hardlink")
+        if pt == "directory":
+            continue
+        if pt == "softlink":
+            if not os.path.islink(full):
+                raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
+                                   "has no such symlink" % (pkg, rel))
+            continue
+        if not os.path.lexists(full):
+            raise PackageError("%s: info/paths.json lists %s, but the package does not contain "
+                               "it" % (pkg, rel))
+        if os.path.islink(full):
+            continue  # some builders record symlinks as hardlink entries
+        got = digests.get(rel)
+        if got is None:
+            continue
+        size = p.get("size_in_bytes")
+        if size is not None and int(size) != got[1]:
+            raise PackageError("%s: %s is %d bytes, but info/paths.json says %d: the package is "
+                               "corrupt" % (pkg, rel, got[1], int(size)))
+        sha = p.get("sha256")
+        if sha and sha != got[0]:
+            raise PackageError("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
+                               "corrupt" % (pkg, rel, got[0], sha))
+
+
+def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
+    """pkgs_dir/<stored sha256>/ for `entry`, extracting it first unless present.  The
+    directory appears atomically (rename of a temp dir inside pkgs_dir) and only when
+    complete and verified; concurrent extractors of the same package are safe."""
+    key = entry.get("stored_sha256") or entry["sha256"]
+    final = os.path.join(pkgs_dir, key)
+    if os.path.isdir(final):
+        return final
+    if not os.path.isdir(pkgs_dir):
+        os.makedirs(pkgs_dir, exist_ok=True)
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix=".tmp-%s-" % key[:12], dir=pkgs_dir)
+    try:
+        payload = open_payload(entry)
+        try:
+            extract_stream(entry, payload, tmp, libzstd=libzstd)
+        finally:
+            payload.close()
+        os.chmod(tmp, 0o755 & ~_umask())
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(final):
+                shutil.rmtree(tmp, ignore_errors=True)   # another process won the race
+            else:
+                raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+_UMASK = None
+
+
+def _umask():
+    global _UMASK
+    if _UMASK is None:
+        m = os.umask(0o022)
+        os.umask(m)
+        _UMASK = m
+    return _UMASK

@@ -1,0 +1,553 @@
+"""The runtime's conda installer: extract, link, finalize (stdlib only, CPython 3.6+).
+
+    install_env(entries, open_payload, pkgs_dir, staging, final_prefix, ...)   # phases 1-2
+    (caller renames staging -> final_prefix)
+    finalize_env(final_prefix, entries, requested_specs)                      # phase 3
+
+The prefix is what conda or rattler would create from the same lock (see the oracle in
+tests/installer/): paths.json driven linking (or old info/files + info/has_prefix), text and
+NUL-padded binary prefix replacement, long shebangs, noarch python (site-packages, scripts,
+entry points, .pyc), pre-/post-link scripts, conda-meta records and history.
+
+`progress`, when given, is called as progress(phase, done, total, name) with phase "extract",
+"link" or "finalize"; it must be cheap and thread-safe (it is called from worker threads).
+
+Errors raise InstallError (a subclass of each module's error is not needed: every error the
+installer raises is an InstallError whose message names the package and file).
+"""
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+from coex_runtime import condameta, extract, noarch, prefix as prefixmod
+
+COPY_BUFSIZE = 1 << 20
+_PENDING = os.path.join("conda-meta", ".coex-pending")
+
+
+class InstallError(Exception):
+    """The environment cannot be installed; the message names the package and file."""
+
+
+class LinkScriptError(InstallError):
+    """A pre-/post-link script failed; the message holds its output."""
+
+
+def _jobs(jobs, n):
+    if jobs is None:
+        jobs = min(4, os.cpu_count() or 1)
+    return max(1, min(int(jobs), max(1, n)))
+
+
+def _pmap(fn, items, jobs):
+    """[fn(x) for x in items] on `jobs` threads; the first exception (in item order) is
+    raised after every started job finished."""
+    items = list(items)
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    results = [None] * len(items)
+    errors = [None] * len(items)
+    lock = threading.Lock()
+    nxt = [0]
+    failed = [False]
+
+    def worker():
+        while True:
+            with lock:
+                if nxt[0] >= len(items) or failed[0]:
+                    return
+                i = nxt[0]
+                nxt[0] += 1
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:  # noqa: B902 - re-raised in the caller's thread
+                errors[i] = e
+                with lock:
+                    failed[0] = True
+    threads = [threading.Thread(target=worker, name="coex-install-%d" % k) for k in range(jobs)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
+
+
+def _pkg(entry):
+    return entry.get("filename") or "%s-%s-%s" % (entry.get("name"), entry.get("version"),
+                                                   entry.get("build"))
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 1
+
+
+def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None):
+    """pkgs_dir/<stored sha256>/ for each entry (extracting the missing ones in parallel)."""
+    if not os.path.isdir(pkgs_dir):
+        os.makedirs(pkgs_dir, exist_ok=True)
+    total = len(entries)
+    done = [0]
+    lock = threading.Lock()
+
+    def one(entry):
+        try:
+            d = extract.extract_to_cache(entry, open_payload, pkgs_dir, libzstd=libzstd)
+        except extract.PackageError as e:
+            raise InstallError(str(e))
+        except EnvironmentError as e:
+            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e))
+        if progress is not None:
+            with lock:
+                done[0] += 1
+                n = done[0]
+            progress("extract", n, total, _pkg(entry))
+        return d
+
+    # biggest first: the longest job should not start last
+    order = sorted(range(total), key=lambda i: -int(entries[i].get("stored_size")
+                                                      or entries[i].get("size") or 0))
+    dirs = _pmap(lambda i: one(entries[i]), order, _jobs(jobs, total))
+    out = [None] * total
+    for i, d in zip(order, dirs):
+        out[i] = d
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 2
+
+
+class _Plan(object):
+    """What one package puts into the prefix."""
+
+    def __init__(self, entry, pkgdir, index, paths, targets, entry_points, noarch_python):
+        self.entry = entry
+        self.pkgdir = pkgdir
+        self.index = index
+        self.paths = paths              # paths.json-shaped dicts (source-relative _path)
+        self.targets = targets          # prefix-relative target of each path
+        self.entry_points = entry_points  # [(name, module, func)]
+        self.noarch_python = noarch_python
+        self.owned = None               # set of targets this package wins (clobbering)
+
+
+def _read_index(pkg, pkgdir):
+    p = os.path.join(pkgdir, "info", "index.json")
+    try:
+        with open(p, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as e:
+        raise InstallError("%s: cannot read info/index.json (%s)" % (pkg, e))
+
+
+def _safe_rel(pkg, rel):
+    r = rel
+    while r.startswith("./"):
+        r = r[2:]
+    parts = [p for p in r.split("/") if p not in ("", ".")]
+    if r.startswith("/") or not parts or ".." in parts:
+        raise InstallError("%s: info/paths.json lists %r, which escapes the environment; "
+                           "refusing to install it" % (pkg, rel))
+    return "/".join(parts)
+
+
+def plan_package(entry, pkgdir, pyver):
+    pkg = _pkg(entry)
+    index = _read_index(pkg, pkgdir)
+    try:
+        paths = extract.read_paths(pkg, pkgdir)
+    except extract.PackageError as e:
+        raise InstallError(str(e))
+    except ValueError as e:
+        raise InstallError("%s: %s" % (pkg, e))
+    is_np = noarch.is_noarch_python(entry, index)
+    if is_np and not pyver:
+        raise InstallError("%s is a noarch: python package, but the environment has no python "
+                           "package to install it for; add python to the lock" % pkg)
+    targets = []
+    for p in paths:
+        rel = _safe_rel(pkg, p["_path"])
+        p["_path"] = rel
+        targets.append(noarch.target_path(rel, pyver) if is_np else rel)
+    eps = []
+    if is_np:
+        try:
+            eps = noarch.read_entry_points(pkg, pkgdir)
+        except noarch.NoarchError as e:
+            raise InstallError(str(e))
+    return _Plan(entry, pkgdir, index, paths, targets, eps, is_np)
+
+
+def _mkparent(staging, rel, made, lock):
+    parent = os.path.dirname(rel)
+    if not parent or parent in made:
+        return
+    full = os.path.join(staging, parent)
+    try:
+        os.makedirs(full)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+        if not os.path.isdir(full):
+            raise InstallError("cannot create directory %s: a file of that name is in the way"
+                               % parent)
+    with lock:
+        made.add(parent)
+
+
+def _unlink_existing(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return
+        if e.errno in (errno.EISDIR, errno.EPERM) and os.path.isdir(path) \
+                and not os.path.islink(path):
+            import shutil
+            shutil.rmtree(path)
+            return
+        raise
+
+
+def _copy_file(src, dst, mode, data=None, keep_mtime=True):
+    """Copy src -> dst (or write `data`), mode `mode` (the umask applies)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        if data is not None:
+            mv = memoryview(data)
+            while mv:
+                k = os.write(fd, mv)
+                mv = mv[k:]
+        else:
+            with open(src, "rb") as f:
+                sfd = f.fileno()
+                size = os.fstat(sfd).st_size
+                done = 0
+                sendfile = getattr(os, "sendfile", None)
+                if sendfile is not None:
+                    try:
+                        while done < size:
+                            k = sendfile(fd, sfd, done, min(size - done, 1 << 30))
+                            if k == 0:
+                                break
+                            done += k
+                    except OSError:
+                        done = -1
+                if done != size:
+                    f.seek(0)
+                    os.lseek(fd, 0, 0)
+                    os.ftruncate(fd, 0)
+                    while True:
+                        block = f.read(COPY_BUFSIZE)
+                        if not block:
+                            break
+                        mv = memoryview(block)
+                        while mv:
+                            k = os.write(fd, mv)
+                            mv = mv[k:]
+            if keep_mtime:
+                st = os.stat(src)
+                os.utime(fd if os.utime in os.supports_fd else dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    finally:
+        os.close(fd)
+
+
+def _sha256(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
+    """Put one package's files into `staging` (which becomes `final_prefix`).
+    Returns (files, paths_data) for its conda-meta record."""
+    entry, pkgdir = plan.entry, plan.pkgdir
+    pkg = _pkg(entry)
+    new_prefix = final_prefix.encode("utf-8")
+    files = []
+    paths_data = []
+    link_kinds = set()
+    for p, target in zip(plan.paths, plan.targets):
+        src = os.path.join(pkgdir, p["_path"])
+        dst = os.path.join(staging, target)
+        pt = p.get("path_type", "hardlink")
+        rec = {"_path": target, "path_type": pt}
+        if pt == "directory":
+            if target in plan.owned:
+                full = dst
+                if not os.path.isdir(full):
+                    os.makedirs(full, exist_ok=True)
+            paths_data.append(rec)
+            files.append(target)
+            continue
+        owned = target in plan.owned
+        if owned:
+            _mkparent(staging, target, made, lock)
+        try:
+            st = os.lstat(src)
+        except OSError:
+            raise InstallError("%s: info/paths.json lists %s, but the package does not contain "
+                               "it" % (pkg, p["_path"]))
+        if pt == "softlink" or stat.S_ISLNK(st.st_mode):
+            if not stat.S_ISLNK(st.st_mode):
+                raise InstallError("%s: info/paths.json lists %s as a softlink, but it is a "
+                                   "regular file in the package" % (pkg, p["_path"]))
+            link_target = os.readlink(src)
+            try:
+                extract.check_link_target(pkg, target, link_target)
+            except extract.PackageError as e:
+                raise InstallError(str(e))
+            if owned:
+                _unlink_existing(dst)
+                os.symlink(link_target, dst)
+            rec["path_type"] = "softlink"
+            if p.get("sha256"):
+                rec["sha256"] = p["sha256"]
+            rec["size_in_bytes"] = p.get("size_in_bytes", 0)
+            paths_data.append(rec)
+            files.append(target)
+            link_kinds.add(condameta.LINK_TYPE_SOFTLINK)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise InstallError("%s: %s is not a regular file" % (pkg, p["_path"]))
+        placeholder = p.get("prefix_placeholder")
+        mode = p.get("file_mode") or ("text" if placeholder else None)
+        if mode not in (None, "text", "binary"):
+            raise InstallError("%s: info/paths.json gives %s the unknown file_mode %r (known: "
+                               "text, binary)" % (pkg, p["_path"], mode))
+        if p.get("sha256"):
+            rec["sha256"] = p["sha256"]
+        rec["size_in_bytes"] = p.get("size_in_bytes", st.st_size)
+        if placeholder:
+            rec["file_mode"] = mode
+            rec["prefix_placeholder"] = placeholder
+        if p.get("no_link"):
+            rec["no_link"] = True
+        if not owned:
+            paths_data.append(rec)
+            files.append(target)
+            continue
+        fmode = stat.S_IMODE(st.st_mode) & 0o777 & ~0o002
+        if placeholder:
+            with open(src, "rb") as f:
+                data = f.read()
+            ph = placeholder.encode("utf-8")
+            try:
+                if mode == "binary":
+                    new = prefixmod.replace_binary(data, ph, new_prefix, "%s: %s" % (pkg, target))
+                else:
+                    new = prefixmod.replace_text(data, ph, new_prefix)
+            except prefixmod.PrefixError as e:
+                raise InstallError(str(e))
+            _unlink_existing(dst)
+            _copy_file(None, dst, fmode, data=new, keep_mtime=False)
+            if new != data:
+                rec["sha256_in_prefix"] = _sha256(new)
+            link_kinds.add(condameta.LINK_TYPE_COPY)
+        elif p.get("no_link") or not can_hardlink[0]:
+            _unlink_existing(dst)
+            _copy_file(src, dst, fmode)
+            link_kinds.add(condameta.LINK_TYPE_COPY)
+        else:
+            try:
+                os.link(src, dst)
+            except OSError as e:
+                if e.errno == errno.EEXIST:
+                    _unlink_existing(dst)
+                    os.link(src, dst)
+                elif e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES,
+                                 errno.ENOTSUP if hasattr(errno, "ENOTSUP") else errno.EPERM):
+                    if e.errno == errno.EXDEV:
+                        can_hardlink[0] = False
+                    _copy_file(src, dst, fmode)
+                    link_kinds.add(condameta.LINK_TYPE_COPY)
+                else:
+                    raise
+        paths_data.append(rec)
+        files.append(target)
+
+    for name, module, func in plan.entry_points:
+        target = "bin/" + name
+        data = noarch.entry_point_script(final_prefix, pyver, module, func)
+        if target in plan.owned:
+            dst = os.path.join(staging, target)
+            _mkparent(staging, target, made, lock)
+            _unlink_existing(dst)
+            _copy_file(None, dst, 0o755, data=data, keep_mtime=False)
+        paths_data.append({"_path": target, "path_type": "unix_python_entry_point",
+                           "sha256": _sha256(data), "size_in_bytes": len(data)})
+        files.append(target)
+    return files, paths_data
+
+
+def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=None,
+                progress=None, requested_specs=(), jobs=None):
+    """Phases 1-2. `entries`: COEX-INFO package dicts in install (topological) order (see
+    coex_runtime/format.py: filename, sha256, size, encoding, stored_sha256, stored_size and
+    the lock's repodata fields). `open_payload(entry)` returns a binary file object of the
+    stored bytes (it is called from worker threads, one call per package to extract).
+
+    Phase 1: extract every package that is not already in `pkgs_dir/<stored_sha256>/`
+    (content addressed, shared by every archive on the host), verifying the stored bytes'
+    sha256 and size while streaming, into a temp dir inside pkgs_dir, atomic rename; a mismatch
+    or corrupt stream raises InstallError naming the package, leaving nothing marked extracted.
+
+    Phase 2: link every package into `staging` (created if missing) with prefix placeholders
+    replaced by `final_prefix` (where the caller will rename `staging` to): hardlinks from
+    pkgs_dir when possible, copies otherwise; noarch python; console scripts. What
+    finalize_env needs is kept in `staging/conda-meta/.coex-pending/`.
+    """
+    entries = list(entries)
+    final_prefix = os.path.abspath(final_prefix).rstrip("/") or "/"
+    pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
+                          jobs=jobs)
+    pyver = noarch.python_version(entries)
+    plans = [plan_package(e, d, pyver) for e, d in zip(entries, pkgdirs)]
+
+    # clobbering: when two packages ship the same path, the later one (install order) wins
+    owner = {}
+    for i, plan in enumerate(plans):
+        for t in plan.targets:
+            owner[t] = i
+        for name, _, _ in plan.entry_points:
+            owner["bin/" + name] = i
+    for i, plan in enumerate(plans):
+        plan.owned = set(t for t, j in owner.items() if j == i)
+
+    if not os.path.isdir(staging):
+        os.makedirs(staging)
+    made = set()
+    lock = threading.Lock()
+    can_hardlink = [True]
+    total = len(plans)
+    done = [0]
+
+    def one(plan):
+        try:
+            result = link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink)
+        except InstallError:
+            raise
+        except EnvironmentError as e:
+            raise InstallError("%s: cannot link into %s: %s" % (_pkg(plan.entry), staging, e))
+        if progress is not None:
+            with lock:
+                done[0] += 1
+                n = done[0]
+            progress("link", n, total, _pkg(plan.entry))
+        return result
+
+    results = _pmap(one, plans, _jobs(jobs, total))
+
+    pending = os.path.join(staging, _PENDING)
+    os.makedirs(pending, exist_ok=True)
+    state = {"pyver": pyver, "requested_specs": list(requested_specs), "packages": []}
+    for plan, (files, paths_data) in zip(plans, results):
+        rec = condameta.make_record(plan.entry, plan.index, files, paths_data, plan.pkgdir,
+                                    list(requested_specs))
+        py = []
+        if plan.noarch_python and pyver:
+            sp = noarch.site_packages(pyver) + "/"
+            py = [f for f in files if f.startswith(sp) and f.endswith(".py")]
+        name = plan.entry["name"]
+        state["packages"].append({
+            "record": rec,
+            "compile": py,
+            "pre_link": "bin/.%s-pre-link.sh" % name if "bin/.%s-pre-link.sh" % name in files else None,
+            "post_link": "bin/.%s-post-link.sh" % name if "bin/.%s-post-link.sh" % name in files else None,
+        })
+    with open(os.path.join(pending, "state.json"), "wb") as f:
+        f.write(json.dumps(state).encode("utf-8"))
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 3
+
+
+def _shell():
+    for sh in ("/bin/bash", "/usr/bin/bash", "/bin/sh"):
+        if os.path.exists(sh):
+            return sh
+    return "sh"
+
+
+def run_link_script(prefix, record, script_rel, action):
+    script = os.path.join(prefix, script_rel)
+    env = dict(os.environ)
+    env.update({
+        "PREFIX": prefix,
+        "PKG_NAME": record["name"],
+        "PKG_VERSION": str(record["version"]),
+        "PKG_BUILDNUM": str(record.get("build_number", 0)),
+        "ROOT_PREFIX": prefix,
+        "CONDA_PREFIX": prefix,
+        "PATH": os.path.join(prefix, "bin") + os.pathsep + env.get("PATH", ""),
+    })
+    proc = subprocess.Popen([_shell(), "-x", script], cwd=prefix, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.communicate()[0]
+    if proc.returncode != 0:
+        raise LinkScriptError(
+            "the %s script of %s-%s-%s (%s) failed with exit status %s; the environment was "
+            "not installed. Its output:\n%s" % (
+                action, record["name"], record["version"], record["build"], script_rel,
+                proc.returncode, out.decode("utf-8", "replace").rstrip()))
+    return out
+
+
+def finalize_env(prefix, entries, requested_specs=(), progress=None):
+    """Phase 3, run by the caller after renaming staging -> prefix: compile .pyc for noarch
+    python packages with the environment's own python in ONE process, run pre-link then
+    post-link scripts in install order (a failing script raises LinkScriptError with its
+    output), write conda-meta/<name>-<version>-<build>.json and conda-meta/history."""
+    prefix = os.path.abspath(prefix)
+    pending = os.path.join(prefix, _PENDING)
+    try:
+        with open(os.path.join(pending, "state.json"), "rb") as f:
+            state = json.loads(f.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as e:
+        raise InstallError("%s was not prepared by install_env (%s)" % (prefix, e))
+    pyver = state["pyver"]
+    if not requested_specs:
+        requested_specs = state.get("requested_specs", ())
+    pkgs = state["packages"]
+
+    for p in pkgs:
+        if p.get("pre_link"):
+            run_link_script(prefix, p["record"], p["pre_link"], "pre-link")
+
+    to_compile = []
+    for p in pkgs:
+        to_compile.extend(p["compile"])
+    if to_compile:
+        try:
+            compiled = set(noarch.compile_pyc(prefix, pyver, to_compile))
+        except noarch.NoarchError as e:
+            raise InstallError(str(e))
+        for p in pkgs:
+            rec = p["record"]
+            for py in p["compile"]:
+                pyc = noarch.pyc_path(py, pyver)
+                if pyc in compiled:
+                    rec["files"].append(pyc)
+                    rec["paths_data"]["paths"].append({"_path": pyc, "path_type": "pyc_file"})
+
+    for i, p in enumerate(pkgs):
+        if p.get("post_link"):
+            run_link_script(prefix, p["record"], p["post_link"], "post-link")
+        if progress is not None:
+            progress("finalize", i + 1, len(pkgs), p["record"].get("fn", ""))
+
+    for p in pkgs:
+        condameta.write_record(prefix, p["record"])
+    condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))
+    import shutil
+    shutil.rmtree(pending, ignore_errors=True)

@@ -1,0 +1,148 @@
+"""`python -m coex.lib <command> ...`: the build steps the Pants rules run as processes.
+
+    solve     --request REQ.json --out LOCKFILE [--cache-dir DIR]   prints the header (JSON)
+    entries   --lock LOCKFILE --platform SUBDIR --out ENTRIES.json
+    fetch     --url URL --sha256 HEX --size N --out PATH [--name NAME]
+    transcode --in PKG.tar.bz2 --out PKG.tar.zst [--level N]
+    assemble  --spec SPEC.json --out OUT.coex                        prints {"archive_id",...}
+    explicit  --lock LOCKFILE --platform SUBDIR --out FILE [--hash md5|sha256]
+    inputs-sha256 --request REQ.json                                 prints the hex digest
+
+Every bad input exits 1 with one clear paragraph on stderr; stdout carries results only.
+"""
+import argparse
+import json
+import os
+import sys
+
+from coex.lib.errors import CoexError
+
+
+def _load_json(path, what):
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise CoexError("Cannot read {} {}: {}.".format(what, path, e.strerror or e))
+    except ValueError as e:
+        raise CoexError("{} {} is not valid JSON: {}.".format(what, path, e))
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def cmd_solve(a):
+    from coex.lib.lockfile import solve_to_lockfile
+
+    header = solve_to_lockfile(_load_json(a.request, "solve request"), a.out, a.cache_dir)
+    print(json.dumps(header, sort_keys=True))
+
+
+def cmd_entries(a):
+    from coex.lib.lockfile import lock_entries
+
+    _write_json(a.out, lock_entries(a.lock, a.platform))
+
+
+def cmd_fetch(a):
+    from coex.lib.fetch import fetch
+
+    fetch(a.url, a.sha256, a.size, a.out, name=a.name)
+
+
+def cmd_transcode(a):
+    from coex.lib.transcode import transcode
+
+    transcode(a.input, a.out, a.level)
+
+
+def cmd_assemble(a):
+    from coex.lib.assemble import assemble
+    from coex_runtime.format import dump_json, archive_id
+
+    spec = _load_json(a.spec, "assemble spec")
+    info = assemble(spec, a.out, base_dir=os.path.dirname(os.path.abspath(a.spec)))
+    print(json.dumps({"archive_id": archive_id(dump_json(info)), "env_id": info["env_id"],
+                      "out": a.out}, sort_keys=True))
+
+
+def cmd_explicit(a):
+    from coex.lib.explicit import write_explicit
+
+    write_explicit(a.lock, a.platform, a.out, a.hash)
+
+
+def cmd_inputs_sha256(a):
+    from coex.lib.lockfile import inputs_sha256
+
+    print(inputs_sha256(_load_json(a.request, "solve request")))
+
+
+def build_parser():
+    from coex.lib.transcode import DEFAULT_LEVEL
+
+    p = argparse.ArgumentParser(prog="python -m coex.lib", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("solve", help="solve a request and write a coex lockfile")
+    s.add_argument("--request", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--cache-dir", default=None, help="repodata cache (default: a temp dir)")
+    s.set_defaults(func=cmd_solve)
+
+    s = sub.add_parser("entries", help="one platform's packages of a lockfile, in install order")
+    s.add_argument("--lock", required=True)
+    s.add_argument("--platform", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_entries)
+
+    s = sub.add_parser("fetch", help="fetch one package and verify size + sha256")
+    s.add_argument("--url", required=True)
+    s.add_argument("--sha256", required=True)
+    s.add_argument("--size", required=True, type=int)
+    s.add_argument("--out", required=True)
+    s.add_argument("--name", default=None, help="package name for messages")
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("transcode", help=".tar.bz2 -> deterministic .tar.zst")
+    s.add_argument("--in", dest="input", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--level", type=int, default=DEFAULT_LEVEL)
+    s.set_defaults(func=cmd_transcode)
+
+    s = sub.add_parser("assemble", help="write a .coex archive from an assemble spec")
+    s.add_argument("--spec", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_assemble)
+
+    s = sub.add_parser("explicit", help="conda @EXPLICIT export of one platform")
+    s.add_argument("--lock", required=True)
+    s.add_argument("--platform", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--hash", choices=("md5", "sha256"), default="md5")
+    s.set_defaults(func=cmd_explicit)
+
+    s = sub.add_parser("inputs-sha256", help="print the inputs hash of a solve request")
+    s.add_argument("--request", required=True)
+    s.set_defaults(func=cmd_inputs_sha256)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CoexError as e:
+        sys.stderr.write("coex: error: {}\n".format(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

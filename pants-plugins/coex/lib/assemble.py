@@ -1,0 +1,224 @@
+"""Assemble a .coex archive from fetched (and transcoded) packages, an app layer and entry points.
+
+SPEC (the `assemble` command's JSON input):
+    {"platform": "linux-64",
+     "packages": [{"path": file, "entry": <entries.json package dict>,
+                   "encoding": "conda" | "tar.zst" | "tar.bz2"}, ...]   (install order),
+     "app_root": dir or null, "entry_points": {name: "as the user wrote it"},
+     "default_entry_point": name or null, "env": {...}, "requested_specs": [...],
+     "build": {"resolve": ..., "lockfile_sha256": ..., "target": ...},
+     "virtual_packages": [...] (optional; default: the union of the packages' `__*` depends)}
+
+What happens here (and nowhere else): libzstd is taken out of the platform's locked `zstd`
+package; every entry point is checked against the environment's file lists and the app layer
+(a program must be some package's `bin/<name>`, a `module:function` or `python -m module` must
+name a module of the app layer or of the environment); then coex_runtime.format.write_archive
+writes the archive. Relative paths in SPEC are relative to the SPEC's directory.
+"""
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from coex.lib.errors import CoexError
+from coex.lib.pkgfiles import package_paths, read_member
+from coex.lib.platforms import virtual_package_needs
+
+LIBZSTD_CANDIDATES = {
+    "linux": ("lib/libzstd.so.1",),
+    "osx": ("lib/libzstd.1.dylib", "lib/libzstd.dylib"),
+    "win": ("Library/bin/libzstd.dll", "Library/bin/zstd.dll"),
+}
+_SO_RE = re.compile(r"^lib/libzstd\.so\.1(\.\d+)*$")
+_SITE_RE = re.compile(r"^(?:lib/python\d+\.\d+/site-packages/|site-packages/|lib/python\d+\.\d+/"
+                      r"(?:lib-dynload/)?)([A-Za-z_][A-Za-z0-9_]*)(?:/|\.py$|\..*\.so$|\.so$)")
+
+
+def extract_libzstd(platform, packages, dest_dir):
+    """Write the target platform's libzstd from the locked `zstd` package into dest_dir;
+    return its path."""
+    zpkgs = [p for p in packages if p["entry"]["name"] == "zstd"]
+    if not zpkgs:
+        raise CoexError(
+            "The environment for {} has no `zstd` package: coex locks always pin one (the archive "
+            "carries its libzstd for the runtime's decoder). Regenerate the lockfile with coex."
+            .format(platform))
+    p = zpkgs[0]
+    family = platform.split("-", 1)[0]
+    candidates = LIBZSTD_CANDIDATES.get(family, LIBZSTD_CANDIDATES["linux"])
+    name, data = read_member(p["path"], p["encoding"], candidates)
+    if data is None and family == "linux":
+        paths, _ = package_paths(p["path"], p["encoding"])
+        real = sorted(x for x in paths if _SO_RE.match(x))
+        if real:
+            name, data = read_member(p["path"], p["encoding"], real[-1:])
+    if data is None:
+        raise CoexError(
+            "The locked zstd package {} has no {} to carry as the runtime's decoder. Use a zstd "
+            "package that ships the shared library (conda-forge's `zstd` does).".format(
+                p["entry"]["filename"], " or ".join(candidates)))
+    out = os.path.join(dest_dir, "libzstd.so.1")
+    with open(out, "wb") as f:
+        f.write(data)
+    return out
+
+
+def _app_files(app_root):
+    if not app_root:
+        return []
+    if not os.path.isdir(app_root):
+        raise CoexError("The app layer directory {} does not exist.".format(app_root))
+    out = []
+    for root, dirs, files in os.walk(app_root, followlinks=True):
+        dirs.sort()
+        for f in sorted(files):
+            full = os.path.join(root, f)
+            if os.path.isfile(full):
+                out.append((os.path.relpath(full, app_root).replace(os.sep, "/"), full))
+    return out
+
+
+class EnvIndex(object):
+    """What the environment provides: programs (bin/ names) and top-level Python modules."""
+
+    def __init__(self, packages):
+        self.programs = {}
+        self.modules = {}
+        for p in packages:
+            fname = p["entry"]["filename"]
+            paths, link = package_paths(p["path"], p["encoding"])
+            for path in paths:
+                if path.startswith("bin/") and path.count("/") == 1:
+                    self.programs.setdefault(path[4:], fname)
+                elif path.startswith("python-scripts/") and path.count("/") == 1:
+                    self.programs.setdefault(path[len("python-scripts/"):], fname)
+                m = _SITE_RE.match(path)
+                if m:
+                    self.modules.setdefault(m.group(1), fname)
+            noarch = link.get("noarch") if isinstance(link, dict) else None
+            for ep in (noarch or {}).get("entry_points", []) if isinstance(noarch, dict) else []:
+                self.programs.setdefault(ep.split("=", 1)[0].strip(), fname)
+
+
+def _app_modules(app_rels):
+    mods = set()
+    for rel in app_rels:
+        top = rel.split("/", 1)[0]
+        if "/" in rel:
+            mods.add(top)
+        elif top.endswith(".py"):
+            mods.add(top[:-3])
+        elif ".so" in top:
+            mods.add(top.split(".", 1)[0])
+    return mods
+
+
+def _close(name, names):
+    import difflib
+
+    c = difflib.get_close_matches(name, sorted(names), n=3)
+    return " Did you mean: {}?".format(", ".join(c)) if c else ""
+
+
+def check_entry_points(entry_points, env_index, app_rels, origin="the target"):
+    """Raise CoexError when an entry point names nothing in the environment or the app layer."""
+    from coex_runtime.format import FormatError, parse_entry_point
+
+    app_mods = _app_modules(app_rels)
+    have_python = any(n in env_index.programs for n in ("python", "python3"))
+
+    def check_module(name, module, how):
+        top = module.split(".", 1)[0]
+        if top in app_mods or top in env_index.modules or top in sys.builtin_module_names:
+            return
+        raise CoexError(
+            "{}: entry point {!r} ({}) names module {!r}, but neither the app layer nor any "
+            "package of the environment provides a top-level {!r}.{} Add the package that provides "
+            "it to the environment, or the source files to the app layer.".format(
+                origin, name, how, module, top, _close(top, app_mods | set(env_index.modules))))
+
+    for name, text in sorted(entry_points.items()):
+        try:
+            ep = parse_entry_point(text, app_rels) if isinstance(text, str) else dict(text)
+        except FormatError as e:
+            raise CoexError("{}: entry point {!r}: {}.".format(origin, name, e))
+        if ep["kind"] == "app":
+            continue
+        if ep["kind"] == "function":
+            if not have_python:
+                raise CoexError(
+                    "{}: entry point {!r} ({}) is a Python function, but the environment has no "
+                    "python: add `python` to the dependencies.".format(origin, name, text))
+            check_module(name, ep["module"], text)
+            continue
+        argv = ep["argv"]
+        prog = argv[0]
+        if prog.startswith("/"):
+            continue  # an explicit host path: the user's responsibility
+        if "/" in prog:
+            raise CoexError(
+                "{}: entry point {!r}: {!r} is neither a file of the app layer ({} files) nor a "
+                "program of the environment.{}".format(origin, name, prog, len(app_rels),
+                                                     _close(prog, app_rels)))
+        if prog not in env_index.programs:
+            raise CoexError(
+                "{}: entry point {!r} runs {!r}, but no package of the environment installs "
+                "bin/{} (programs: {}).{} Add the package that provides it, fix the name, or "
+                "use an absolute path for a host program.".format(
+                    origin, name, prog, prog,
+                    ", ".join(sorted(env_index.programs)[:20]) or "none",
+                    _close(prog, env_index.programs)))
+        if len(argv) >= 3 and argv[1] == "-m" and prog.startswith("python"):
+            check_module(name, argv[2], text)
+
+
+def _abs(base, path):
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def assemble(spec, out, base_dir="."):
+    """Write the archive described by SPEC (a dict) to `out`; return its COEX-INFO record."""
+    from coex_runtime.format import FormatError, write_archive
+
+    platform = spec.get("platform")
+    if not platform:
+        raise CoexError("assemble: the spec has no platform.")
+    origin = (spec.get("build") or {}).get("target") or "the archive"
+    packages = []
+    for p in spec.get("packages") or []:
+        path = _abs(base_dir, p["path"])
+        if not os.path.isfile(path):
+            raise CoexError("assemble: package file {} does not exist.".format(path))
+        packages.append({"path": path, "entry": p["entry"], "encoding": p["encoding"]})
+    if not packages:
+        raise CoexError("{}: the environment has no packages.".format(origin))
+    entry_points = spec.get("entry_points") or {}
+    if not entry_points:
+        raise CoexError("{}: no entry point: say what the archive runs (e.g. `python -m app`, "
+                        "`app.main:run`, or a program of the environment).".format(origin))
+    default = spec.get("default_entry_point")
+    if default is not None and default not in entry_points:
+        raise CoexError("{}: default entry point {!r} is not one of the entry points ({})."
+                        .format(origin, default, ", ".join(sorted(entry_points))))
+    app_root = spec.get("app_root")
+    app_files = _app_files(_abs(base_dir, app_root) if app_root else None)
+    check_entry_points(entry_points, EnvIndex(packages), [r for r, _ in app_files], origin)
+    vpkgs = spec.get("virtual_packages")
+    if vpkgs is None:
+        vpkgs = virtual_package_needs([p["entry"] for p in packages])
+    tmp = tempfile.mkdtemp(prefix="coex-assemble-")
+    try:
+        libzstd = extract_libzstd(platform, packages, tmp)
+        out = os.path.abspath(out)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        try:
+            return write_archive(
+                out, platform, packages, entry_points, default_entry_point=default,
+                app_files=app_files, libzstd_path=libzstd, env=spec.get("env") or {},
+                requested_specs=spec.get("requested_specs") or [], virtual_packages=vpkgs,
+                build=spec.get("build") or {})
+        except FormatError as e:
+            raise CoexError("{}: cannot write the archive: {}.".format(origin, e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

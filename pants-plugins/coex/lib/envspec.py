@@ -1,0 +1,110 @@
+"""environment.yml -> EnvSpec(name, channels, specs, origin).
+
+Accepted keys: `name`, `channels`, `dependencies` (conda match specs), and `prefix` (written by
+`conda env export`; ignored). Anything else -- a `pip:` entry, `variables:`, an unknown key, a
+spec py-rattler cannot parse -- is a CoexError naming the file and the fix.
+"""
+import collections
+import os
+
+from coex.lib.errors import CoexError
+
+EnvSpec = collections.namedtuple("EnvSpec", "name channels specs origin")
+
+_KNOWN_KEYS = ("name", "channels", "dependencies", "prefix")
+
+
+def check_specs(specs, origin):
+    """Parse every spec with py-rattler's MatchSpec; return them stripped, in order, deduplicated.
+
+    A bad spec raises CoexError quoting py-rattler's explanation and naming `origin`."""
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError
+
+    out = []
+    for spec in specs:
+        if not isinstance(spec, str) or not spec.strip():
+            raise CoexError(
+                "{}: dependency {!r} is not a conda match spec string (e.g. `numpy >=1.26` or "
+                "`python=3.11`).".format(origin, spec))
+        spec = " ".join(spec.split())
+        try:
+            MatchSpec(spec)
+        except (InvalidMatchSpecError, ValueError) as e:
+            raise CoexError(
+                "{}: invalid conda match spec {!r}: {}\nFix the spec (conda syntax, e.g. "
+                "`numpy >=1.26,<2` or `python 3.11.*`).".format(origin, spec, e))
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
+def parse_environment_text(text, origin):
+    """Parse environment.yml content; `origin` names it in messages (usually its path)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CoexError(
+            "{} is not valid YAML: {}\nAn environment file looks like:\n"
+            "  channels: [conda-forge]\n  dependencies: [python=3.11, numpy]".format(
+                origin, " ".join(str(e).split())))
+    if not isinstance(data, dict):
+        raise CoexError(
+            "{} must be a YAML mapping with `channels:` and `dependencies:` keys, got {}.".format(
+                origin, type(data).__name__ if data is not None else "an empty document"))
+    if "variables" in data:
+        raise CoexError(
+            "{}: `variables:` is not supported yet; set program environment variables with the "
+            "coex_binary `env` field instead.".format(origin))
+    unknown = sorted(str(k) for k in data if k not in _KNOWN_KEYS)
+    if unknown:
+        raise CoexError(
+            "{}: unknown key(s) {}; an environment file may only have {}.".format(
+                origin, ", ".join(repr(k) for k in unknown), ", ".join(_KNOWN_KEYS[:3])))
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise CoexError("{}: `name` must be a string.".format(origin))
+    channels = data.get("channels") or []
+    if not isinstance(channels, list) or not all(isinstance(c, str) and c.strip() for c in channels):
+        raise CoexError(
+            "{}: `channels` must be a list of channel names or URLs (e.g. conda-forge, "
+            "file:///srv/channel).".format(origin))
+    channels = [c.strip() for c in channels if c.strip() != "nodefaults"]
+    deps = data.get("dependencies")
+    if deps is None or deps == []:
+        raise CoexError(
+            "{} has no dependencies: add a `dependencies:` list of conda match specs, e.g.\n"
+            "  dependencies:\n    - python=3.11".format(origin))
+    if not isinstance(deps, list):
+        raise CoexError("{}: `dependencies` must be a list of conda match specs.".format(origin))
+    specs = []
+    for dep in deps:
+        if isinstance(dep, dict):
+            if "pip" in dep:
+                raise CoexError(
+                    "{}: a `pip:` section is not supported yet: coex installs conda packages "
+                    "only. Use the conda package of each requirement instead (most PyPI packages "
+                    "exist on conda-forge), or vendor pure-Python code into the app sources."
+                    .format(origin))
+            raise CoexError(
+                "{}: unexpected mapping {!r} in `dependencies`; list conda match specs only."
+                .format(origin, dep))
+        specs.append(dep)
+    specs = check_specs(specs, origin)
+    return EnvSpec(name, channels, specs, origin)
+
+
+def load_environment_file(path):
+    """Read and parse an environment.yml file; a missing/unreadable file is a CoexError."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise CoexError("Cannot read environment file {}: {}.".format(path, e.strerror or e))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CoexError("{} is not UTF-8 text (is it really an environment.yml?).".format(path))
+    return parse_environment_text(text, os.fspath(path))

@@ -1,0 +1,44 @@
+"""conda's `@EXPLICIT` format from a coex lock file (one platform).
+
+    # This file may be used to create an environment using:
+    # $ conda create --name <env> --file <this file>
+    # platform: linux-64
+    # created-by: coex (resolve R, lockfile L)
+    @EXPLICIT
+    <url>#<md5>                   (default: every conda version reads it)
+    <url>#<sha256>                (hash="sha256": conda >= 24.9 reads 64-hex sha256 fragments)
+
+Packages are listed in install (topological) order.
+"""
+from coex.lib.errors import CoexError
+from coex.lib.lockfile import lock_entries
+
+
+def explicit_text(lock_path, platform, hash="md5"):
+    if hash not in ("md5", "sha256"):
+        raise CoexError("explicit: hash must be md5 or sha256, not {!r}.".format(hash))
+    data = lock_entries(lock_path, platform)
+    lines = [
+        "# This file may be used to create an environment using:",
+        "# $ conda create --name <env> --file <this file>",
+        "# platform: {}".format(platform),
+        "# created-by: coex (resolve {}, lockfile {})".format(data["header"].get("resolve"),
+                                                             lock_path),
+    ]
+    if hash == "sha256":
+        lines.append("# sha256 fragments need conda >= 24.9 (older conda reads md5 only)")
+    lines.append("@EXPLICIT")
+    for p in data["packages"]:
+        digest = p[hash]
+        if not digest:
+            raise CoexError("explicit: package {} has no {} in the lockfile; use --hash {}."
+                            .format(p["filename"], hash, "sha256" if hash == "md5" else "md5"))
+        lines.append("{}#{}".format(p["url"], digest))
+    return "\n".join(lines) + "\n"
+
+
+def write_explicit(lock_path, platform, out, hash="md5"):
+    text = explicit_text(lock_path, platform, hash)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    return text

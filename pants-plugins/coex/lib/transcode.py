@@ -1,0 +1,76 @@
+"""`.tar.bz2` conda package -> `.tar.zst`, deterministically.
+
+The members are re-tarred in their original order with normalised metadata (uid/gid 0, empty
+user/group names, integer mtimes kept from the input, permission bits kept, PAX format), and the
+tar stream is zstd-compressed single-threaded at the given level with a checksum. Same input and
+level -> same bytes, on any machine. Contents (names, types, modes, data, link targets) are
+exactly the input's.
+"""
+import os
+import tarfile
+import tempfile
+
+from coex.lib.errors import CoexError
+
+DEFAULT_LEVEL = 10
+_COPY = 1 << 20
+
+
+def transcoded_filename(filename):
+    """`x-1.0-h0.tar.bz2` -> `x-1.0-h0.tar.zst`."""
+    if not filename.endswith(".tar.bz2"):
+        raise CoexError("Only .tar.bz2 packages are transcoded, not {}.".format(filename))
+    return filename[: -len(".tar.bz2")] + ".tar.zst"
+
+
+def _normalised(ti):
+    out = tarfile.TarInfo(ti.name)
+    out.type = ti.type
+    out.mode = ti.mode & 0o7777
+    out.mtime = int(ti.mtime)
+    out.linkname = ti.linkname
+    out.size = ti.size if ti.isreg() else 0
+    out.uid = out.gid = 0
+    out.uname = out.gname = ""
+    out.devmajor, out.devminor = ti.devmajor, ti.devminor
+    return out
+
+
+def transcode(src, dst, level=DEFAULT_LEVEL):
+    """Write the .tar.zst form of the .tar.bz2 at `src` to `dst` (atomically)."""
+    import zstandard
+
+    src, dst = os.fspath(src), os.path.abspath(os.fspath(dst))
+    name = os.path.basename(src)
+    if not 1 <= int(level) <= 22:
+        raise CoexError("zstd level must be 1..22, got {}.".format(level))
+    try:
+        raw = open(src, "rb")
+    except OSError as e:
+        raise CoexError("Cannot transcode {}: {}.".format(src, e.strerror or e))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".coex-transcode-", dir=os.path.dirname(dst))
+    try:
+        cctx = zstandard.ZstdCompressor(level=int(level), write_checksum=True, threads=0)
+        with raw, os.fdopen(fd, "wb") as out:
+            with cctx.stream_writer(out, closefd=False) as zw:
+                try:
+                    with tarfile.open(fileobj=raw, mode="r|bz2") as tin, \
+                            tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+                        for ti in tin:
+                            nti = _normalised(ti)
+                            tout.addfile(nti, tin.extractfile(ti) if ti.isreg() else None)
+                except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                    if isinstance(e, OSError) and e.errno:
+                        raise CoexError("Cannot transcode {}: {}.".format(src, e.strerror or e))
+                    raise CoexError(
+                        "Cannot transcode package {}: it is not a valid .tar.bz2 ({}: {}). The "
+                        "file is corrupt: re-fetch it or regenerate the lockfile.".format(
+                            name, type(e).__name__, e))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dst
