@@ -16,6 +16,7 @@ import os
 import sys
 
 from coex.lib.errors import CoexError
+from coex.lib.fsutil import atomic_output
 
 
 def _load_json(path, what):
@@ -29,11 +30,9 @@ def _load_json(path, what):
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def cmd_solve(a):

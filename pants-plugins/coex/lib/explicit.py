@@ -11,6 +11,7 @@
 Packages are listed in install (topological) order.
 """
 from coex.lib.errors import CoexError
+from coex.lib.fsutil import atomic_output
 from coex.lib.lockfile import lock_entries
 
 
@@ -39,6 +40,6 @@ def explicit_text(lock_path, platform, hash="md5"):
 
 def write_explicit(lock_path, platform, out, hash="md5"):
     text = explicit_text(lock_path, platform, hash)
-    with open(out, "w", encoding="utf-8") as f:
+    with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     return text

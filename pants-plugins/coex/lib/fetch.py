@@ -6,12 +6,12 @@ and renamed into place only when size and sha256 match the lock; otherwise nothi
 """
 import hashlib
 import os
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 
 from coex.lib.errors import CoexError
+from coex.lib.fsutil import atomic_output
 
 CHUNK = 1 << 20
 
@@ -74,14 +74,10 @@ def fetch(url, sha256, size, out, name=None):
         raise CoexError("Cannot fetch package {}: the expected sha256 {!r} is not 64 hex digits."
                         .format(name, sha256))
     size = int(size)
-    out = os.path.abspath(os.fspath(out))
-    out_dir = os.path.dirname(out)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".coex-fetch-", dir=out_dir)
-    try:
+    with atomic_output(out) as tmp:
         h = hashlib.sha256()
         n = 0
-        with os.fdopen(fd, "wb") as dst, _open(url, name) as src:
+        with open(tmp, "wb") as dst, _open(url, name) as src:
             while True:
                 chunk = src.read(CHUNK)
                 if not chunk:
@@ -105,10 +101,4 @@ def fetch(url, sha256, size, out, name=None):
                 "Package {} from {} failed verification: sha256 {} but the lockfile records {}. "
                 "The file changed since locking (or is corrupt): regenerate the lockfile, or "
                 "restore the original package.".format(name, url, got, sha256))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 
 from coex.lib.errors import CoexError
+from coex.lib.fsutil import atomic_output
 from coex.lib.platforms import check_platform, effective_virtual_packages, virtual_package_needs
 
 HEADER_PREFIX = "# coex-lockfile: "
@@ -259,23 +260,13 @@ def solve_to_lockfile(req, out_path, cache_dir=None):
     for plat, lp in zip(n["platforms"], plats):
         for rec in sorted(result[plat], key=lambda r: r.name.normalized):
             lf.add_conda_package("default", lp, rec)
-    out_path = os.path.abspath(os.fspath(out_path))
-    out_dir = os.path.dirname(out_path)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".coex-lock-", dir=out_dir)
-    os.close(fd)
-    try:
+    with atomic_output(out_path) as tmp:
         lf.to_path(tmp)
         with open(tmp, "r", encoding="utf-8") as f:
             body = f.read()
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(HEADER_PREFIX + json.dumps(header, sort_keys=True, separators=(", ", ": "))
                     + "\n" + ZSTD_NOTE + "\n" + body)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return header
 
 

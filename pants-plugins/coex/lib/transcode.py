@@ -8,9 +8,9 @@ exactly the input's.
 """
 import os
 import tarfile
-import tempfile
 
 from coex.lib.errors import CoexError
+from coex.lib.fsutil import atomic_output
 
 DEFAULT_LEVEL = 10
 _COPY = 1 << 20
@@ -48,29 +48,19 @@ def transcode(src, dst, level=DEFAULT_LEVEL):
         raw = open(src, "rb")
     except OSError as e:
         raise CoexError("Cannot transcode {}: {}.".format(src, e.strerror or e))
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".coex-transcode-", dir=os.path.dirname(dst))
-    try:
+    with raw, atomic_output(dst) as tmp, open(tmp, "wb") as out:
         cctx = zstandard.ZstdCompressor(level=int(level), write_checksum=True, threads=0)
-        with raw, os.fdopen(fd, "wb") as out:
-            with cctx.stream_writer(out, closefd=False) as zw:
-                try:
-                    with tarfile.open(fileobj=raw, mode="r|bz2") as tin, \
-                            tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tout:
-                        for ti in tin:
-                            nti = _normalised(ti)
-                            tout.addfile(nti, tin.extractfile(ti) if ti.isreg() else None)
-                except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-                    if isinstance(e, OSError) and e.errno:
-                        raise CoexError("Cannot transcode {}: {}.".format(src, e.strerror or e))
-                    raise CoexError(
-                        "Cannot transcode package {}: it is not a valid .tar.bz2 ({}: {}). The "
-                        "file is corrupt: re-fetch it or regenerate the lockfile.".format(
-                            name, type(e).__name__, e))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with cctx.stream_writer(out, closefd=False) as zw:
+            try:
+                with tarfile.open(fileobj=raw, mode="r|bz2") as tin, \
+                        tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+                    for ti in tin:
+                        tout.addfile(_normalised(ti), tin.extractfile(ti) if ti.isreg() else None)
+            except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                if isinstance(e, OSError) and e.errno:
+                    raise CoexError("Cannot transcode {}: {}.".format(src, e.strerror or e))
+                raise CoexError(
+                    "Cannot transcode package {}: it is not a valid .tar.bz2 ({}: {}). The file "
+                    "is corrupt: re-fetch it or regenerate the lockfile.".format(
+                        name, type(e).__name__, e))
     return dst

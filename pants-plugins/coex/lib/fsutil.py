@@ -1,0 +1,23 @@
+"""Small file-system helpers shared by the build steps."""
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_output(path, mode=0o644):
+    """Yield a temporary path beside `path`; on success it is chmod'ed and renamed to `path`,
+    on any failure it is removed, so `path` is either complete or untouched."""
+    path = os.path.abspath(os.fspath(path))
+    out_dir = os.path.dirname(path)
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".coex-tmp-", dir=out_dir)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
