@@ -1,0 +1,281 @@
+"""`./coex`: build .coex archives without Pants (and without a BUILD file).
+
+    ./coex create -f environment.yml --entrypoint CMD -o OUT.coex [--channel URL]...
+                  [--platform SUBDIR] [--lockfile PATH] [--env K=V]... [SRC...]
+    ./coex lock -f environment.yml -o LOCK [--channel URL]... [--platform SUBDIR]...
+    ./coex export-explicit --lockfile LOCK -o FILE [--platform SUBDIR] [--hash md5|sha256]
+
+It runs exactly the library functions the Pants rules run in processes (coex.lib: solve ->
+entries -> fetch -> transcode -> assemble), in-process.
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+
+from coex.lib.errors import CoexError
+
+_EP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def _cache_root(arg):
+    if arg:
+        return os.path.abspath(arg)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "coex-build")
+
+
+def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
+    """A solve REQ from an environment file plus command-line channels/platforms.
+    `--channel`s come first (higher priority), then the file's channels."""
+    from coex.lib.envspec import load_environment_file
+
+    spec = load_environment_file(env_file)
+    chans = []
+    for c in list(channels) + list(spec.channels):
+        if not ("://" in c or c.startswith("file:")) and (c.startswith((".", "/", "~"))
+                                                          or os.path.isdir(c)):
+            c = os.path.abspath(os.path.expanduser(c))
+        if c not in chans:
+            chans.append(c)
+    if not chans:
+        raise CoexError(
+            "{} lists no channels and none was given: add `channels:` to the file or pass "
+            "--channel URL (e.g. --channel conda-forge or --channel file:///srv/channel)."
+            .format(env_file))
+    return {"resolve": spec.name or "default", "specs": spec.specs, "channels": chans,
+            "platforms": list(platforms) or ["linux-64"], "virtual_packages": virtual_packages,
+            "origin": env_file}
+
+
+def _ensure_lock(req, lockfile, env_file):
+    """Use `lockfile` if it exists and is fresh; solve into it if it does not exist."""
+    from coex.lib.lockfile import read_header, solve_to_lockfile, stale_reason
+
+    if os.path.exists(lockfile):
+        reason = stale_reason(read_header(lockfile), req)
+        if reason:
+            raise CoexError(
+                "Lockfile {} is stale ({}): regenerate it with `./coex lock -f {} -o {}` (plus the "
+                "same --channel/--platform options), or delete it.".format(
+                    lockfile, reason, env_file, lockfile))
+        return lockfile
+    solve_to_lockfile(req, lockfile)
+    return lockfile
+
+
+def fetch_packages(packages, cache, level):
+    """Fetch (content-addressed under `cache`) and transcode every package; return assemble
+    spec package items."""
+    from coex.lib.fetch import fetch
+    from coex.lib.transcode import transcode, transcoded_filename
+
+    items = []
+    for p in packages:
+        dest = os.path.join(cache, "pkgs", p["sha256"], p["filename"])
+        if not (os.path.isfile(dest) and os.path.getsize(dest) == p["size"]):
+            fetch(p["url"], p["sha256"], p["size"], dest, name=p["filename"])
+        if p["filename"].endswith(".tar.bz2"):
+            zst = os.path.join(cache, "transcoded", "{}-zstd{}".format(p["sha256"], level),
+                               transcoded_filename(p["filename"]))
+            if not os.path.isfile(zst):
+                transcode(dest, zst, level)
+            items.append({"path": zst, "entry": p, "encoding": "tar.zst"})
+        else:
+            items.append({"path": dest, "entry": p, "encoding": "conda"})
+    return items
+
+
+def stage_sources(sources, dest):
+    """Copy SRC files/dirs into `dest` (the app layer root). Paths under the current directory
+    keep their relative path (so `python src/main.py` works); others go in by basename."""
+    cwd = os.getcwd()
+    for src in sources:
+        if not os.path.exists(src):
+            raise CoexError("Source {} does not exist.".format(src))
+        full = os.path.abspath(src)
+        rel = os.path.relpath(full, cwd)
+        if rel == os.curdir or rel.startswith(os.pardir):
+            rel = os.path.basename(full.rstrip(os.sep))
+        target = os.path.join(dest, rel)
+        if os.path.isdir(full):
+            shutil.copytree(full, target, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(full, target)
+
+
+def parse_entry_points(values):
+    """[--entrypoint values] -> ({name: command}, default name). `NAME=CMD` names one; a plain
+    CMD is named after its program (or module)."""
+    eps = {}
+    default = None
+    for v in values:
+        name, sep, cmd = v.partition("=")
+        if not (sep and _EP_NAME_RE.match(name) and cmd.strip()):
+            cmd = v
+            try:
+                first = shlex.split(v)[0] if v.strip() else ""
+            except ValueError:
+                first = v
+            name = os.path.basename(first.split(":", 1)[0].split(".", 1)[0]) or "main"
+            if not _EP_NAME_RE.match(name):
+                name = "main"
+        if name in eps:
+            raise CoexError("Two entry points are named {!r}: name them with NAME=CMD.".format(name))
+        eps[name] = cmd
+        default = default or name
+    return eps, default
+
+
+def parse_env(values):
+    env = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k:
+            raise CoexError("--env {!r}: write KEY=VALUE.".format(v))
+        env[k] = val
+    return env
+
+
+def cmd_create(a):
+    from coex.lib.assemble import assemble
+    from coex.lib.lockfile import lock_entries
+    from coex_runtime.format import sha256_file
+
+    platform = a.platform
+    req = build_request(a.file, a.channel, [platform], a.virtual_package or None)
+    eps, default = parse_entry_points(a.entrypoint)
+    env = parse_env(a.env)
+    cache = _cache_root(a.cache_dir)
+    tmp = tempfile.mkdtemp(prefix="coex-create-")
+    try:
+        lockfile = _ensure_lock(req, os.path.abspath(a.lockfile), a.file) if a.lockfile else None
+        if lockfile is None:
+            from coex.lib.lockfile import solve_to_lockfile
+
+            lockfile = os.path.join(tmp, "coex.lock")
+            solve_to_lockfile(req, lockfile)
+        entries = lock_entries(lockfile, platform)
+        items = fetch_packages(entries["packages"], cache, a.zstd_level)
+        app_root = None
+        if a.sources:
+            app_root = os.path.join(tmp, "app")
+            os.makedirs(app_root)
+            stage_sources(a.sources, app_root)
+        spec = {"platform": platform, "packages": items, "app_root": app_root,
+                "entry_points": eps, "default_entry_point": default, "env": env,
+                "requested_specs": req["specs"],
+                "build": {"resolve": req["resolve"], "lockfile_sha256": sha256_file(lockfile),
+                          "target": "./coex create -f {}".format(a.file), "tool": "coex-cli"}}
+        assemble(spec, a.output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.stderr.write("coex: wrote {} ({} packages, entry point{} {})\n".format(
+        a.output, len(items), "s" if len(eps) > 1 else "", ", ".join(sorted(eps))))
+
+
+def cmd_lock(a):
+    from coex.lib.lockfile import solve_to_lockfile
+
+    req = build_request(a.file, a.channel, a.platform or ["linux-64"], a.virtual_package or None)
+    header = solve_to_lockfile(req, a.output)
+    sys.stderr.write("coex: wrote {} (resolve {}, platforms {})\n".format(
+        a.output, header["resolve"], ", ".join(header["platforms"])))
+
+
+def cmd_export_explicit(a):
+    from coex.lib.explicit import write_explicit
+    from coex.lib.lockfile import read_header
+
+    platform = a.platform
+    if platform is None:
+        plats = read_header(a.lockfile).get("platforms") or []
+        if len(plats) != 1:
+            raise CoexError("Lockfile {} has platforms {}: choose one with --platform.".format(
+                a.lockfile, ", ".join(plats)))
+        platform = plats[0]
+    write_explicit(a.lockfile, platform, a.output, a.hash)
+
+
+def build_parser():
+    from coex.lib.transcode import DEFAULT_LEVEL
+
+    p = argparse.ArgumentParser(
+        prog="coex",
+        description="Build self-extracting executables (.coex) from a conda environment plus "
+                    "your sources: one file that installs a locked environment once into a "
+                    "cache and then execs the entry point.",
+        epilog="Run `coex COMMAND --help` for a command's options.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def env_opts(s, many_platforms):
+        s.add_argument("-f", "--file", required=True, metavar="ENVIRONMENT_YML",
+                       help="conda environment file (channels + dependencies; no pip: section)")
+        s.add_argument("-c", "--channel", action="append", default=[], metavar="URL",
+                       help="channel name or URL (file://, https://), before the file's channels; "
+                            "repeatable")
+        if many_platforms:
+            s.add_argument("--platform", action="append", default=[], metavar="SUBDIR",
+                           help="conda subdir to lock (repeatable; default linux-64)")
+        else:
+            s.add_argument("--platform", default="linux-64", metavar="SUBDIR",
+                           help="target conda subdir (default linux-64; cross-building works)")
+        s.add_argument("--virtual-package", action="append", default=[], metavar="SPEC",
+                       help="virtual package assumed when solving, e.g. __glibc=2.28 "
+                            "(repeatable; per-platform defaults otherwise)")
+
+    s = sub.add_parser("create", help="build a .coex archive",
+                       description="Solve (or read --lockfile), fetch, verify and assemble an "
+                                   "archive. SRC files/dirs form the app layer.")
+    env_opts(s, False)
+    s.add_argument("--entrypoint", "-e", action="append", required=True, metavar="[NAME=]CMD",
+                   help="what the archive runs: a program of the environment (`python -m app`), "
+                        "`module:function`, or a path in SRC; repeatable (the first is the "
+                        "default, others are picked with COEX_ENTRYPOINT)")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.coex")
+    s.add_argument("--lockfile", metavar="PATH",
+                   help="use this lockfile (must match the inputs); written if missing")
+    s.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="environment variable for the program (repeatable)")
+    s.add_argument("--zstd-level", type=int, default=DEFAULT_LEVEL,
+                   help="zstd level for transcoding .tar.bz2 packages (default %(default)s)")
+    s.add_argument("--cache-dir", metavar="DIR",
+                   help="fetched/transcoded package cache (default ~/.cache/coex-build)")
+    s.add_argument("sources", nargs="*", metavar="SRC", help="app layer files or directories")
+    s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("lock", help="solve an environment file into a coex lockfile",
+                       description="Solve with py-rattler for each platform and write a rattler "
+                                   "lock file with a coex header. Every lock also pins a `zstd` "
+                                   "package per platform (the runtime's decoder).")
+    env_opts(s, True)
+    s.add_argument("-o", "--output", required=True, metavar="LOCK")
+    s.set_defaults(func=cmd_lock)
+
+    s = sub.add_parser("export-explicit", help="write conda's @EXPLICIT file for one platform")
+    s.add_argument("--lockfile", "-l", required=True, metavar="LOCK")
+    s.add_argument("--platform", default=None, metavar="SUBDIR",
+                   help="platform to export (needed when the lock has several)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE")
+    s.add_argument("--hash", choices=("md5", "sha256"), default="md5",
+                   help="md5 (any conda) or sha256 (conda >= 24.9); default md5")
+    s.set_defaults(func=cmd_export_explicit)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CoexError as e:
+        sys.stderr.write("coex: error: {}\n".format(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
