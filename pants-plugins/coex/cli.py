@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from coex.lib.errors import CoexError
+from coex.lib.errors import CoexError, run_cli
 
 _EP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
@@ -270,12 +270,4 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except CoexError as e:
-        sys.stderr.write("coex: error: {}\n".format(e))
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_cli(build_parser(), argv)

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from coex.lib.errors import CoexError
+from coex.lib.errors import CoexError, run_cli
 from coex.lib.fsutil import atomic_output
 
 
@@ -134,13 +134,8 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except CoexError as e:
-        sys.stderr.write("coex: error: {}\n".format(e))
-        return 1
-    return 0
+    return run_cli(build_parser(), argv)
+
 
 
 if __name__ == "__main__":

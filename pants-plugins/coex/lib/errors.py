@@ -11,3 +11,19 @@ class CoexError(Exception):
 
     def __str__(self):
         return self.message
+
+
+def run_cli(parser, argv=None):
+    """Parse argv with `parser` and run the chosen `func`: a CoexError becomes one
+    `coex: error: ...` paragraph on stderr and exit status 1 (Ctrl-C: 130)."""
+    import sys
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except CoexError as e:
+        sys.stderr.write("coex: error: {}\n".format(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
