@@ -16,7 +16,8 @@ High level::
 * The staged directory is read as is: regular files (exec bit kept), symlinks (``softlink``, also
   to directories; files under a symlinked directory are not listed), and files that are hard links
   of one another inside the stage (written as tar hard-link members; all are ``hardlink`` path type
-  in paths.json, as conda means "may be hard-linked from the cache").
+  in paths.json, as conda means "may be hard-linked from the cache"). Softlink entries carry no
+  sha256/size_in_bytes (both are optional in paths.json v1).
 * ``prefix_files`` maps a relative path to ``(placeholder, "text"|"binary")``;
   ``detect_placeholder`` additionally scans every regular file for that string and records it
   (binary if the file contains a NUL byte, else text).
@@ -208,10 +209,8 @@ def paths_json(meta: PackageMeta, members: List[Member]) -> dict:
         if m.kind == "dir":
             continue
         e = {"_path": m.path}
-        if m.kind == "symlink":
+        if m.kind == "symlink":  # no sha256/size: what a link "contains" is ambiguous
             e["path_type"] = "softlink"
-            e["sha256"] = sha256_bytes(m.target.encode())
-            e["size_in_bytes"] = len(m.target.encode())
         else:
             e["path_type"] = "hardlink"
             e["sha256"] = sha256_bytes(m.data)

@@ -266,6 +266,12 @@ class BadChannel:
 
     Its repodata.json is written by hand (index_fs cannot read some of these), with correct
     sha256/md5/size of each package file, so a solver can pick any of them by name.
+
+    The py-rattler 0.25 oracle on these: InstallerError for bad-escape, bad-missing-file,
+    bad-path-type, bad-zstd, bad-bz2; it ABORTS THE WHOLE PROCESS (Rust panic) on bad-absolute,
+    so never hand that one to rattler.install in-process; it installs the rest without complaint
+    (bad-sha256, bad-size, both bad-symlink-*, bad-device, bad-setuid; bad-short-placeholder
+    only fails for prefixes longer than 20 chars). Its post-link failures are only logged.
     """
 
     def __init__(self, path: Path, packages: Dict[str, Path], reasons: Dict[str, str]):
