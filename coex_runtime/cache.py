@@ -1,0 +1,305 @@
+"""The coex cache: one directory per user, shared by every archive on the host.
+
+Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
+
+    pkgs/<sha256>/              extracted packages, content addressed (the installer's pkgs_dir)
+    envs/<env16>/               installed environments (env16 = first 16 hex of the env id)
+    envs/<env16>/.coex-ready    readiness marker (JSON: env id, package sha256s), written last
+    envs/<env16>.lock           flock held while that environment is installed
+    apps/<app16>/               app layers, one per app digest (complete when the dir exists)
+    apps/<app16>.lock
+    lib/<sha256>/libzstd.so.1   the archive's libzstd, sha-checked, when a zstd decoder is needed
+    launch/<id16>.sh            per-archive launcher sourced by the sh preamble (written last)
+    launch/<id16>.json          what the launcher uses (env, app), for ``gc``
+    launch/<id16>.used          touched by every run (warm ones too): its mtime is the last use
+    tmp/                        staging dirs and trash; anything here is debris once unlocked
+    gc.lock                     installs hold it shared, ``gc`` exclusive
+
+Root selection (``select_root``): the configured root if it can be created, written (a real file
+is created and removed) and is not on a ``noexec`` mount (``statvfs`` ``ST_NOEXEC``); otherwise
+the first usable of ``${TMPDIR:-/tmp}/coex-<uid>``, ``/var/tmp/coex-<uid>``,
+``/dev/shm/coex-<uid>``. A fallback root must be a directory owned by the user and not writable
+by others (mode 0700), or it is skipped. Using a fallback is reported once per process on stderr;
+the sh preamble looks for launchers in the same fallback place, so warm runs stay Python-free.
+
+Atomicity: every directory is built under ``tmp/`` and renamed into place; an environment is
+ready only once its marker exists (the marker is written with write-temp + fsync + rename after
+``finalize``). A run killed at any instant leaves either nothing visible, a staging dir in
+``tmp/``, or an ``envs/<id>/`` without marker; the next run (holding the env lock) moves such
+debris to ``tmp/trash-*`` and deletes it.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+
+READY = ".coex-ready"
+
+
+class CacheError(Exception):
+    """No usable cache directory, or a cache operation failed: the message says what to do."""
+
+
+def configured_root(environ=None):
+    environ = os.environ if environ is None else environ
+    if environ.get("COEX_ROOT"):
+        return environ["COEX_ROOT"]
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or "/nonexistent", ".cache")
+    return os.path.join(base, "coex")
+
+
+def fallback_roots(environ=None):
+    environ = os.environ if environ is None else environ
+    uid = os.getuid()
+    out = []
+    for base in (environ.get("TMPDIR") or "/tmp", "/var/tmp", "/dev/shm"):
+        p = os.path.join(base, "coex-%d" % uid)
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def _noexec(path):
+    try:
+        return bool(os.statvfs(path).f_flag & getattr(os, "ST_NOEXEC", 8))
+    except OSError:
+        return False
+
+
+def check_root(path, private=False):
+    """None when ``path`` is usable as a cache root (created if needed), else why not."""
+    try:
+        if private:
+            try:
+                os.mkdir(path, 0o700)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return "%s is not a private directory owned by uid %d" % (path, os.getuid())
+        else:
+            makedirs(path)
+        fd, probe = tempfile.mkstemp(prefix=".coex-probe-", dir=path)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        return "%s is not writable (%s)" % (path, e.strerror or e)
+    if _noexec(path):
+        return "%s is on a noexec file system" % path
+    return None
+
+
+_NOTED = []
+
+
+def select_root(environ=None, stderr=None):
+    """(root, note): the root to use and, when it is a fallback, why (already printed)."""
+    environ = os.environ if environ is None else environ
+    want = os.path.abspath(configured_root(environ))
+    why = check_root(want)
+    if why is None:
+        return want, None
+    reasons = [why]
+    for cand in fallback_roots(environ):
+        w = check_root(cand, private=True)
+        if w is None:
+            note = ("coex: cache %s; using %s instead (set COEX_ROOT to a writable directory on a "
+                    "file system that allows executing programs to choose)" % (why, cand))
+            if not _NOTED:
+                _NOTED.append(note)
+                (stderr or sys.stderr).write(note + "\n")
+            return cand, note
+        reasons.append(w)
+    raise CacheError("coex: no usable cache directory: %s. Set COEX_ROOT to a writable directory "
+                     "on a file system that allows executing programs." % "; ".join(reasons))
+
+
+def makedirs(path, mode=0o755):
+    try:
+        os.makedirs(path, mode)
+    except OSError as e:
+        if e.errno != errno.EEXIST or not os.path.isdir(path):
+            raise
+
+
+class Cache(object):
+    def __init__(self, root):
+        self.root = root
+        self.pkgs = os.path.join(root, "pkgs")
+        self.envs = os.path.join(root, "envs")
+        self.apps = os.path.join(root, "apps")
+        self.lib = os.path.join(root, "lib")
+        self.launch = os.path.join(root, "launch")
+        self.tmp = os.path.join(root, "tmp")
+
+    def ensure(self):
+        for d in (self.pkgs, self.envs, self.apps, self.lib, self.launch, self.tmp):
+            makedirs(d)
+
+    # paths ------------------------------------------------------------------------------------
+    def env_dir(self, env16):
+        return os.path.join(self.envs, env16)
+
+    def app_dir(self, app16):
+        return os.path.join(self.apps, app16)
+
+    def launcher(self, id16):
+        return os.path.join(self.launch, id16 + ".sh")
+
+    def used_file(self, id16):
+        return os.path.join(self.launch, id16 + ".used")
+
+    def env_ready(self, env16):
+        return os.path.isfile(os.path.join(self.env_dir(env16), READY))
+
+    def read_ready(self, env16):
+        try:
+            with open(os.path.join(self.env_dir(env16), READY)) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError):
+            return None
+
+    def staging(self, kind, key):
+        makedirs(self.tmp)
+        return tempfile.mkdtemp(prefix="%s-%s-%d-" % (kind, key, os.getpid()), dir=self.tmp)
+
+    # debris -----------------------------------------------------------------------------------
+    def discard(self, path):
+        """Atomically make ``path`` invisible (rename into tmp/trash-*), then delete it."""
+        if not os.path.lexists(path):
+            return
+        makedirs(self.tmp)
+        trash = os.path.join(self.tmp, "trash-%d-%s" % (os.getpid(), os.urandom(4).hex()))
+        try:
+            os.rename(path, trash)
+        except OSError:
+            trash = path
+        rmtree(trash)
+
+    def clean_staging(self, kind, key):
+        """Under the lock for (kind, key): remove its old staging dirs and any trash."""
+        try:
+            names = os.listdir(self.tmp)
+        except OSError:
+            return
+        for n in names:
+            if n.startswith("%s-%s-" % (kind, key)) or n.startswith("trash-"):
+                rmtree(os.path.join(self.tmp, n))
+
+
+def rmtree(path):
+    def onerror(func, p, exc):
+        # read-only directories inside packages: make them writable and retry once
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    if os.path.islink(path) or os.path.isfile(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    shutil.rmtree(path, onerror=onerror)
+
+
+class Lock(object):
+    """An flock on ``path`` (created if missing). ``shared`` for readers, ``wait=False`` to try."""
+
+    def __init__(self, path, shared=False, wait=True):
+        self.path, self.shared, self.wait = path, shared, wait
+        self.fd = None
+
+    def acquire(self):
+        makedirs(os.path.dirname(self.path))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        if not self.wait:
+            op |= fcntl.LOCK_NB
+        try:
+            fcntl.flock(fd, op)
+        except (IOError, OSError) as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+        self.fd = fd
+        return True
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def write_atomic(path, data, mode=0o644):
+    """Write bytes to ``path`` through a temp file in the same directory, fsync, rename."""
+    d = os.path.dirname(path)
+    makedirs(d)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def touch(path):
+    """Record a use: truncating an (empty) file updates its mtime, like the launcher's ``: >``."""
+    try:
+        with open(path, "wb"):
+            pass
+    except (IOError, OSError):
+        pass
+
+
+def mtime(path, default=0.0):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return default
+
+
+def parse_duration(text):
+    """``14d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds -> seconds (float)."""
+    t = (text or "").strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if t and t[-1] in units:
+            return float(t[:-1]) * units[t[-1]]
+        return float(t)
+    except ValueError:
+        raise CacheError("coex gc: cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w" % text)
+
+
+def now():
+    return time.time()

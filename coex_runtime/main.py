@@ -1,0 +1,382 @@
+"""Entry of every archive (``__main__.py`` calls ``main()``): the cold path.
+
+The sh preamble runs ``python <archive> args...`` when the cache has no ready launcher for this
+archive (first run, other cache root, deleted env), or when the archive is run as
+``python app.coex`` / ``python unzipped-dir/``. Then, in order (``COEX_VERBOSE=1`` prints the time
+of each phase on stderr):
+
+1. ``open``: read and validate COEX-INFO (unknown major format -> clear error).
+2. ``root``: pick the cache root (``cache.select_root``; a fallback is announced on stderr).
+3. If this archive's launcher exists and its environment is ready, exec it (no install).
+4. ``check``: the archive's platform must be the host's conda subdir and its virtual-package
+   needs must hold (``vpkgs.check``; ``CONDA_OVERRIDE_*`` honoured): else stop before touching
+   the cache.
+5. ``env``: under ``envs/<env16>.lock`` (and ``gc.lock`` shared), double-checked: remove debris
+   of killed runs, install into ``tmp/env-<env16>-*`` with prefixes made for ``envs/<env16>``
+   (``install.install_env``; every package's stored sha256 is checked while it is extracted,
+   packages are extracted into ``pkgs/<sha256>`` before anything is linked, and a failure leaves
+   only the staging dir, which is removed), rename to ``envs/<env16>``, ``install.finalize_env``,
+   then write the readiness marker atomically. Any failure after the rename removes the env.
+6. ``app``: under ``apps/<app16>.lock``, extract the app layer into a staging dir (modes kept,
+   setuid dropped, paths escaping the layer refused), check it against the record's app digest,
+   rename to ``apps/<app16>``.
+7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), record
+   the use, and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
+
+``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc).
+Exit statuses of coex itself: 1 bad archive / host mismatch / install failure (message on stderr),
+2 usage errors of the tools, 130 interrupted; after the exec every status is the program's own.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from coex_runtime import cache as C
+from coex_runtime import format as F
+from coex_runtime import launch as L
+from coex_runtime import vpkgs
+
+
+class CoexError(Exception):
+    """A failure explained to the user; ``main`` prints it and exits with ``code``."""
+
+    def __init__(self, msg, code=1):
+        Exception.__init__(self, msg)
+        self.code = code
+
+
+class Phases(object):
+    """Times phases; prints them when COEX_VERBOSE is set."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.t0 = self.last = time.time()
+
+    def done(self, name):
+        t = time.time()
+        if self.verbose:
+            sys.stderr.write("coex: %-8s %8.1f ms\n" % (name, (t - self.last) * 1000.0))
+        self.last = t
+
+    def total(self):
+        if self.verbose:
+            sys.stderr.write("coex: %-8s %8.1f ms\n" % ("total", (time.time() - self.t0) * 1000.0))
+
+
+class Progress(object):
+    """First-run progress on stderr, only when stderr is a terminal: package k of n and bytes,
+    per installer phase. Called as progress(phase, done, total, name) from worker threads."""
+
+    def __init__(self, enabled, entries=()):
+        import threading
+        self.enabled = enabled
+        self.shown = False
+        self.lock = threading.Lock()
+        self.sizes = {}
+        for e in entries:
+            self.sizes[e.get("filename")] = int(e.get("stored_size") or e.get("size") or 0)
+        self.total_bytes = sum(self.sizes.values())
+        self.bytes = {}
+
+    def __call__(self, phase, done, total, name=""):
+        if not self.enabled:
+            return
+        with self.lock:
+            self.bytes[phase] = self.bytes.get(phase, 0) + self.sizes.get(name, 0)
+            msg = "coex: %s package %d of %d" % (phase, done, total)
+            if self.total_bytes:
+                msg += ", %.1f of %.1f MB" % (self.bytes[phase] / 1e6, self.total_bytes / 1e6)
+            if name:
+                msg += " (%s)" % name
+            sys.stderr.write("\r\033[K" + msg[:160])
+            sys.stderr.flush()
+            self.shown = True
+
+    def finish(self):
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def archive_identity(argv, environ):
+    """(archive path, argv0): keep the preamble's COEX_ARGV0 only when it is about this archive."""
+    path = os.path.abspath(argv[0]) if argv and argv[0] else os.path.abspath(".")
+    argv0 = environ.get("COEX_ARGV0")
+    if environ.get("COEX_ARCHIVE") != path or not argv0:
+        argv0 = argv[0] if argv else path
+    environ["COEX_ARCHIVE"] = path
+    environ["COEX_ARGV0"] = argv0
+    return path, argv0
+
+
+def open_checked(path):
+    try:
+        return F.open_archive(path)
+    except F.FormatError as e:
+        raise CoexError("coex: %s" % e)
+
+
+def check_host(info, environ):
+    plat = info.get("platform")
+    host = vpkgs.host_subdir()
+    if plat and plat != "noarch" and plat != host:
+        raise CoexError("coex: this archive was built for %s, but this host is %s: build it for %s "
+                        "(e.g. the coex_binary's platform)" % (plat, host, host))
+    problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
+    if problems:
+        raise CoexError("coex: this host cannot run this archive's environment: %s"
+                        % "; ".join(problems))
+
+
+class Runtime(object):
+    """One archive against one cache."""
+
+    def __init__(self, archive, cache, phases=None, progress=None):
+        self.archive = archive
+        self.info = archive.info
+        self.cache = cache
+        self.id16 = F.short_id(archive.id)
+        self.env16 = F.short_id(self.info["env_id"])
+        app = self.info.get("app")
+        self.app16 = F.short_id(app["digest"]) if app else None
+        self.phases = phases or Phases(False)
+        self.progress = progress or Progress(False)
+
+    # paths ------------------------------------------------------------------------------------
+    @property
+    def prefix(self):
+        return self.cache.env_dir(self.env16)
+
+    @property
+    def app_dir(self):
+        return self.cache.app_dir(self.app16) if self.app16 else None
+
+    @property
+    def launcher(self):
+        return self.cache.launcher(self.id16)
+
+    def ready(self):
+        return (os.path.isfile(self.launcher) and self.cache.env_ready(self.env16)
+                and (self.app_dir is None or os.path.isdir(self.app_dir)))
+
+    # libzstd ----------------------------------------------------------------------------------
+    def libzstd(self):
+        """Path of the archive's libzstd in the cache (extracted, sha-checked), or None."""
+        rec = self.info.get("libzstd")
+        if not rec:
+            return None
+        try:
+            from coex_runtime import zstd
+            if zstd._stdlib_zstd() is not None:
+                return None
+        except ImportError:
+            pass
+        d = os.path.join(self.cache.lib, rec["sha256"])
+        path = os.path.join(d, "libzstd.so.1")
+        if os.path.isfile(path):
+            return path
+        stage = self.cache.staging("lib", rec["sha256"][:16])
+        try:
+            dst = os.path.join(stage, "libzstd.so.1")
+            h = hashlib.sha256()
+            with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
+                for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
+                    h.update(block)
+                    out.write(block)
+            if h.hexdigest() != rec["sha256"]:
+                raise CoexError("coex: %s: the archive's libzstd is damaged (sha256 %s, the record says "
+                                "%s): the archive was altered or truncated; copy or rebuild it"
+                                % (self.archive.path, h.hexdigest(), rec["sha256"]))
+            os.chmod(dst, 0o755)
+            try:
+                os.rename(stage, d)
+            except OSError:
+                if not os.path.isfile(path):
+                    raise
+        finally:
+            C.rmtree(stage) if os.path.isdir(stage) else None
+        return path
+
+    def _need_extract(self):
+        return [p for p in self.info["packages"]
+                if not os.path.isdir(os.path.join(self.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
+
+    # the environment --------------------------------------------------------------------------
+    def ensure_env(self):
+        if self.cache.env_ready(self.env16):
+            return False
+        with C.Lock(os.path.join(self.cache.envs, self.env16 + ".lock")):
+            if self.cache.env_ready(self.env16):
+                return False
+            self.cache.clean_staging("env", self.env16)
+            self.cache.discard(self.prefix)
+            from coex_runtime import install
+            libzstd = self.libzstd() if self._need_extract() else None
+            stage = self.cache.staging("env", self.env16)
+            entries = self.info["packages"]
+            specs = self.info.get("requested_specs") or []
+            try:
+                try:
+                    install.install_env(entries, self._open_payload, self.cache.pkgs, stage, self.prefix,
+                                        libzstd=libzstd, progress=self.progress, requested_specs=specs)
+                finally:
+                    self.progress.finish()
+                self.phases.done("extract+link")
+                os.rename(stage, self.prefix)
+                stage = None
+                try:
+                    install.finalize_env(self.prefix, entries, requested_specs=specs, progress=self.progress)
+                finally:
+                    self.progress.finish()
+                self.phases.done("finalize")
+                marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
+                          "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
+                          "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
+                          "installed": time.time(), "by_archive": self.archive.id}
+                C.write_atomic(os.path.join(self.prefix, C.READY), F.dump_json(marker))
+            except BaseException:
+                if stage is not None:
+                    C.rmtree(stage)
+                else:
+                    self.cache.discard(self.prefix)
+                raise
+        return True
+
+    def _open_payload(self, entry):
+        return self.archive.open(entry["member"])
+
+    # the app layer ----------------------------------------------------------------------------
+    def ensure_app(self):
+        if self.app16 is None or os.path.isdir(self.app_dir):
+            return False
+        with C.Lock(self.app_dir + ".lock"):
+            if os.path.isdir(self.app_dir):
+                return False
+            self.cache.clean_staging("app", self.app16)
+            stage = self.cache.staging("app", self.app16)
+            try:
+                extract_app(self.archive, stage)
+                os.chmod(stage, 0o755)
+                os.rename(stage, self.app_dir)
+            except BaseException:
+                C.rmtree(stage)
+                raise
+        return True
+
+    # the launcher -----------------------------------------------------------------------------
+    def write_launcher(self):
+        meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
+                "app": self.app16, "written": time.time()}
+        C.write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta))
+        text = L.render_launcher(self.info, self.id16, self.prefix, self.app_dir,
+                                 self.cache.used_file(self.id16),
+                                 os.path.join(self.prefix, C.READY))
+        C.write_atomic(self.launcher, text.encode("utf-8"), 0o644)
+
+    def install(self):
+        """Everything up to a ready launcher; returns True when something was installed."""
+        self.cache.ensure()
+        with C.Lock(os.path.join(self.cache.root, "gc.lock"), shared=True):
+            did_env = self.ensure_env()
+            did_app = self.ensure_app()
+            if did_app:
+                self.phases.done("app")
+            if did_env or did_app or not self.ready():
+                self.write_launcher()
+                self.phases.done("launcher")
+        return did_env or did_app
+
+
+def safe_rel(rel):
+    """The app-layer path as a list of parts, or None if it escapes the layer."""
+    if not rel or rel.startswith("/") or "\\" in rel or "\0" in rel:
+        return None
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return parts
+
+
+def extract_app(archive, dest):
+    """Extract the app layer into ``dest`` and check it against the record's digest."""
+    rec = archive.info.get("app") or {}
+    files = []
+    for rel, member in archive.app_members():
+        parts = safe_rel(rel)
+        if parts is None:
+            raise CoexError("coex: %s: the app layer member %r escapes the layer (absolute path or "
+                            "'..'); refusing to install this archive" % (archive.path, member))
+        mode = 0o755 if archive.mode(member) & 0o111 else 0o644
+        out = os.path.join(dest, *parts)
+        C.makedirs(os.path.dirname(out))
+        h = hashlib.sha256()
+        with archive.open(member) as src, open(out, "wb") as dst:
+            for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
+                h.update(block)
+                dst.write(block)
+        os.chmod(out, mode)
+        files.append((rel, mode, h.hexdigest()))
+    if F.app_digest(files) != rec.get("digest") or len(files) != rec.get("files", len(files)):
+        raise CoexError("coex: %s: the app layer does not match its record (digest %s, the record says "
+                        "%s): the archive was altered; rebuild or copy it again"
+                        % (archive.path, F.app_digest(files), rec.get("digest")))
+
+
+def _errors():
+    errs = [F.FormatError, C.CacheError, OSError]
+    for mod, name in (("coex_runtime.extract", "PackageError"), ("coex_runtime.install", "InstallError"),
+                      ("coex_runtime.prefix", "PrefixError"), ("coex_runtime.noarch", "NoarchError"),
+                      ("coex_runtime.zstd", "ZstdError")):
+        m = sys.modules.get(mod)
+        if m is not None and hasattr(m, name):
+            errs.append(getattr(m, name))
+    return tuple(errs)
+
+
+def main(argv=None, environ=None):
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    phases = Phases(bool(environ.get("COEX_VERBOSE")))
+    try:
+        return _main(argv, environ, phases)
+    except CoexError as e:
+        sys.stderr.write("%s\n" % e)
+        return e.code
+    except KeyboardInterrupt:
+        sys.stderr.write("coex: interrupted; nothing was left half-installed\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - one clear line for every known failure
+        if isinstance(e, _errors()):
+            msg = str(e)
+            if isinstance(e, OSError) and getattr(e, "filename", None) and e.filename not in msg:
+                msg += " (%s)" % e.filename
+            sys.stderr.write("%s\n" % (msg if msg.startswith("coex") else "coex: error: " + msg))
+            return 1
+        raise
+
+
+def _main(argv, environ, phases):
+    path, argv0 = archive_identity(argv, environ)
+    args = argv[1:]
+    archive = open_checked(path)
+    phases.done("open")
+    if environ.get("COEX_TOOLS"):
+        from coex_runtime import tools
+        return tools.run(archive, args, environ)
+    root, _ = C.select_root(environ)
+    cache = C.Cache(root)
+    phases.done("root")
+    progress = Progress(sys.stderr.isatty(), archive.info["packages"])
+    rt = Runtime(archive, cache, phases, progress)
+    if not rt.ready():
+        check_host(archive.info, environ)
+        phases.done("check")
+        rt.install()
+    archive.close()
+    phases.total()
+    L.exec_launcher(rt.launcher, argv0, args, environ)
+    return 127  # not reached

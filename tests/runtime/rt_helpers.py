@@ -1,0 +1,101 @@
+"""Archives over the tiny channel for the runtime tests (cache, launch, tools).
+
+``make_archive(channel, out, names=..., entry_points=..., app=..., ...)`` writes a .coex with
+``coex_runtime.format.write_archive`` from the channel's repodata (packages in dependency order),
+the host's libzstd as the archive's libzstd, and an app layer from ``app`` ({relpath: text or
+(mode, text)}).  ``run(archive, *args, root=..., python=..., env=...)`` runs it like a user would
+(``./app.coex``) with a private cache root.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from coex_runtime import format as F
+
+PYENV = "/root/.pyenv/versions"
+#: every host CPython the runtime must support
+PYTHONS = {
+    "3.6": PYENV + "/3.6.15/bin/python3.6",
+    "3.7": PYENV + "/3.7.16/bin/python3.7",
+    "3.8": PYENV + "/3.8.18/bin/python3.8",
+    "3.9": PYENV + "/3.9.18/bin/python3.9",
+    "3.10": PYENV + "/3.10.13/bin/python3.10",
+    "3.11": PYENV + "/3.11.7/bin/python3.11",
+    "3.12": PYENV + "/3.12.1/bin/python3.12",
+    "3.13": PYENV + "/3.13.0/bin/python3.13",
+}
+HOST_PY = PYTHONS["3.11"]
+LIBZSTD = os.path.realpath("/usr/lib/x86_64-linux-gnu/libzstd.so.1")
+
+# install order (dependencies first) of the tiny channel's linux-64 packages
+ORDER = ["libtiny", "python", "prefixprog", "oldstyle", "tinypy", "zstd"]
+PINS = {"libtiny": "1.0"}
+
+
+def channel_entries(channel_path, names, subdir="linux-64"):
+    """[(path, lock entry)] for ``names`` (in ORDER), from the channel's repodata."""
+    recs = {}
+    for sd in (subdir, "noarch"):
+        rd = json.loads((Path(channel_path) / sd / "repodata.json").read_text())
+        for key in ("packages", "packages.conda"):
+            for fn, rec in rd.get(key, {}).items():
+                if rec["name"] in names and PINS.get(rec["name"], rec["version"]) == rec["version"]:
+                    rec = dict(rec, filename=fn, subdir=sd)
+                    rec.setdefault("channel", Path(channel_path).as_uri())
+                    recs[rec["name"]] = (Path(channel_path) / sd / fn, rec)
+    missing = [n for n in names if n not in recs]
+    assert not missing, "not in the channel: %s" % missing
+    order = [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+    return [recs[n] for n in order]
+
+
+def make_archive(channel_path, out, names=("libtiny", "python", "prefixprog", "tinypy"),
+                 entry_points=None, default=None, app=None, env=None, virtual_packages=(),
+                 subdir="linux-64", libzstd=True, platform=None):
+    out = Path(out)
+    work = out.parent / (out.name + ".src")
+    app = {"src/main.py": "import sys, os\nprint('main ok', sys.argv[1:])\n",
+           "src/run.sh": (0o755, "#!/bin/sh\necho \"run.sh ok $*\"\n")} if app is None else app
+    app_files = []
+    for rel, spec in sorted(app.items()):
+        mode, text = spec if isinstance(spec, tuple) else (0o644, spec)
+        p = work / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        os.chmod(str(p), mode)
+        app_files.append((rel, str(p)))
+    if entry_points is None:
+        entry_points = {"prefixprog": "prefixprog", "python": "python", "main": "python src/main.py",
+                        "run": "src/run.sh -v", "tinypy": "tinypy.cli:main",
+                        "fail": "tinypy.cli:fail", "sh": "sh -c"}
+        default = default or "prefixprog"
+    pkgs = []
+    for path, rec in channel_entries(channel_path, list(names), subdir):
+        enc = "conda" if rec["filename"].endswith(".conda") else "tar.bz2"
+        pkgs.append({"path": str(path), "entry": rec, "encoding": enc})
+    info = F.write_archive(str(out), platform or subdir, pkgs, entry_points, default,
+                           app_files=app_files, libzstd_path=LIBZSTD if libzstd else None,
+                           env=env, requested_specs=list(names), virtual_packages=virtual_packages)
+    return info
+
+
+def base_env(root, python=HOST_PY, **extra):
+    env = {"PATH": os.path.dirname(python) + ":/usr/bin:/bin", "HOME": str(Path(root).parent),
+           "COEX_ROOT": str(root), "COEX_PYTHON": python, "LANG": "C.UTF-8"}
+    env.update({k: str(v) for k, v in extra.items() if v is not None})
+    return env
+
+
+def run(archive, *args, root, python=HOST_PY, env=None, argv0=None, timeout=60, **kw):
+    e = base_env(root, python)
+    e.update(env or {})
+    e = {k: v for k, v in e.items() if v is not None}
+    cmd = [str(argv0 or archive)] + [str(a) for a in args]
+    return subprocess.run(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, **kw)
+
+
+def text(r):
+    return r.stdout.decode() + r.stderr.decode()
