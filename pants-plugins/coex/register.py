@@ -1,6 +1,25 @@
+"""The `coex` Pants backend: `coex_binary` targets, `[coex]` options, generate-lockfiles,
+package and run. Enable it with `backend_packages = ["coex"]` and
+`pythonpath = ["%(buildroot)s/pants-plugins", "%(buildroot)s"]` (the second entry makes
+`coex_runtime`, the code every archive carries, importable)."""
+from coex import subsystem
+from coex import target_types as _target_types
+from coex.goals import lockfile, package
+from coex.util_rules import app, assemble, packages, resolve, tool
+
+
 def target_types():
-    return []
+    return [_target_types.CoexBinaryTarget]
 
 
 def rules():
-    return []
+    return [
+        *subsystem.rules(),
+        *tool.rules(),
+        *resolve.rules(),
+        *packages.rules(),
+        *app.rules(),
+        *assemble.rules(),
+        *lockfile.rules(),
+        *package.rules(),
+    ]

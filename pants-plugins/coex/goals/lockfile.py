@@ -1,0 +1,102 @@
+"""`pants generate-lockfiles` for coex resolves (the three-union protocol, as the javascript
+backend does it): known resolve names come from `[coex].resolves`; each requested resolve's
+specs are gathered from its `coex_binary` targets (`CoexResolveInputs`); `coex.lib solve` runs in
+a process that is never memoized across runs (`ProcessCacheScope.PER_SESSION`), since a channel
+may have changed since the last solve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pants.core.goals.generate_lockfiles import (
+    GenerateLockfile,
+    GenerateLockfileResult,
+    KnownUserResolveNames,
+    KnownUserResolveNamesRequest,
+    RequestedUserResolveNames,
+    UserGenerateLockfiles,
+)
+from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.process import ProcessCacheScope
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from coex.subsystem import CoexSubsystem
+from coex.util_rules.resolve import CoexResolveInputs, CoexResolveName
+from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
+
+REQUEST = "coex-solve-request.json"
+OUT = "coex.lock"
+
+
+@dataclass(frozen=True)
+class GenerateCoexLockfile(GenerateLockfile):
+    inputs: CoexResolveInputs
+
+
+class KnownCoexResolveNamesRequest(KnownUserResolveNamesRequest):
+    pass
+
+
+class RequestedCoexResolveNames(RequestedUserResolveNames):
+    pass
+
+
+@rule
+def known_coex_resolves(
+    _: KnownCoexResolveNamesRequest, coex: CoexSubsystem
+) -> KnownUserResolveNames:
+    return KnownUserResolveNames(
+        names=tuple(coex.resolves),
+        option_name="[coex].resolves",
+        requested_resolve_names_cls=RequestedCoexResolveNames,
+    )
+
+
+@rule
+async def coex_lockfile_requests(requested: RequestedCoexResolveNames) -> UserGenerateLockfiles:
+    all_inputs = await MultiGet(
+        Get(CoexResolveInputs, CoexResolveName(name)) for name in requested
+    )
+    return UserGenerateLockfiles(
+        GenerateCoexLockfile(
+            resolve_name=inputs.resolve,
+            lockfile_dest=inputs.lockfile_path,
+            diff=False,
+            inputs=inputs,
+        )
+        for inputs in all_inputs
+    )
+
+
+@rule(desc="Generate a coex lockfile", level=LogLevel.DEBUG)
+async def generate_coex_lockfile(request: GenerateCoexLockfile) -> GenerateLockfileResult:
+    inputs = request.inputs
+    request_digest = await Get(
+        Digest, CreateDigest([FileContent(REQUEST, inputs.request_json.encode())])
+    )
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess,
+        CoexLibProcess.of(
+            ["solve", "--request", REQUEST, "--out", OUT],
+            description=f"Solve the conda environment of resolve {inputs.resolve}",
+            failure=f"Locking the resolve {inputs.resolve!r} failed.",
+            input_digest=request_digest,
+            output_files=[OUT],
+            cache_scope=ProcessCacheScope.PER_SESSION,
+            level=LogLevel.INFO,
+        ),
+    )
+    moved = await Get(MovedFile, MoveFile(result.output_digest, OUT, request.lockfile_dest))
+    return GenerateLockfileResult(moved.digest, request.resolve_name, request.lockfile_dest)
+
+
+def rules():
+    return (
+        *collect_rules(),
+        UnionRule(GenerateLockfile, GenerateCoexLockfile),
+        UnionRule(KnownUserResolveNamesRequest, KnownCoexResolveNamesRequest),
+        UnionRule(RequestedUserResolveNames, RequestedCoexResolveNames),
+    )

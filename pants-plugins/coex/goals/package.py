@@ -1,0 +1,218 @@
+"""`pants package` and `pants run` for `coex_binary`.
+
+package: lockfile (checked fresh) -> per platform: locked packages (`coex.lib entries`) -> one
+digest per package (fetched by URL + sha256/size; `.tar.bz2` transcoded) -> app layer -> one
+assembly process -> `<output_path>`. run: package, then exec the host platform's archive with the
+command-line arguments.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.core.util_rules.environments import EnvironmentField
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestEntries, MergeDigests
+from pants.engine.platform import Platform
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+
+from coex.subsystem import CoexSubsystem
+from coex.target_types import (
+    CoexDefaultEntryPointField,
+    CoexEntryPointField,
+    CoexEntryPointsField,
+    CoexEnvField,
+    CoexOutputPathField,
+    CoexPlatformsField,
+    CoexResolveField,
+)
+from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
+from coex.util_rules.assemble import CoexArchive, CoexAssembleRequest
+from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest
+from coex.util_rules.resolve import (
+    AllCoexBinaries,
+    CoexLockedPlatform,
+    CoexLockedPlatformRequest,
+    CoexLockfile,
+    CoexResolveInputs,
+    CoexResolveName,
+    check_resolve_name,
+    platforms_of,
+)
+from coex.util_rules.tool import CoexBuildError
+
+HOST_PLATFORMS = {
+    Platform.linux_x86_64: "linux-64",
+    Platform.linux_arm64: "linux-aarch64",
+    Platform.macos_x86_64: "osx-64",
+    Platform.macos_arm64: "osx-arm64",
+}
+
+
+@dataclass(frozen=True)
+class CoexBinaryFieldSet(PackageFieldSet, RunFieldSet):
+    required_fields = (CoexResolveField,)
+    run_in_sandbox_behavior = RunInSandboxBehavior.RUN_REQUEST_HERMETIC
+
+    entry_point: CoexEntryPointField
+    entry_points: CoexEntryPointsField
+    default_entry_point: CoexDefaultEntryPointField
+    resolve: CoexResolveField
+    platforms: CoexPlatformsField
+    env: CoexEnvField
+    output_path: CoexOutputPathField
+    environment: EnvironmentField
+
+
+def output_paths(output_path: CoexOutputPathField, platforms: tuple[str, ...]) -> dict[str, str]:
+    """{platform: path under dist/}: one archive, or `<stem>-<platform><ext>` per platform."""
+    base = output_path.value_or_default(file_ending="coex")
+    if len(platforms) == 1:
+        return {platforms[0]: base}
+    stem, ext = os.path.splitext(base)
+    return {p: f"{stem}-{p}{ext}" for p in platforms}
+
+
+def entry_points_of(field_set: CoexBinaryFieldSet) -> tuple[dict[str, str], str]:
+    many = field_set.entry_points.value
+    if many:
+        default = field_set.default_entry_point.value or next(iter(many))
+        return dict(many), default
+    one = field_set.entry_point.value
+    if not one:
+        raise CoexBuildError(
+            f"The `coex_binary` {field_set.address} has no entry point: set `entry_point` "
+            f"(e.g. `entry_point='python -m app'`) or `entry_points`."
+        )
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", field_set.address.target_name) or "main"
+    return {name: one}, name
+
+
+def check_output_path_collisions(
+    address: Address, mine: dict[str, str], binaries: AllCoexBinaries, coex: CoexSubsystem
+) -> None:
+    wanted = set(mine.values())
+    for other in binaries.targets:
+        if other.address == address:
+            continue
+        theirs = output_paths(other[CoexOutputPathField], platforms_of(other[CoexPlatformsField], coex))
+        clash = sorted(wanted.intersection(theirs.values()))
+        if clash:
+            raise CoexBuildError(
+                softwrap(
+                    f"""
+                    The `coex_binary` targets {address} and {other.address} would both write
+                    {clash[0]} under the dist dir. Fix: set a distinct `output_path` on one of
+                    them (or rename a target).
+                    """
+                )
+            )
+
+
+@rule(desc="Package a coex_binary", level=LogLevel.DEBUG)
+async def package_coex_binary(
+    field_set: CoexBinaryFieldSet, coex: CoexSubsystem, binaries: AllCoexBinaries
+) -> BuiltPackage:
+    address = field_set.address
+    resolve = check_resolve_name(
+        coex, field_set.resolve.normalized_value(coex), f"The target {address}"
+    )
+    platforms = platforms_of(field_set.platforms, coex)
+    paths = output_paths(field_set.output_path, platforms)
+    check_output_path_collisions(address, paths, binaries, coex)
+    entry_points, default_entry_point = entry_points_of(field_set)
+
+    lock, inputs, app = await MultiGet(
+        Get(CoexLockfile, CoexResolveName(resolve)),
+        Get(CoexResolveInputs, CoexResolveName(resolve)),
+        Get(CoexAppLayer, CoexAppLayerRequest(address)),
+    )
+    missing = [p for p in platforms if p not in lock.platforms]
+    if missing:
+        raise CoexBuildError(
+            f"The lockfile of resolve {resolve!r} ({lock.path}) does not lock platform "
+            f"{missing[0]!r}, which {address} builds for. Run "
+            f"`pants generate-lockfiles --resolve={resolve}`."
+        )
+    lock_entries = await Get(DigestEntries, Digest, lock.digest)
+    build = {
+        "resolve": resolve,
+        "lockfile": lock.path,
+        "lockfile_sha256": lock_entries[0].file_digest.fingerprint,
+        "target": str(address),
+        "builder": "pants coex_binary",
+    }
+    locked = await MultiGet(
+        Get(CoexLockedPlatform, CoexLockedPlatformRequest(resolve, p)) for p in platforms
+    )
+    flat = [(i, p) for i, lp in enumerate(locked) for p in lp.packages]
+    prepared_flat = await MultiGet(
+        Get(ArchivablePackage, ArchivablePackageRequest(p, coex.transcode_zstd_level))
+        for _, p in flat
+    )
+    prepared = [
+        tuple(a for (i, _), a in zip(flat, prepared_flat) if i == k) for k in range(len(locked))
+    ]
+    archives = await MultiGet(
+        Get(
+            CoexArchive,
+            CoexAssembleRequest(
+                description=f"{address} ({lp.platform})",
+                platform=lp.platform,
+                packages=pkgs,
+                app_digest=app.snapshot.digest,
+                entry_points=FrozenDict(entry_points),
+                default_entry_point=default_entry_point,
+                env=FrozenDict(field_set.env.value or {}),
+                requested_specs=tuple(inputs.request["specs"]),
+                build_json=json.dumps(build, sort_keys=True),
+                output_path=paths[lp.platform],
+            ),
+        )
+        for lp, pkgs in zip(locked, prepared)
+    )
+    digest = await Get(Digest, MergeDigests(a.digest for a in archives))
+    artifacts = tuple(
+        BuiltPackageArtifact(
+            a.path,
+            extra_log_lines=(
+                f"    {lp.platform}: {len(lp.packages)} conda packages (resolve {resolve}), "
+                f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
+            ),
+        )
+        for a, lp in zip(archives, locked)
+    )
+    return BuiltPackage(digest, artifacts)
+
+
+@rule(desc="Run a coex_binary", level=LogLevel.DEBUG)
+async def run_coex_binary(
+    field_set: CoexBinaryFieldSet, platform: Platform, coex: CoexSubsystem
+) -> RunRequest:
+    host = HOST_PLATFORMS.get(platform)
+    by_platform = output_paths(field_set.output_path, platforms_of(field_set.platforms, coex))
+    relpath = by_platform.get(host) if host else None
+    if relpath is None:
+        raise CoexBuildError(
+            f"Cannot run {field_set.address} here: it builds for "
+            f"{', '.join(sorted(by_platform))}, and this machine is {host or platform.value}. "
+            f"Add {host!r} to its `platforms` to run it with `pants run`."
+        )
+    built = await Get(BuiltPackage, PackageFieldSet, field_set)
+    return RunRequest(digest=built.digest, args=(os.path.join("{chroot}", relpath),))
+
+
+def rules():
+    return (
+        *collect_rules(),
+        UnionRule(PackageFieldSet, CoexBinaryFieldSet),
+        *CoexBinaryFieldSet.rules(),
+    )

@@ -1,0 +1,95 @@
+"""The `[coex]` options scope: resolves, channels, platforms, solver assumptions, transcoding."""
+from __future__ import annotations
+
+from pants.engine.rules import collect_rules
+from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.util.docutil import bin_name
+from pants.util.strutil import softwrap
+
+from coex.lib.platforms import DEFAULT_VIRTUAL_PACKAGES, KNOWN_PLATFORMS
+
+class CoexSubsystem(Subsystem):
+    options_scope = "coex"
+    name = "coex"
+    help = softwrap(
+        f"""
+        Options for `coex_binary` targets: self-extracting executables made of a locked conda
+        environment plus in-repo sources.
+
+        Each `coex_binary` belongs to a resolve (a named conda environment with one lockfile).
+        `{bin_name()} generate-lockfiles --resolve=NAME` solves the conda specs of every target
+        in that resolve with py-rattler and writes the lockfile; `{bin_name()} package` only ever
+        reads the lockfile and fails if it is stale. Every lockfile also pins a `zstd` package per
+        platform: the archive carries its `libzstd` so the runtime can decode packages.
+        """
+    )
+
+    resolves = DictOption[str](
+        default={"coex-default": "3rdparty/conda/coex-default.lock"},
+        help=softwrap(
+            f"""
+            A mapping of resolve names to the lockfile path of each resolve (relative to the
+            build root).
+
+            A resolve is one conda environment: the union of the conda specs
+            (`environment_file` + `conda_dependencies`) of all `coex_binary` targets that name it.
+            Generate or refresh a lockfile with `{bin_name()} generate-lockfiles --resolve=NAME`.
+            """
+        ),
+    )
+    default_resolve = StrOption(
+        default="coex-default",
+        help="The resolve used by `coex_binary` targets that do not set the `resolve` field.",
+    )
+    channels = StrListOption(
+        default=["conda-forge"],
+        help=softwrap(
+            """
+            Conda channels to solve against, in priority order: channel names (e.g.
+            `conda-forge`, meaning https://conda.anaconda.org/conda-forge), `https://` URLs, or
+            local `file:///abs/path` channels.
+
+            Used for a resolve unless the `environment_file`s of its targets list `channels:`,
+            in which case those (in order of first appearance) are used instead, as conda does.
+            """
+        ),
+    )
+    platforms = StrListOption(
+        default=["linux-64"],
+        help=softwrap(
+            f"""
+            The conda platforms (subdirs) to lock and build for when a `coex_binary` does not set
+            `platforms`. Known values: {', '.join(KNOWN_PLATFORMS)}. A resolve's lockfile covers
+            every platform used by any of its targets.
+            """
+        ),
+    )
+    virtual_packages = StrListOption(
+        default=["__glibc=2.17"],
+        help=softwrap(
+            f"""
+            Virtual packages assumed present on the machines that run the archives, used when
+            solving (`__name=version` or `__name=version=build`). They override, by name, the
+            per-platform defaults (for linux-64:
+            {', '.join(DEFAULT_VIRTUAL_PACKAGES['linux-64'])}); `__glibc`/`__linux` apply to
+            linux platforms only, `__osx` to osx ones. They are inputs of the lockfile, like
+            specs, channels and platforms: change them and the lockfile becomes stale. The
+            default assumes glibc 2.17 (manylinux2014), what most conda-forge packages need.
+            """
+        ),
+    )
+    transcode_zstd_level = IntOption(
+        default=19,
+        help=softwrap(
+            """
+            The zstd level used when a locked `.tar.bz2` package is transcoded to `.tar.zst` for
+            the archive (`.conda` packages are stored untouched). 19 gives small archives and the
+            same decompression speed as any other level; lower it to speed up cold builds.
+            """
+        ),
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,258 @@
+"""The `coex_binary` target.
+
+Design: a `coex_binary` names its conda environment itself (an `environment_file` and/or inline
+`conda_dependencies`) and the resolve (lockfile) it belongs to. There is no separate
+`conda_environment` target: a conda environment is not a library that other targets depend on
+piecemeal (it is installed whole, as one prefix), so the resolve *is* the shared unit, exactly
+like `[python].resolves`/`[jvm].resolves`. Binaries that should share an environment name the
+same resolve; its lockfile is solved from the union of their specs. Binaries that need different
+environments use different resolves.
+
+The app layer is the transitive sources of `dependencies`, with source roots stripped (as pex
+does), except `files`/`file` targets, which keep their build-root-relative paths (also as pex).
+"""
+from __future__ import annotations
+
+from pants.core.goals.package import OutputPathField
+from pants.core.goals.run import RestartableField
+from pants.core.util_rules.environments import EnvironmentField
+from pants.engine.target import (
+    AsyncFieldMixin,
+    COMMON_TARGET_FIELDS,
+    Dependencies,
+    DictStringToStringField,
+    InvalidFieldException,
+    OptionalSingleSourceField,
+    StringField,
+    StringSequenceField,
+    Target,
+)
+from pants.util.docutil import bin_name
+from pants.util.strutil import help_text
+
+from coex.lib.errors import CoexError
+from coex.lib.platforms import KNOWN_PLATFORMS, check_platform
+
+
+class CoexEntryPointField(StringField):
+    alias = "entry_point"
+    help = help_text(
+        """
+        What the executable runs, as one string (extra command-line arguments are appended).
+        One of:
+
+          * a command of the conda environment, looked up in the environment's `bin/`:
+            `'python -m myapp'`, `'python'`, `'jupyter lab'`, or a console script such as
+            `'flake8'`;
+          * `'package.module:function'`, called with the environment's python, like a console
+            script;
+          * a path in the app layer (e.g. `'scripts/run.sh --verbose'`), run directly.
+
+        Use `entry_points` instead to give the executable several named commands. When the
+        environment is locked, `pants package` fails if a command names nothing in the
+        environment or the app layer.
+        """
+    )
+
+
+class CoexEntryPointsField(DictStringToStringField):
+    alias = "entry_points"
+    help = help_text(
+        """
+        Several named entry points, `{name: command}`, each written like `entry_point`.
+
+        The archive runs `default_entry_point` unless told otherwise (the runtime's
+        BusyBox-style selection: see the README). Mutually exclusive with `entry_point`.
+        """
+    )
+
+
+class CoexDefaultEntryPointField(StringField):
+    alias = "default_entry_point"
+    help = help_text(
+        """
+        Which of `entry_points` runs by default. Needed when `entry_points` has more than one
+        name; must be one of its keys.
+        """
+    )
+
+
+class CoexEnvironmentFileField(OptionalSingleSourceField):
+    alias = "environment_file"
+    expected_file_extensions = (".yml", ".yaml")
+    help = help_text(
+        """
+        A conda `environment.yml` (relative to this BUILD file) giving the environment's
+        `dependencies:` (conda match specs) and optionally `channels:`. `pip:` dependencies
+        are not supported yet.
+
+        The specs join those of every other target of the same `resolve`; its channels, if
+        any, replace `[coex].channels` for that resolve.
+        """
+    )
+
+
+class CoexCondaDependenciesField(StringSequenceField):
+    alias = "conda_dependencies"
+    help = help_text(
+        """
+        Conda match specs for the environment, e.g. `['python 3.11.*', 'numpy >=1.26']`,
+        added to those of `environment_file` (either or both may be given).
+        """
+    )
+
+
+class CoexResolveField(StringField):
+    alias = "resolve"
+    help = help_text(
+        f"""
+        The resolve (named conda environment with one lockfile) this binary's environment comes
+        from: a key of `[coex].resolves`. Defaults to `[coex].default_resolve`.
+
+        Run `{bin_name()} generate-lockfiles --resolve=NAME` after changing the specs of any
+        target in the resolve.
+        """
+    )
+
+    def normalized_value(self, coex) -> str:
+        return self.value or coex.default_resolve
+
+
+class CoexPlatformsField(StringSequenceField, AsyncFieldMixin):
+    alias = "platforms"
+    help = help_text(
+        f"""
+        The conda platforms (subdirs) to build for, e.g. `['linux-64', 'linux-aarch64']`.
+        Defaults to `[coex].platforms`. Known values: {', '.join(KNOWN_PLATFORMS)}.
+
+        With one platform the archive is written to `output_path`; with several, one archive per
+        platform is written next to it, named `<name>-<platform>.coex`. Building for another
+        platform than the host's works (nothing is run at build time).
+        """
+    )
+
+    def validated(self) -> tuple[str, ...] | None:
+        if self.value is None:
+            return None
+        for platform in self.value:
+            try:
+                check_platform(platform, origin=f"the `{self.alias}` field of {self.address}")
+            except CoexError as e:
+                raise InvalidFieldException(str(e))
+        if not self.value:
+            raise InvalidFieldException(
+                f"The `{self.alias}` field of {self.address} is empty: list at least one "
+                f"platform, or remove the field to use `[coex].platforms`."
+            )
+        return tuple(dict.fromkeys(self.value))
+
+
+class CoexEnvField(DictStringToStringField):
+    alias = "env"
+    help = help_text(
+        """
+        Environment variables set for the program when the archive runs, e.g.
+        `{'MPLBACKEND': 'Agg'}`. Applied after the environment's own activation variables.
+        """
+    )
+
+
+class CoexDependenciesField(Dependencies):
+    help = help_text(
+        """
+        Targets whose sources (and their transitive dependencies' sources) form the archive's
+        app layer: e.g. `python_sources`, `resources`, `files`. Source roots are stripped
+        (as for a pex), except for `files` targets, which keep their paths from the build root.
+        """
+    )
+
+
+class CoexOutputPathField(OutputPathField):
+    help = help_text(
+        f"""
+        Where the archive is written, relative to `--distdir` (e.g. `dist/`).
+
+        Defaults to `<path.to.dir>/<name>.coex`: for `src/app:cli`, `src.app/cli.coex`. With
+        several `platforms`, `-<platform>` is inserted before `.coex`. Two targets may not
+        write the same path; `{bin_name()} package` fails naming both.
+        """
+    )
+
+
+class CoexBinaryTarget(Target):
+    alias = "coex_binary"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        CoexEntryPointField,
+        CoexEntryPointsField,
+        CoexDefaultEntryPointField,
+        CoexEnvironmentFileField,
+        CoexCondaDependenciesField,
+        CoexResolveField,
+        CoexPlatformsField,
+        CoexEnvField,
+        CoexDependenciesField,
+        CoexOutputPathField,
+        EnvironmentField,
+        RestartableField,
+    )
+    help = help_text(
+        f"""
+        A self-extracting executable (`.coex`): a locked conda environment plus in-repo sources
+        in one file, runnable on any machine of its platform that has a `/bin/sh` and any
+        CPython >= 3.6.
+
+        On first run the archive installs its conda packages once into a content-addressed
+        cache (`~/.cache/coex`), then `exec`s the entry point; later runs start immediately.
+
+        The environment comes from `environment_file` and/or `conda_dependencies`, locked per
+        `resolve` by `{bin_name()} generate-lockfiles`. Build with `{bin_name()} package`, run
+        with `{bin_name()} run path/to:target -- args`.
+        """
+    )
+
+    def validate(self) -> None:
+        has_one = self[CoexEntryPointField].value is not None
+        many = self[CoexEntryPointsField].value
+        default = self[CoexDefaultEntryPointField].value
+        if has_one and many:
+            raise InvalidFieldException(
+                f"The `coex_binary` {self.address} sets both `entry_point` and `entry_points`: "
+                f"keep one (`entry_points={{'name': 'command', ...}}` for several)."
+            )
+        if not has_one and not many:
+            raise InvalidFieldException(
+                f"The `coex_binary` {self.address} has no entry point: set `entry_point` (e.g. "
+                f"`entry_point='python -m app'`) or `entry_points`."
+            )
+        if default is not None:
+            if not many:
+                raise InvalidFieldException(
+                    f"The `coex_binary` {self.address} sets `default_entry_point` without "
+                    f"`entry_points`: remove it, or name entry points with `entry_points`."
+                )
+            if default not in many:
+                raise InvalidFieldException(
+                    f"The `default_entry_point` {default!r} of {self.address} is not one of its "
+                    f"`entry_points` ({', '.join(sorted(many))}): use one of those names."
+                )
+        elif many and len(many) > 1:
+            raise InvalidFieldException(
+                f"The `coex_binary` {self.address} has {len(many)} `entry_points` but no "
+                f"`default_entry_point`: set it to one of {', '.join(sorted(many))}."
+            )
+        if (
+            self[CoexEnvironmentFileField].value is None
+            and not self[CoexCondaDependenciesField].value
+            and self[CoexResolveField].value is None
+        ):
+            raise InvalidFieldException(
+                f"The `coex_binary` {self.address} has no conda environment: set "
+                f"`environment_file='environment.yml'` and/or `conda_dependencies=[...]`, or "
+                f"name the `resolve` whose environment (specs of its other targets) it uses."
+            )
+        self[CoexPlatformsField].validated()
+
+
+def rules():
+    return []

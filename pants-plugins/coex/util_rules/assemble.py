@@ -1,0 +1,95 @@
+"""Assembly: one `coex.lib assemble` process writes the archive (via coex_runtime.format).
+
+Inputs: the prepared package digests (mounted read-only at `__pkgs/`, so big packages are
+linked into the sandbox, not copied), the app layer under `app/`, and the spec JSON. The output is
+re-rooted at the target's output path without copying bytes. The process is keyed by exactly
+these inputs, so editing one app file reruns only this step.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from coex.util_rules.packages import ArchivablePackage
+from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
+
+PKGS_DIR = "__pkgs"
+APP_DIR = "app"
+SPEC = "coex-spec.json"
+OUT = "out.coex"
+
+
+@dataclass(frozen=True)
+class CoexAssembleRequest:
+    description: str  # e.g. "examples/hello:hello (linux-64)"
+    platform: str
+    packages: tuple[ArchivablePackage, ...]  # install order
+    app_digest: Digest
+    entry_points: FrozenDict[str, str]
+    default_entry_point: str
+    env: FrozenDict[str, str]
+    requested_specs: tuple[str, ...]
+    build_json: str  # canonical JSON: resolve, lockfile_sha256, target, ...
+    output_path: str
+
+
+@dataclass(frozen=True)
+class CoexArchive:
+    digest: Digest  # holds exactly `path`, executable
+    path: str
+    size: int
+
+
+def assemble_spec(request: CoexAssembleRequest) -> dict:
+    return {
+        "platform": request.platform,
+        "packages": [
+            {"path": f"{PKGS_DIR}/{p.path}", "entry": p.package.entry, "encoding": p.encoding}
+            for p in request.packages
+        ],
+        "app_root": APP_DIR,
+        "entry_points": dict(request.entry_points),
+        "default_entry_point": request.default_entry_point,
+        "env": dict(request.env),
+        "requested_specs": list(request.requested_specs),
+        "build": json.loads(request.build_json),
+    }
+
+
+@rule(desc="Assemble a coex archive", level=LogLevel.DEBUG)
+async def assemble_coex_archive(request: CoexAssembleRequest) -> CoexArchive:
+    spec = json.dumps(assemble_spec(request), sort_keys=True, indent=1).encode()
+    pkgs_digest, app_digest, spec_digest = await MultiGet(
+        Get(Digest, MergeDigests(p.digest for p in request.packages)),
+        Get(Digest, AddPrefix(request.app_digest, APP_DIR)),
+        Get(Digest, CreateDigest([FileContent(SPEC, spec)])),
+    )
+    input_digest = await Get(Digest, MergeDigests([app_digest, spec_digest]))
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess,
+        CoexLibProcess.of(
+            ["assemble", "--spec", SPEC, "--out", OUT],
+            description=f"Assemble {request.output_path} for {request.description}",
+            failure=f"Building the coex archive of {request.description} failed.",
+            input_digest=input_digest,
+            immutable_input_digests={PKGS_DIR: pkgs_digest},
+            output_files=[OUT],
+            level=LogLevel.INFO,
+        ),
+    )
+    moved = await Get(
+        MovedFile, MoveFile(result.output_digest, OUT, request.output_path, is_executable=True)
+    )
+    return CoexArchive(
+        moved.digest, request.output_path, moved.file_digest.serialized_bytes_length
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,128 @@
+"""One content-addressed digest per locked conda package, ready to store in an archive.
+
+Fetch: Pants' own `DownloadFile` with the lock's sha256 + size as the `FileDigest`. The engine
+streams the file (https, or `file:` for local channels), rejects anything whose size or sha256
+differs, stores it in the local content store, and remembers the URL, so a package is fetched
+once per machine no matter how many binaries, platforms or builds use it. We chose it over one
+`coex.lib fetch` process per package because (a) it costs no process spawn per package, (b) its
+cache key is the package's own content address, while a process's key would also include the
+library's sources (any edit to the library would refetch every package), and (c) an https conda
+channel already is a content-addressed remote store, so a remote process cache would add little
+for this step. What is worth sharing through a remote cache -- the transcoded packages and the
+assembled archive -- are processes.
+
+Transcode: a `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib transcode` process per
+package (keyed by the package digest and the zstd level). `.conda` packages are used untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pants.engine.fs import CreateDigest, Digest, DownloadFile, FileDigest, FileEntry
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from coex.subsystem import CoexSubsystem
+from coex.util_rules.resolve import CondaPackage
+from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
+
+
+def download_url(url: str) -> str:
+    """What `DownloadFile` accepts: `file:/abs/path` (no host part) for local files."""
+    if url.startswith("file://"):
+        rest = url[len("file://"):]
+        if rest.startswith("/"):
+            return "file:" + rest
+        if rest.startswith("localhost/"):
+            return "file:" + rest[len("localhost"):]
+        return url  # a real host: DownloadFile explains what to write instead
+    if url.startswith("/"):
+        return "file:" + url
+    return url
+
+
+@dataclass(frozen=True)
+class FetchedCondaPackage:
+    package: CondaPackage
+    digest: Digest  # holds exactly `path`
+    path: str
+
+
+@rule(desc="Fetch a conda package", level=LogLevel.DEBUG)
+async def fetch_conda_package(package: CondaPackage) -> FetchedCondaPackage:
+    file_digest = FileDigest(package.sha256, package.size)
+    try:
+        await Get(Digest, DownloadFile(download_url(package.url), file_digest))
+    except Exception as e:  # the engine's message says "Wrong digest ..." without the package
+        raise CoexBuildError(
+            f"Fetching the conda package {package.filename} ({package.subdir}) from {package.url} "
+            f"failed: the lockfile expects sha256 {package.sha256} and {package.size} bytes.\n"
+            f"{e}\nIf the channel changed the file, regenerate the lockfile; otherwise check "
+            f"that the URL is reachable."
+        ) from None
+    path = f"pkgs/{package.subdir}/{package.filename}"
+    digest = await Get(Digest, CreateDigest([FileEntry(path, file_digest)]))
+    return FetchedCondaPackage(package, digest, path)
+
+
+@dataclass(frozen=True)
+class ArchivablePackageRequest:
+    package: CondaPackage
+    zstd_level: int
+
+
+@dataclass(frozen=True)
+class ArchivablePackage:
+    """A package as the archive stores it: `encoding` is "conda" or "tar.zst"."""
+
+    package: CondaPackage
+    digest: Digest  # holds exactly `path`
+    path: str
+    encoding: str
+
+
+@rule(desc="Prepare a conda package for an archive", level=LogLevel.DEBUG)
+async def archivable_package(request: ArchivablePackageRequest) -> ArchivablePackage:
+    package = request.package
+    fetched = await Get(FetchedCondaPackage, CondaPackage, package)
+    if package.filename.endswith(".conda"):
+        return ArchivablePackage(package, fetched.digest, fetched.path, "conda")
+    if not package.filename.endswith(".tar.bz2"):
+        raise CoexBuildError(
+            f"The locked package {package.filename} is neither `.conda` nor `.tar.bz2`: coex "
+            f"cannot store it. Is the lockfile a conda lockfile?"
+        )
+    out = f"zst/{package.subdir}/{package.filename[:-len('.tar.bz2')]}.tar.zst"
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess,
+        CoexLibProcess.of(
+            [
+                "transcode",
+                "--in",
+                fetched.path,
+                "--out",
+                out,
+                "--level",
+                str(request.zstd_level),
+            ],
+            description=f"Transcode {package.filename} to .tar.zst",
+            failure=f"Transcoding the conda package {package.filename} to .tar.zst failed.",
+            input_digest=fetched.digest,
+            output_files=[out],
+        ),
+    )
+    return ArchivablePackage(package, result.output_digest, out, "tar.zst")
+
+
+@rule
+async def archivable_package_with_defaults(
+    package: CondaPackage, coex: CoexSubsystem
+) -> ArchivablePackage:
+    return await Get(
+        ArchivablePackage, ArchivablePackageRequest(package, coex.transcode_zstd_level)
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,303 @@
+"""Resolves: what each one should lock (gathered from its targets), and its lockfile, checked.
+
+* `CoexResolveInputs` for a resolve name: the solve request (`coex.lib solve --request`'s JSON:
+  resolve, specs, channels, platforms, virtual_packages, origin) built from every `coex_binary`
+  of that resolve, in address order. `generate-lockfiles` solves it; `package` hashes it with
+  `coex.lib.lockfile.inputs_sha256` and compares with the lockfile's header (staleness).
+* `CoexLockfile` for a resolve name: the lockfile digest, read from `[coex].resolves`, with a
+  clear error when the resolve is unknown, the lockfile is missing, not a coex lockfile, or stale.
+* `CoexLockedPlatform` for (resolve, platform): the locked packages in install order, from
+  `coex.lib entries` run in a process (cached by the lockfile's digest).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pants.engine.fs import Digest, DigestContents, PathGlobs, Snapshot
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import AllTargets, HydratedSources, HydrateSourcesRequest, Target
+from pants.util.docutil import bin_name
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+
+from coex.lib.envspec import check_specs, parse_environment_text
+from coex.lib.errors import CoexError
+from coex.lib.lockfile import inputs_sha256, parse_header, stale_reason
+from coex.lib.platforms import check_platform
+from coex.subsystem import CoexSubsystem
+from coex.target_types import (
+    CoexBinaryTarget,
+    CoexCondaDependenciesField,
+    CoexEnvironmentFileField,
+    CoexPlatformsField,
+    CoexResolveField,
+)
+from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
+
+
+def regenerate_command(resolve: str) -> str:
+    return f"{bin_name()} generate-lockfiles --resolve={resolve}"
+
+
+def check_resolve_name(coex: CoexSubsystem, resolve: str, who: str) -> str:
+    """`who` names what asked for the resolve (a target address, or an option)."""
+    if resolve not in coex.resolves:
+        known = ", ".join(sorted(coex.resolves)) or "none"
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                {who} uses the resolve {resolve!r}, which is not defined in `[coex].resolves`
+                (known resolves: {known}). Fix: add it, e.g. `[coex].resolves =
+                {{"{resolve}": "3rdparty/conda/{resolve}.lock"}}` in pants.toml, or set the
+                target's `resolve` field to a known one.
+                """
+            )
+        )
+    return resolve
+
+
+def platforms_of(field: CoexPlatformsField, coex: CoexSubsystem) -> tuple[str, ...]:
+    """The target's platforms, or `[coex].platforms`, validated."""
+    own = field.validated()
+    if own is not None:
+        return own
+    for platform in coex.platforms:
+        try:
+            check_platform(platform, origin="the `[coex].platforms` option")
+        except CoexError as e:
+            raise CoexBuildError(str(e))
+    return tuple(dict.fromkeys(coex.platforms))
+
+
+@dataclass(frozen=True)
+class AllCoexBinaries:
+    targets: tuple[Target, ...]
+
+
+@rule(desc="Find coex_binary targets", level=LogLevel.DEBUG)
+async def all_coex_binaries(all_targets: AllTargets) -> AllCoexBinaries:
+    return AllCoexBinaries(
+        tuple(
+            sorted(
+                (t for t in all_targets if t.has_field(CoexResolveField) and t.alias == CoexBinaryTarget.alias),
+                key=lambda t: t.address,
+            )
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CoexResolveName:
+    name: str
+
+
+@dataclass(frozen=True)
+class CoexResolveInputs:
+    resolve: str
+    lockfile_path: str
+    request_json: str  # canonical JSON of the solve request
+    inputs_sha256: str
+
+    @property
+    def request(self) -> dict:
+        return json.loads(self.request_json)
+
+
+@rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
+async def coex_resolve_inputs(
+    name: CoexResolveName, binaries: AllCoexBinaries, coex: CoexSubsystem
+) -> CoexResolveInputs:
+    resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
+    members = [t for t in binaries.targets if t[CoexResolveField].normalized_value(coex) == resolve]
+    env_files = [t for t in members if t[CoexEnvironmentFileField].value is not None]
+    hydrated = await MultiGet(
+        Get(HydratedSources, HydrateSourcesRequest(t[CoexEnvironmentFileField])) for t in env_files
+    )
+    contents = await MultiGet(
+        Get(DigestContents, Digest, h.snapshot.digest) for h in hydrated
+    )
+    env_text = {t.address: c[0] for t, c in zip(env_files, contents)}
+
+    specs: list[str] = []
+    env_channels: list[str] = []
+    origins: list[str] = []
+    platforms: list[str] = []
+    for t in members:
+        file_content = env_text.get(t.address)
+        if file_content is not None:
+            origin = f"{file_content.path} (`environment_file` of {t.address})"
+            try:
+                env = parse_environment_text(file_content.content.decode("utf-8"), origin)
+            except UnicodeDecodeError:
+                raise CoexBuildError(f"{origin} is not UTF-8 text: is it really an environment.yml?")
+            except CoexError as e:
+                raise CoexBuildError(str(e))
+            specs.extend(env.specs)
+            env_channels.extend(env.channels)
+            origins.append(origin)
+        inline = t[CoexCondaDependenciesField].value or ()
+        if inline:
+            origin = f"the `conda_dependencies` of {t.address}"
+            try:
+                specs.extend(check_specs(list(inline), origin))
+            except CoexError as e:
+                raise CoexBuildError(str(e))
+            origins.append(origin)
+        platforms.extend(platforms_of(t[CoexPlatformsField], coex))
+    if not members:
+        platforms.extend(coex.platforms)
+    request = {
+        "resolve": resolve,
+        "specs": sorted(set(specs)),
+        "channels": list(dict.fromkeys(env_channels)) or list(coex.channels),
+        "platforms": sorted(set(platforms)),
+        "virtual_packages": list(coex.virtual_packages),
+        "origin": f"resolve {resolve!r}: " + ("; ".join(origins) if origins else "no targets"),
+    }
+    if not request["specs"]:
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The resolve {resolve!r} has no conda specs: no `coex_binary` target of it sets
+                `environment_file` or `conda_dependencies`. Fix: give at least one of its targets
+                an environment (e.g. `conda_dependencies=["python 3.11.*"]`), or remove the
+                resolve from `[coex].resolves`.
+                """
+            )
+        )
+    request_json = json.dumps(request, sort_keys=True)
+    try:
+        digest = inputs_sha256(request)
+    except CoexError as e:
+        raise CoexBuildError(str(e))
+    return CoexResolveInputs(resolve, coex.resolves[resolve], request_json, digest)
+
+
+@dataclass(frozen=True)
+class CoexLockfile:
+    resolve: str
+    path: str
+    digest: Digest  # the lockfile at `path`
+    platforms: tuple[str, ...]
+    header_json: str
+
+
+@rule(desc="Read a coex lockfile", level=LogLevel.DEBUG)
+async def coex_lockfile(name: CoexResolveName, coex: CoexSubsystem) -> CoexLockfile:
+    resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
+    path = coex.resolves[resolve]
+    inputs, snapshot = await MultiGet(
+        Get(CoexResolveInputs, CoexResolveName, name), Get(Snapshot, PathGlobs([path]))
+    )
+    if path not in snapshot.files:
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The lockfile for resolve {resolve!r} does not exist: {path} (from
+                `[coex].resolves`). Generate it with `{regenerate_command(resolve)}`.
+                """
+            )
+        )
+    contents = await Get(DigestContents, Digest, snapshot.digest)
+    text = contents[0].content.decode("utf-8", "replace")
+    try:
+        header = parse_header(text, origin=f"{path} (the lockfile of resolve {resolve!r})")
+    except CoexError as e:
+        raise CoexBuildError(f"{e}\nRegenerate it with `{regenerate_command(resolve)}`.")
+    if header.get("inputs_sha256") != inputs.inputs_sha256:
+        reason = stale_reason(header, inputs.request)
+        raise CoexBuildError(
+            f"The lockfile for resolve {resolve!r} is stale: run `{regenerate_command(resolve)}`. "
+            f"({path} no longer matches what the resolve's targets ask for: {reason}.)"
+        )
+    return CoexLockfile(
+        resolve,
+        path,
+        snapshot.digest,
+        tuple(header.get("platforms") or ()),
+        json.dumps(header, sort_keys=True),
+    )
+
+
+@dataclass(frozen=True)
+class CondaPackage:
+    """One locked package of one platform, as `coex.lib entries` describes it."""
+
+    name: str
+    filename: str
+    subdir: str
+    url: str
+    sha256: str
+    size: int
+    entry_json: str  # the whole entries.json record (canonical JSON), handed to assemble
+
+    @property
+    def entry(self) -> dict:
+        return json.loads(self.entry_json)
+
+
+@dataclass(frozen=True)
+class CoexLockedPlatformRequest:
+    resolve: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class CoexLockedPlatform:
+    resolve: str
+    platform: str
+    packages: tuple[CondaPackage, ...]  # install (topological) order
+    virtual_packages: tuple[str, ...]
+    zstd_filename: str
+
+
+@rule(desc="List the locked conda packages of a platform", level=LogLevel.DEBUG)
+async def coex_locked_platform(request: CoexLockedPlatformRequest) -> CoexLockedPlatform:
+    lock = await Get(CoexLockfile, CoexResolveName(request.resolve))
+    if request.platform not in lock.platforms:
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The lockfile of resolve {request.resolve!r} ({lock.path}) has no platform
+                {request.platform!r} (it locks {', '.join(lock.platforms) or 'none'}). Run
+                `{regenerate_command(request.resolve)}`.
+                """
+            )
+        )
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess,
+        CoexLibProcess.of(
+            ["entries", "--lock", lock.path, "--platform", request.platform, "--out", "entries.json"],
+            description=f"List locked conda packages of {request.resolve} for {request.platform}",
+            failure=f"Reading the lockfile {lock.path} of resolve {request.resolve!r} failed.",
+            input_digest=lock.digest,
+            output_files=["entries.json"],
+        ),
+    )
+    contents = await Get(DigestContents, Digest, result.output_digest)
+    data = json.loads(contents[0].content)
+    packages = tuple(
+        CondaPackage(
+            name=p["name"],
+            filename=p["filename"],
+            subdir=p["subdir"],
+            url=p["url"],
+            sha256=p["sha256"],
+            size=int(p["size"]),
+            entry_json=json.dumps(p, sort_keys=True),
+        )
+        for p in data["packages"]
+    )
+    return CoexLockedPlatform(
+        request.resolve,
+        request.platform,
+        packages,
+        tuple(data.get("virtual_packages") or ()),
+        data.get("zstd_filename") or "",
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,196 @@
+"""How rules run the Pants-free library (`python -m coex.lib <command>`) in sandboxed processes.
+
+* `CoexRuntime`: the `coex_runtime/*.py` files (what every archive carries), read once from the
+  importable `coex_runtime` package. Its fingerprint is the runtime version.
+* `CoexTool`: the runtime plus the `coex` package's `__init__.py` and `coex/lib/**.py`: all a
+  library process imports. Mounted read-only (an immutable input) at `__coex/`.
+* `CoexLibProcess` -> `CoexLibResult`: runs one library command with Pants' own interpreter
+  (`PythonBuildStandaloneBinary`: in a local environment that is `sys.executable`, the venv that
+  has py-rattler and zstandard) and turns a failure into a `CoexBuildError` carrying the library's
+  one-paragraph message instead of a raw process dump.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    DigestEntries,
+    FileContent,
+    FileDigest,
+    FileEntry,
+    MergeDigests,
+)
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+TOOL_DIR = "__coex"
+
+
+class CoexBuildError(Exception):
+    """A user-facing build failure: the message names what is wrong and how to fix it."""
+
+
+def _read_tree(package_dir: str, prefix: str, recursive: bool) -> list[FileContent]:
+    out = []
+    for root, dirs, files in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__") if recursive else []
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, package_dir).replace(os.sep, "/")
+                with open(path, "rb") as f:
+                    out.append(FileContent(f"{prefix}/{rel}", f.read()))
+    return out
+
+
+def runtime_files() -> list[FileContent]:
+    """`coex_runtime/*.py`, exactly the files `coex_runtime.format.runtime_sources()` embeds."""
+    import coex_runtime
+
+    return _read_tree(os.path.dirname(os.path.abspath(coex_runtime.__file__)), "coex_runtime", False)
+
+
+def library_files() -> list[FileContent]:
+    """`coex/__init__.py` and `coex/lib/**.py`: the Pants-free library, without the rules."""
+    import coex
+
+    coex_dir = os.path.dirname(os.path.abspath(coex.__file__))
+    with open(os.path.join(coex_dir, "__init__.py"), "rb") as f:
+        init = FileContent("coex/__init__.py", f.read())
+    return [init, *_read_tree(os.path.join(coex_dir, "lib"), "coex/lib", True)]
+
+
+@dataclass(frozen=True)
+class CoexRuntime:
+    digest: Digest
+
+
+@dataclass(frozen=True)
+class CoexTool:
+    digest: Digest  # coex/ (library) + coex_runtime/, to be mounted at TOOL_DIR
+
+
+@rule(desc="Collect the coex runtime", level=LogLevel.DEBUG)
+async def coex_runtime_digest() -> CoexRuntime:
+    return CoexRuntime(await Get(Digest, CreateDigest(runtime_files())))
+
+
+@rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
+async def coex_tool_digest(runtime: CoexRuntime) -> CoexTool:
+    lib = await Get(Digest, CreateDigest(library_files()))
+    return CoexTool(await Get(Digest, MergeDigests([runtime.digest, lib])))
+
+
+@dataclass(frozen=True)
+class CoexLibProcess:
+    """One `python -m coex.lib <argv...>` run. `failure` prefixes the library's message."""
+
+    argv: tuple[str, ...]
+    description: str
+    failure: str
+    input_digest: Digest = EMPTY_DIGEST
+    immutable_input_digests: FrozenDict[str, Digest] = field(default_factory=FrozenDict)
+    output_files: tuple[str, ...] = ()
+    cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
+    level: LogLevel = LogLevel.DEBUG
+
+    @classmethod
+    def of(
+        cls,
+        argv: Iterable[str],
+        *,
+        description: str,
+        failure: str,
+        input_digest: Digest = EMPTY_DIGEST,
+        immutable_input_digests: dict[str, Digest] | None = None,
+        output_files: Iterable[str] = (),
+        cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL,
+        level: LogLevel = LogLevel.DEBUG,
+    ) -> "CoexLibProcess":
+        return cls(
+            tuple(argv),
+            description,
+            failure,
+            input_digest,
+            FrozenDict(immutable_input_digests or {}),
+            tuple(output_files),
+            cache_scope,
+            level,
+        )
+
+
+@dataclass(frozen=True)
+class CoexLibResult:
+    output_digest: Digest
+    stdout: bytes
+
+
+@rule
+async def coex_lib_process(
+    request: CoexLibProcess, python: PythonBuildStandaloneBinary, tool: CoexTool
+) -> Process:
+    if TOOL_DIR in request.immutable_input_digests:
+        raise AssertionError(f"{TOOL_DIR} is reserved for the coex library")
+    return Process(
+        argv=(python.path, "-m", "coex.lib", *request.argv),
+        description=request.description,
+        input_digest=request.input_digest,
+        immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool.digest},
+        # A relative entry resolves against the sandbox (the process's working directory).
+        env={"PYTHONPATH": TOOL_DIR, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"},
+        append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
+        output_files=request.output_files,
+        cache_scope=request.cache_scope,
+        level=request.level,
+    )
+
+
+@rule
+async def run_coex_lib(request: CoexLibProcess) -> CoexLibResult:
+    process = await Get(Process, CoexLibProcess, request)
+    result = await Get(FallibleProcessResult, Process, process)
+    if result.exit_code != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()
+        if not message:
+            message = result.stdout.decode("utf-8", "replace").strip()
+        raise CoexBuildError(f"{request.failure}\n\n{message}")
+    return CoexLibResult(result.output_digest, result.stdout)
+
+
+@dataclass(frozen=True)
+class MoveFile:
+    """Re-root the one file `src` of `digest` at `dst` (no bytes are copied)."""
+
+    digest: Digest
+    src: str
+    dst: str
+    is_executable: bool = False
+
+
+@dataclass(frozen=True)
+class MovedFile:
+    digest: Digest  # holds exactly `dst`
+    file_digest: FileDigest
+
+
+@rule
+async def move_file(request: MoveFile) -> MovedFile:
+    entries = await Get(DigestEntries, Digest, request.digest)
+    (entry,) = [e for e in entries if isinstance(e, FileEntry) and e.path == request.src]
+    digest = await Get(
+        Digest,
+        CreateDigest([FileEntry(request.dst, entry.file_digest, request.is_executable)]),
+    )
+    return MovedFile(digest, entry.file_digest)
+
+
+def rules():
+    return collect_rules()

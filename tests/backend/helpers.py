@@ -1,0 +1,97 @@
+"""RuleRunner setup for the coex backend (no Python backend: it would download pex)."""
+from __future__ import annotations
+
+import json
+
+from pants.core.goals.generate_lockfiles import (
+    GenerateLockfileResult,
+    KnownUserResolveNames,
+    UserGenerateLockfiles,
+)
+from pants.core.goals.package import BuiltPackage
+from pants.core.goals.run import RunRequest
+from pants.core.target_types import (
+    FilesGeneratorTarget,
+    FileTarget,
+    ResourcesGeneratorTarget,
+    ResourceTarget,
+)
+from pants.core.util_rules import source_files, stripped_source_files
+from pants.engine.addresses import Address
+from pants.engine.rules import QueryRule
+from pants.testutil.rule_runner import RuleRunner
+
+from coex import register
+from coex.goals.lockfile import (
+    GenerateCoexLockfile,
+    KnownCoexResolveNamesRequest,
+    RequestedCoexResolveNames,
+)
+from coex.goals.package import CoexBinaryFieldSet
+from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
+from coex.util_rules.resolve import (
+    CoexLockedPlatform,
+    CoexLockedPlatformRequest,
+    CoexLockfile,
+    CoexResolveInputs,
+    CoexResolveName,
+    CondaPackage,
+)
+from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
+
+LOCK = "3rdparty/conda/tiny.lock"
+
+
+def make_rule_runner() -> RuleRunner:
+    return RuleRunner(
+        target_types=[
+            *register.target_types(),
+            FilesGeneratorTarget,
+            FileTarget,
+            ResourcesGeneratorTarget,
+            ResourceTarget,
+        ],
+        rules=[
+            *register.rules(),
+            *source_files.rules(),
+            *stripped_source_files.rules(),
+            QueryRule(BuiltPackage, [CoexBinaryFieldSet]),
+            QueryRule(RunRequest, [CoexBinaryFieldSet]),
+            QueryRule(GenerateLockfileResult, [GenerateCoexLockfile]),
+            QueryRule(UserGenerateLockfiles, [RequestedCoexResolveNames]),
+            QueryRule(KnownUserResolveNames, [KnownCoexResolveNamesRequest]),
+            QueryRule(CoexResolveInputs, [CoexResolveName]),
+            QueryRule(CoexLockfile, [CoexResolveName]),
+            QueryRule(CoexLockedPlatform, [CoexLockedPlatformRequest]),
+            QueryRule(FetchedCondaPackage, [CondaPackage]),
+            QueryRule(ArchivablePackage, [ArchivablePackageRequest]),
+            QueryRule(CoexAppLayer, [CoexAppLayerRequest]),
+        ],
+    )
+
+
+def set_coex_options(rule_runner: RuleRunner, channel_url: str, *extra: str,
+                     resolves: dict | None = None) -> None:
+    resolves = resolves or {"tiny": LOCK}
+    rule_runner.set_options(
+        [
+            f"--coex-resolves={json.dumps(resolves)}",
+            f"--coex-default-resolve={next(iter(resolves))}",
+            f"--coex-channels={json.dumps([channel_url])}",
+            "--coex-transcode-zstd-level=3",
+            *extra,
+        ],
+        env_inherit={"PATH", "HOME"},
+    )
+
+
+def generate_lockfile(rule_runner: RuleRunner, resolve: str = "tiny") -> str:
+    (request,) = rule_runner.request(UserGenerateLockfiles, [RequestedCoexResolveNames([resolve])])
+    result = rule_runner.request(GenerateLockfileResult, [request])
+    rule_runner.write_digest(result.digest)
+    return rule_runner.read_file(result.path)
+
+
+def package(rule_runner: RuleRunner, address: Address) -> BuiltPackage:
+    tgt = rule_runner.get_target(address)
+    return rule_runner.request(BuiltPackage, [CoexBinaryFieldSet.create(tgt)])
