@@ -168,7 +168,8 @@ def stale_reason(header, req):
             parts.append("{} removed: {}".format(key, ", ".join(removed)))
         if not added and not removed and old != new:
             parts.append("{} reordered".format(key))
-    if (header.get("virtual_packages") or {}) != n["virtual_packages"]:
+    old_v = header.get("virtual_packages") or {}
+    if any(old_v.get(p) != v for p, v in n["virtual_packages"].items() if p in old_v):
         parts.append("virtual packages changed")
     return "; ".join(parts) or "inputs changed"
 

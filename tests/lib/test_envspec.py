@@ -1,0 +1,52 @@
+import pytest
+
+from coex.lib.envspec import load_environment_file, parse_environment_text
+from coex.lib.errors import CoexError
+
+
+def parse(text):
+    return parse_environment_text(text, "env/environment.yml")
+
+
+def test_good_file(tmp_path):
+    p = tmp_path / "environment.yml"
+    p.write_text("name: demo\nchannels:\n  - conda-forge\n  - nodefaults\n"
+                 "dependencies:\n  - python=3.11\n  - numpy  >=1.26\n  - numpy  >=1.26\n")
+    spec = load_environment_file(p)
+    assert spec.name == "demo"
+    assert spec.channels == ["conda-forge"]          # nodefaults is conda's marker, dropped
+    assert spec.specs == ["python=3.11", "numpy >=1.26"]   # whitespace normalised, deduplicated
+    assert spec.origin == str(p)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("dependencies: [python\n  - x: {", "is not valid YAML"),
+    ("- just\n- a list\n", "must be a YAML mapping"),
+    ("", "must be a YAML mapping"),
+    ("channels: [conda-forge]\n", "has no dependencies"),
+    ("channels: [conda-forge]\ndependencies: []\n", "has no dependencies"),
+    ("dependencies:\n  - python\n  - pip:\n    - requests\n", "`pip:` section is not supported yet"),
+    ("dependencies: [python]\nvariables: {A: 1}\n", "`variables:` is not supported yet"),
+    ("dependencies: [python]\nchanels: [conda-forge]\n", "unknown key(s) 'chanels'"),
+    ("dependencies: [python]\nchannels: conda-forge\n", "`channels` must be a list"),
+    ("dependencies: python\n", "`dependencies` must be a list"),
+    ("dependencies: [python, 3]\n", "is not a conda match spec string"),
+])
+def test_bad_files(text, needle):
+    with pytest.raises(CoexError) as e:
+        parse(text)
+    assert needle in str(e.value)
+    assert "env/environment.yml" in str(e.value)
+
+
+def test_bad_matchspec_shows_rattlers_message():
+    with pytest.raises(CoexError) as e:
+        parse("dependencies:\n  - python\n  - numpy >=>1\n")
+    msg = str(e.value)
+    assert "env/environment.yml: invalid conda match spec 'numpy >=>1'" in msg
+    assert "unable to parse version spec: >=>1" in msg      # py-rattler's own explanation
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CoexError, match="Cannot read environment file"):
+        load_environment_file(tmp_path / "nope.yml")
