@@ -14,7 +14,8 @@ place, so concurrent pytest-xdist workers (or processes) get the same finished c
 
 Contents (index with py-rattler):
 
-* ``linux-64/python-3.11.7-h0_pyenv.conda``: the image's pyenv CPython 3.11.7, relocatable:
+* ``linux-64/python-3.11.7-h0_pyenv.conda`` and ``python-3.12.1-h0_pyenv.conda`` (see
+  ``PYTHONS``; ``SPECS_312`` installs the latter with pyflakes): the image's pyenv CPythons, relocatable:
   no ``test/``, ``__pycache__``, site-packages contents, idlelib/tkinter/turtledemo, static
   libpython; RUNPATHs rewritten with patchelf (``bin`` -> ``$ORIGIN/../lib``, ``lib-dynload`` ->
   ``$ORIGIN/../..``); every text file that mentioned the pyenv prefix has it replaced by the
@@ -51,17 +52,25 @@ from .condapkg import LONG_PLACEHOLDER, PackageMeta, build_from_files, build_pac
 
 PYENV_VERSION = "3.11.7"
 PYVER = "3.11"
+#: every pyenv CPython repackaged (the first is the main one: numpy is built for it)
+PYTHONS = ["3.11.7", "3.12.1"]
 WHEELS = ["pyflakes==3.2.0", "numpy==1.26.4"]
 SPECS = ["python 3.11.*", "numpy", "pyflakes", "zstd", "cprefix"]
+#: the second python: noarch packages install into lib/python3.12/site-packages
+SPECS_312 = ["python 3.12.*", "pyflakes", "zstd"]
 FACTORY_DIR = Path(__file__).resolve().parent
 
 
-def pyenv_root() -> Path:
-    root = Path(os.path.expanduser("~/.pyenv/versions")) / PYENV_VERSION
-    if not (root / "bin" / ("python" + PYVER)).exists():
+def _short(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def pyenv_root(version: str = PYENV_VERSION) -> Path:
+    root = Path(os.path.expanduser("~/.pyenv/versions")) / version
+    exe = root / "bin" / ("python" + _short(version))
+    if not exe.exists():
         raise RuntimeError("the realistic channel repackages pyenv's CPython %s, but %s does not "
-                           "exist; install it with 'pyenv install %s'"
-                           % (PYENV_VERSION, root / "bin" / ("python" + PYVER), PYENV_VERSION))
+                           "exist; install it with 'pyenv install %s'" % (version, exe, version))
     return root
 
 
@@ -82,10 +91,10 @@ def cache_key() -> str:
     for p in sorted(FACTORY_DIR.glob("*.py")):
         if not p.name.startswith("test_"):
             h.update(p.name.encode() + b"\0" + p.read_bytes())
-    py = pyenv_root()
-    lib = py / "lib" / ("libpython%s.so.1.0" % PYVER)
-    st = lib.stat()
-    h.update(("%s %s %d %d" % (py, PYENV_VERSION, st.st_size, int(st.st_mtime))).encode())
+    for version in PYTHONS:
+        py = pyenv_root(version)
+        st = (py / "lib" / ("libpython%s.so.1.0" % _short(version))).stat()
+        h.update(("%s %s %d %d" % (py, version, st.st_size, int(st.st_mtime))).encode())
     h.update(" ".join(WHEELS).encode())
     for z in ("/usr/bin/zstd", "/usr/lib/x86_64-linux-gnu/libzstd.so.%s" % tiny.ZSTD_VERSION):
         h.update(("%s %d" % (z, os.path.getsize(z))).encode())
@@ -124,27 +133,30 @@ def ensure(out: Optional[str] = None) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
-def _ignore_python(src_dir: str, names: List[str]) -> List[str]:
-    rel = os.path.relpath(src_dir, str(pyenv_root()))
+def _ignore_python(src: Path, pyver: str):
+    return lambda src_dir, names: _ignored(os.path.relpath(src_dir, str(src)), names, pyver)
+
+
+def _ignored(rel: str, names: List[str], pyver: str) -> List[str]:
     drop = {"__pycache__"}
     if rel == ".":
         drop |= {n for n in names if n not in ("bin", "lib", "include")}
     elif rel == "bin":
-        keep = {"python" + PYVER, "python", "python3", "python%s-config" % PYVER, "python-config",
-                "python3-config", "pydoc" + PYVER, "pydoc", "pydoc3"}
+        keep = {"python" + pyver, "python", "python3", "python%s-config" % pyver, "python-config",
+                "python3-config", "pydoc" + pyver, "pydoc", "pydoc3"}
         drop |= {n for n in names if n not in keep}
-    elif rel == "lib/python" + PYVER:
+    elif rel == "lib/python" + pyver:
         drop |= {"test", "idlelib", "tkinter", "turtledemo", "turtle.py", "lib2to3"}
-    elif rel == "lib/python%s/site-packages" % PYVER:
+    elif rel == "lib/python%s/site-packages" % pyver:
         drop |= {n for n in names if n != "README.txt"}
-    elif rel.startswith("lib/python%s/config-" % PYVER):
+    elif rel.startswith("lib/python%s/config-" % pyver):
         drop |= {n for n in names if n.endswith((".a", ".o"))}
     return [n for n in names if n in drop]
 
 
-def _stage_python(stage: Path) -> Dict[str, tuple]:
-    src = pyenv_root()
-    shutil.copytree(str(src), str(stage), symlinks=True, ignore=_ignore_python)
+def _stage_python(stage: Path, version: str) -> Dict[str, tuple]:
+    src = pyenv_root(version)
+    shutil.copytree(str(src), str(stage), symlinks=True, ignore=_ignore_python(src, _short(version)))
     old = str(src).encode()
     patchelf = _patchelf()
     prefix_files = {}
@@ -166,11 +178,11 @@ def _stage_python(stage: Path) -> Dict[str, tuple]:
     return prefix_files
 
 
-def _python_package(chan: Path, work: Path) -> Path:
-    stage = work / "python"
-    prefix_files = _stage_python(stage)
+def _python_package(chan: Path, work: Path, version: str) -> Path:
+    stage = work / ("python-" + version)
+    prefix_files = _stage_python(stage, version)
     return build_package(stage, chan / "linux-64", PackageMeta(
-        "python", PYENV_VERSION, "h0_pyenv", depends=["__glibc >=2.17"],
+        "python", version, "h0_pyenv", depends=["__glibc >=2.17"],
         prefix_files=prefix_files, license="PSF-2.0"))
 
 
@@ -287,7 +299,8 @@ def build(dest: Path) -> Path:
         shutil.rmtree(str(work))
     work.mkdir()
     try:
-        _python_package(dest, work)
+        for version in PYTHONS:
+            _python_package(dest, work, version)
     finally:
         shutil.rmtree(str(work), ignore_errors=True)
     build_from_files(tiny._zstd_files(), dest / "linux-64",

@@ -36,7 +36,7 @@ def test_channel_contents(realistic_channel):
     names = sorted(p.name for p in realistic_channel.glob("*/*") if p.name != "repodata.json")
     assert names == ["cprefix-1.0-h0_0.tar.bz2", "numpy-1.26.4-py311_whl_0.conda",
                      "pyflakes-3.2.0-pyh_whl_0.tar.bz2", "python-3.11.7-h0_pyenv.conda",
-                     "zstd-1.5.4-h0_system.conda"]
+                     "python-3.12.1-h0_pyenv.conda", "zstd-1.5.4-h0_system.conda"]
     repo = json.loads((realistic_channel / "linux-64" / "repodata.json").read_text())
     assert repo["packages.conda"]["numpy-1.26.4-py311_whl_0.conda"]["depends"] == ["python 3.11.*"]
     assert "__glibc >=2.17" in repo["packages.conda"]["python-3.11.7-h0_pyenv.conda"]["depends"]
@@ -85,6 +85,16 @@ def test_console_script_runs(env, tmp_path):
     r = run(prefix / "bin/pyflakes", bad)
     assert r.returncode == 1 and "'os' imported but unused" in r.stdout
     assert (prefix / "lib/python3.11/site-packages/pyflakes/api.py").is_file()
+
+
+def test_second_python_gets_noarch_packages(realistic_channel, tmp_path):
+    prefix = tmp_path / "p312"
+    recs = rattler_install(realistic_channel.as_uri(), realistic.SPECS_312, prefix)
+    assert {r.name.normalized: str(r.version) for r in recs}["python"] == "3.12.1"
+    assert (prefix / "lib/python3.12/site-packages/pyflakes/api.py").is_file()
+    assert run(prefix / "bin/pyflakes", "--version").stdout.startswith("3.2.0 Python 3.12.1")
+    r = run(prefix / "bin/python3", "-c", "import sys; print(sys.prefix)")
+    assert r.stdout.strip() == str(prefix), r.stderr
 
 
 def test_c_program_and_config(env):
