@@ -239,6 +239,12 @@ export COEX_ARCHIVE COEX_ARGV0
 if [ -z "${COEX_TOOLS:-}" ]; then
   _coex_l=${COEX_ROOT:-${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/coex}/launch/$COEX_ARCHIVE_ID.sh
   if [ -f "$_coex_l" ]; then . "$_coex_l"; fi
+  # the runtime's fallback roots (unwritable or noexec cache root): see coex_runtime/cache.py
+  _coex_u=$(id -u 2>/dev/null)
+  for _coex_d in "${TMPDIR:-/tmp}" /var/tmp /dev/shm; do
+    _coex_l=$_coex_d/coex-$_coex_u/launch/$COEX_ARCHIVE_ID.sh
+    if [ -n "$_coex_u" ] && [ -f "$_coex_l" ] && [ -O "$_coex_d/coex-$_coex_u" ]; then . "$_coex_l"; fi
+  done
 fi
 if [ -n "${COEX_PYTHON:-}" ]; then
   if "$COEX_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then

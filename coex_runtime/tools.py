@@ -1,0 +1,284 @@
+"""``COEX_TOOLS=1 ./app.coex <tool> [args]``: look inside an archive and manage the cache.
+
+* ``info``: the record (COEX-INFO) and the cache state for this archive, as JSON on stdout.
+* ``verify``: check every stored package (sha256, size), the libzstd and the app layer against
+  the record; exit 0 and "OK" when all match, else exit 1 naming the damaged member.
+* ``extract DIR``: install the archive's environment into ``DIR`` (absent or empty) with every
+  prefix placeholder replaced for ``DIR``, like ``conda-pack``'s unpack or ``pixi-unpack``: the
+  packages are verified and extracted into the shared ``pkgs/`` cache, linked into a staging dir
+  beside ``DIR``, renamed to ``DIR`` and finalized (pyc, link scripts, conda-meta). On failure
+  nothing is left at ``DIR``. The app layer is not part of the environment.
+* ``gc [--older-than DURATION]`` (default ``14d``; ``s``/``m``/``h``/``d``/``w``): under the
+  cache's exclusive ``gc.lock`` (installs hold it shared, so gc waits for them), remove launchers
+  whose last use (``launch/<id>.used``, touched by every run) is older than DURATION, launchers
+  first; then environments and app layers no remaining launcher uses (and not themselves newer
+  than DURATION), packages in ``pkgs/`` no remaining environment lists (and older than
+  DURATION), old libzstd copies, and all debris in ``tmp/``. A program started from an
+  environment more than DURATION ago and still running is not protected (it recorded its use
+  only when it started).
+
+Exit statuses: 0 ok, 1 failure (message on stderr), 2 usage error.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from coex_runtime import cache as C
+from coex_runtime import format as F
+
+USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
+tools:
+  info                         the archive's record and cache state (JSON)
+  verify                       check every payload of the archive against its record
+  extract DIR                  install the environment into DIR (prefixes replaced for DIR)
+  gc [--older-than DURATION]   remove cache entries unused for DURATION (default 14d)
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def run(archive, args, environ):
+    name = os.path.basename(environ.get("COEX_ARGV0") or archive.path)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE % name)
+        return 0 if args else 2
+    tool, rest = args[0], args[1:]
+    fn = {"info": info, "verify": verify, "extract": extract, "gc": gc}.get(tool)
+    if fn is None:
+        sys.stderr.write("coex: unknown tool %r\n" % tool + USAGE % name)
+        return 2
+    try:
+        return fn(archive, rest, environ)
+    except UsageError as e:
+        sys.stderr.write("coex %s: %s\n" % (tool, e) + USAGE % name)
+        return 2
+
+
+def _iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
+
+
+def info(archive, args, environ):
+    if args:
+        raise UsageError("takes no arguments")
+    from coex_runtime.main import Runtime
+    rec = archive.info
+    out = {"archive": archive.path, "archive_id": archive.id, "record": rec}
+    try:
+        root, note = C.select_root(environ)
+        rt = Runtime(archive, C.Cache(root))
+        used = C.mtime(rt.cache.used_file(rt.id16), None)
+        present = [p["filename"] for p in rec["packages"]
+                   if os.path.isdir(os.path.join(rt.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
+        out["cache"] = {
+            "root": root, "fallback": note,
+            "env_dir": rt.prefix, "env_ready": rt.cache.env_ready(rt.env16),
+            "app_dir": rt.app_dir, "app_ready": bool(rt.app_dir and os.path.isdir(rt.app_dir)),
+            "launcher": rt.launcher, "launcher_ready": rt.ready(),
+            "last_use": _iso(used),
+            "packages_cached": len(present), "packages_total": len(rec["packages"]),
+        }
+    except C.CacheError as e:
+        out["cache"] = {"error": str(e)}
+    sys.stdout.write(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def verify_all(archive):
+    """Raise FormatError on the first damaged payload; return a summary."""
+    rec = archive.info
+    for p in rec["packages"]:
+        archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
+    if rec.get("libzstd"):
+        z = rec["libzstd"]
+        archive.verify(z["member"], z["sha256"], int(z["size"]))
+    files = []
+    for rel, member in archive.app_members():
+        h = hashlib.sha256()
+        with archive.open(member) as f:
+            for block in iter(lambda: f.read(F.COPY_BUFSIZE), b""):
+                h.update(block)
+        files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, h.hexdigest()))
+    app = rec.get("app")
+    if (app or files) and F.app_digest(files) != (app or {}).get("digest"):
+        raise F.FormatError("%s: the app layer does not match its record: the archive was altered; "
+                            "rebuild or copy it again" % archive.path)
+    return "%d packages, %s, %s" % (len(rec["packages"]),
+                                    "app layer (%d files)" % len(files) if files else "no app layer",
+                                    "libzstd" if rec.get("libzstd") else "no libzstd")
+
+
+def verify(archive, args, environ):
+    if args:
+        raise UsageError("takes no arguments")
+    try:
+        summary = verify_all(archive)
+    except F.FormatError as e:
+        sys.stderr.write("coex verify: FAILED: %s\n" % e)
+        return 1
+    sys.stdout.write("coex verify: OK: %s match the record of %s\n" % (summary, archive.path))
+    return 0
+
+
+def extract(archive, args, environ):
+    if len(args) != 1 or args[0].startswith("-"):
+        raise UsageError("needs exactly one argument, the target directory")
+    from coex_runtime import install
+    from coex_runtime.main import Runtime, check_host
+    dest = os.path.abspath(args[0])
+    if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)
+                                      and not os.listdir(dest)):
+        sys.stderr.write("coex extract: %s already exists and is not an empty directory; choose a new "
+                         "path or empty it first\n" % dest)
+        return 1
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        sys.stderr.write("coex extract: the parent directory %s does not exist; create it first\n" % parent)
+        return 1
+    check_host(archive.info, environ)
+    root, _ = C.select_root(environ)
+    rt = Runtime(archive, C.Cache(root))
+    rt.cache.ensure()
+    import tempfile
+    entries = archive.info["packages"]
+    specs = archive.info.get("requested_specs") or []
+    with C.Lock(os.path.join(root, "gc.lock"), shared=True):
+        libzstd = rt.libzstd() if rt._need_extract() else None
+        stage = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".coex-", dir=parent)
+        renamed = False
+        try:
+            install.install_env(entries, rt._open_payload, rt.cache.pkgs, stage, dest,
+                                libzstd=libzstd, requested_specs=specs)
+            if os.path.isdir(dest):
+                os.rmdir(dest)
+            os.rename(stage, dest)
+            renamed = True
+            install.finalize_env(dest, entries, requested_specs=specs)
+        except BaseException:
+            C.rmtree(dest if renamed else stage)
+            raise
+    sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
+                     "CONDA_PREFIX=%s)\n" % (len(entries), dest, dest, dest))
+    return 0
+
+
+def _parse_gc_args(args):
+    """(seconds, the text given)."""
+    older = "14d"
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--older-than" and i + 1 < len(args):
+            older = args[i + 1]
+            i += 2
+        elif a.startswith("--older-than="):
+            older = a.split("=", 1)[1]
+            i += 1
+        else:
+            raise UsageError("unknown argument %r" % a)
+    try:
+        return C.parse_duration(older), older
+    except C.CacheError as e:
+        raise UsageError(str(e).replace("coex gc: ", ""))
+
+
+def _size(path):
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def gc(archive, args, environ):
+    older, older_text = _parse_gc_args(args)
+    root, _ = C.select_root(environ)
+    cache = C.Cache(root)
+    cache.ensure()
+    cutoff = time.time() - older
+    removed = {"launchers": 0, "environments": 0, "app layers": 0, "packages": 0}
+    freed = [0]
+
+    def drop(path, kind=None):
+        if os.path.isdir(path) and not os.path.islink(path):
+            freed[0] += _size(path)
+        cache.discard(path)
+        if kind:
+            removed[kind] += 1
+
+    with C.Lock(os.path.join(root, "gc.lock")):
+        live_envs, live_apps, kept = set(), set(), 0
+        for n in sorted(os.listdir(cache.launch)):
+            if not n.endswith(".sh"):
+                continue
+            id16 = n[:-3]
+            sh = os.path.join(cache.launch, n)
+            used = max(C.mtime(cache.used_file(id16)), C.mtime(sh))
+            meta_path = os.path.join(cache.launch, id16 + ".json")
+            if used < cutoff:
+                os.unlink(sh)  # the launcher first: from now on runs take the cold path
+                for extra in (cache.used_file(id16), meta_path):
+                    if os.path.lexists(extra):
+                        os.unlink(extra)
+                removed["launchers"] += 1
+                continue
+            kept += 1
+            try:
+                with open(meta_path) as f:
+                    meta = json.load(f)
+                live_envs.add(meta.get("env"))
+                live_apps.add(meta.get("app"))
+            except (IOError, OSError, ValueError):
+                pass
+        for n in sorted(os.listdir(cache.launch)):  # orphans of removed launchers
+            if not n.endswith(".sh") and not os.path.exists(os.path.join(cache.launch, n.rsplit(".", 1)[0] + ".sh")):
+                os.unlink(os.path.join(cache.launch, n))
+
+        referenced = set()
+        for n in sorted(os.listdir(cache.envs)):
+            p = os.path.join(cache.envs, n)
+            if n.endswith(".lock") or not os.path.isdir(p):
+                continue
+            marker = os.path.join(p, C.READY)
+            if n in live_envs and os.path.isfile(marker):
+                referenced.update((cache.read_ready(n) or {}).get("packages", []))
+                continue
+            if os.path.isfile(marker) and C.mtime(marker) >= cutoff:
+                referenced.update((cache.read_ready(n) or {}).get("packages", []))
+                continue
+            drop(p, "environments")
+        for n in sorted(os.listdir(cache.apps)):
+            p = os.path.join(cache.apps, n)
+            if n.endswith(".lock") or not os.path.isdir(p):
+                continue
+            if n in live_apps or C.mtime(p) >= cutoff:
+                continue
+            drop(p, "app layers")
+        for d in (cache.envs, cache.apps):  # lock files of removed dirs (no installer runs now)
+            for n in os.listdir(d):
+                if n.endswith(".lock") and not os.path.isdir(os.path.join(d, n[:-5])):
+                    os.unlink(os.path.join(d, n))
+        for n in sorted(os.listdir(cache.pkgs)):
+            p = os.path.join(cache.pkgs, n)
+            if n.startswith(".tmp-"):
+                drop(p)
+            elif n not in referenced and C.mtime(p) < cutoff:
+                drop(p, "packages")
+        for n in sorted(os.listdir(cache.lib)):
+            p = os.path.join(cache.lib, n)
+            if C.mtime(p) < cutoff:
+                drop(p)
+        for n in sorted(os.listdir(cache.tmp)):
+            drop(os.path.join(cache.tmp, n))
+    sys.stdout.write("coex gc: %s; %.1f MB freed; %d launcher%s kept (used within %s)\n" % (
+        ", ".join("removed %d %s" % (v, k) for k, v in sorted(removed.items())), freed[0] / 1e6,
+        kept, "" if kept == 1 else "s", older_text))
+    return 0
