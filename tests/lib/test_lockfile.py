@@ -120,7 +120,6 @@ def test_missing_zstd_in_channel_is_explained(tmp_path):
     import asyncio
     from rattler.index import index_fs
 
-    from tests.factory.condapkg import PackageMeta, build_from_files  # noqa: F401
     chan = tmp_path / "empty"
     (chan / "noarch").mkdir(parents=True)
     (chan / "linux-64").mkdir()

@@ -101,4 +101,4 @@ def fetch(url, sha256, size, out, name=None):
                 "Package {} from {} failed verification: sha256 {} but the lockfile records {}. "
                 "The file changed since locking (or is corrupt): regenerate the lockfile, or "
                 "restore the original package.".format(name, url, got, sha256))
-    return out
+    return os.path.abspath(os.fspath(out))

@@ -1,0 +1,69 @@
+import hashlib
+
+import pytest
+
+from coex.lib.errors import CoexError
+from coex.lib.fetch import fetch
+
+
+@pytest.fixture
+def pkg(tiny_channel):
+    path = tiny_channel.file("prefixprog")
+    data = path.read_bytes()
+    return path, hashlib.sha256(data).hexdigest(), len(data)
+
+
+@pytest.mark.parametrize("form", ["uri", "file:/abs", "localhost", "path"])
+def test_good_fetch_in_every_url_form(pkg, tmp_path, form):
+    path, sha, size = pkg
+    url = {"uri": path.as_uri(), "file:/abs": "file:" + str(path),
+           "localhost": "file://localhost" + str(path), "path": str(path)}[form]
+    out = tmp_path / "sub" / path.name
+    assert fetch(url, sha, size, out) == str(out)
+    assert out.read_bytes() == path.read_bytes()
+    assert list(out.parent.iterdir()) == [out]            # no temp files left
+
+
+def test_wrong_sha_names_package_and_both_digests(pkg, tmp_path):
+    path, sha, size = pkg
+    wrong = "0" * 64
+    with pytest.raises(CoexError) as e:
+        fetch(path.as_uri(), wrong, size, tmp_path / "x")
+    msg = str(e.value)
+    assert path.name in msg and sha in msg and wrong in msg
+    assert "regenerate the lockfile" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_wrong_size(pkg, tmp_path, delta):
+    path, sha, size = pkg
+    with pytest.raises(CoexError) as e:
+        fetch(path.as_uri(), sha, size + delta, tmp_path / "x")
+    assert path.name in str(e.value) and str(size + delta) in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CoexError) as e:
+        fetch((tmp_path / "gone-1.0-0.conda").as_uri(), "a" * 64, 10, tmp_path / "out" / "x",
+              name="gone-1.0-0.conda")
+    assert "Cannot fetch package gone-1.0-0.conda" in str(e.value)
+    assert "does not exist" in str(e.value)
+    assert not (tmp_path / "out" / "x").exists()
+
+
+def test_existing_output_untouched_on_failure(pkg, tmp_path):
+    path, sha, size = pkg
+    out = tmp_path / "x"
+    out.write_bytes(b"previous")
+    with pytest.raises(CoexError):
+        fetch(path.as_uri(), "f" * 64, size, out)
+    assert out.read_bytes() == b"previous"
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(CoexError, match="not 64 hex digits"):
+        fetch("file:///x", "abc", 1, tmp_path / "x")
+    with pytest.raises(CoexError, match="unsupported URL scheme"):
+        fetch("ftp://host/x.conda", "a" * 64, 1, tmp_path / "x")
