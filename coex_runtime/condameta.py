@@ -20,6 +20,11 @@ LINK_TYPE_SOFTLINK = 2
 LINK_TYPE_COPY = 3
 
 
+def path_key(rel):
+    """Sort key of prefix paths: component-wise, as rattler orders `files` and `paths_data`."""
+    return rel.split("/")
+
+
 def record_name(entry):
     return "%s-%s-%s.json" % (entry["name"], entry["version"], entry["build"])
 
@@ -40,7 +45,7 @@ def requested_for(entry, requested_specs):
 
 def repodata_record(entry, index):
     """The package's index.json overlaid with the lock's (non-null) record fields."""
-    rec = dict(index or {})
+    rec = dict((k, v) for k, v in (index or {}).items() if v is not None)
     for k, v in entry.items():
         if k in _COEX_FIELDS or v is None:
             continue
@@ -58,8 +63,8 @@ def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type=L
     rec["requested_spec"] = req[0] if req else ""
     rec["requested_specs"] = req
     rec["extracted_package_dir"] = pkgdir
-    rec["files"] = list(files)
-    rec["paths_data"] = {"paths_version": 1, "paths": list(paths)}
+    rec["files"] = sorted(files, key=path_key)
+    rec["paths_data"] = {"paths_version": 1, "paths": sorted(paths, key=lambda p: path_key(p["_path"]))}
     rec["link"] = {"source": pkgdir, "type": link_type}
     return rec
 

@@ -309,9 +309,14 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
                 _unlink_existing(dst)
                 os.symlink(link_target, dst)
             rec["path_type"] = "softlink"
+            # as rattler: the digest and size of the link's target path
+            target_bytes = link_target.encode("utf-8", "surrogateescape")
+            digest = _sha256(target_bytes)
             if p.get("sha256"):
                 rec["sha256"] = p["sha256"]
-            rec["size_in_bytes"] = p.get("size_in_bytes", 0)
+            if p.get("sha256") != digest:
+                rec["sha256_in_prefix"] = digest
+            rec["size_in_bytes"] = len(target_bytes)
             paths_data.append(rec)
             files.append(target)
             link_kinds.add(condameta.LINK_TYPE_SOFTLINK)
@@ -349,8 +354,9 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
                 raise InstallError(str(e))
             _unlink_existing(dst)
             _copy_file(None, dst, fmode, data=new, keep_mtime=False)
-            if new != data:
-                rec["sha256_in_prefix"] = _sha256(new)
+            # as rattler: the digest and size of the file as written into the prefix
+            rec["sha256_in_prefix"] = _sha256(new)
+            rec["size_in_bytes"] = len(new)
             link_kinds.add(condameta.LINK_TYPE_COPY)
         elif p.get("no_link") or not can_hardlink[0]:
             _unlink_existing(dst)
@@ -407,6 +413,19 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
     """
     entries = list(entries)
     final_prefix = os.path.abspath(final_prefix).rstrip("/") or "/"
+    created = not os.path.exists(staging)
+    try:
+        return _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd,
+                            progress, requested_specs, jobs)
+    except BaseException:
+        if created:  # nothing half-done: the staging dir is ours, remove it
+            import shutil
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd, progress,
+                 requested_specs, jobs):
     pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
                           jobs=jobs)
     pyver = noarch.python_version(entries)
@@ -539,6 +558,8 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
                 if pyc in compiled:
                     rec["files"].append(pyc)
                     rec["paths_data"]["paths"].append({"_path": pyc, "path_type": "pyc_file"})
+            rec["files"].sort(key=condameta.path_key)
+            rec["paths_data"]["paths"].sort(key=lambda q: condameta.path_key(q["_path"]))
 
     for i, p in enumerate(pkgs):
         if p.get("post_link"):

@@ -46,9 +46,8 @@ def entry_from_record(r):
         "size": r.size,
         "depends": list(r.depends),
         "constrains": list(r.constrains),
-        "noarch": (None if not r.noarch or str(r.noarch) in ("None", "") else
-                   ("python" if r.noarch.python else "generic") if hasattr(r.noarch, "python")
-                   else str(r.noarch)),
+        "noarch": (None if r.noarch is None or r.noarch.none else
+                   "python" if r.noarch.python else "generic"),
         "license": r.license,
         "timestamp": int(r.timestamp.timestamp() * 1000) if r.timestamp else None,
         "encoding": encoding_of(r.file_name),
@@ -124,3 +123,75 @@ def snapshot(prefix, skip=()):
 def conda_meta(prefix):
     d = Path(prefix) / "conda-meta"
     return {p.name: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))}
+
+
+def install_order(records):
+    """Topological order (dependencies first; ties by name), like the lock's entries."""
+    by_name = {str(r.name.normalized if hasattr(r.name, "normalized") else r.name): r
+               for r in records}
+    out, seen = [], set()
+
+    def visit(name, stack=()):
+        if name in seen or name not in by_name:
+            return
+        if name in stack:
+            return
+        for dep in by_name[name].depends:
+            visit(dep.split()[0], stack + (name,))
+        seen.add(name)
+        out.append(by_name[name])
+
+    for name in sorted(by_name):
+        visit(name)
+    return out
+
+
+def repack(src, out_dir, fmt):
+    """Re-encode a package (.conda or .tar.bz2) as one tar stream, ``fmt`` "tar.bz2" or
+    "tar.zst" (what the build's transcoder produces), keeping member order and metadata."""
+    import tarfile
+    import zipfile
+
+    import zstandard
+
+    src = Path(src)
+    stem = src.name[: -len(".tar.bz2")] if src.name.endswith(".tar.bz2") else src.name[: -len(".conda")]
+    out = Path(out_dir) / ("%s.%s" % (stem, fmt))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw = open(str(out), "wb")
+    if fmt == "tar.bz2":
+        ot = tarfile.open(fileobj=raw, mode="w:bz2")
+        sink = None
+    else:
+        sink = zstandard.ZstdCompressor(level=3).stream_writer(raw)
+        ot = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)
+
+    def copy(it):
+        for ti in it:
+            ot.addfile(ti, it.extractfile(ti) if ti.isreg() else None)
+
+    if src.name.endswith(".conda"):
+        with zipfile.ZipFile(str(src)) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".tar.zst")]
+            for n in sorted(names, key=lambda n: not n.startswith("info-")):
+                with zf.open(n) as m:
+                    dec = zstandard.ZstdDecompressor().stream_reader(m)
+                    with tarfile.open(fileobj=dec, mode="r|") as it:
+                        copy(it)
+    else:
+        with tarfile.open(str(src), "r:bz2") as it:
+            copy(it)
+    ot.close()
+    if sink is not None:
+        sink.close()
+    raw.close()
+    return out
+
+
+def repacked_entry(entry, out_dir, fmt):
+    """The same locked package stored as ``fmt`` (lock fields unchanged, stored_* updated)."""
+    path = repack(entry["path"], out_dir, fmt)
+    e = dict(entry)
+    e.update(encoding=fmt, path=str(path), member="pkgs/" + path.name,
+             stored_sha256=_sha256(path), stored_size=path.stat().st_size)
+    return e
