@@ -127,7 +127,27 @@ def ensure(out: Optional[str] = None) -> Path:
         finally:
             if tmp.exists():
                 shutil.rmtree(str(tmp), ignore_errors=True)
+        _prune(root, keep=final)
     return final
+
+
+def _prune(root: Path, keep: Path, max_age_s: float = 86400.0) -> None:
+    """Drop realistic channels of other factory versions unused for a day (other checkouts may
+    still be using younger ones); the key changes whenever a factory source changes."""
+    import time
+
+    for d in root.glob("realistic-*"):
+        if d == keep:
+            continue
+        try:
+            age = time.time() - (d / ".coex-complete").stat().st_mtime
+        except OSError:
+            continue
+        if age > max_age_s:
+            shutil.rmtree(str(d), ignore_errors=True)
+            lock = root / (".%s.lock" % d.name)
+            if lock.exists():
+                lock.unlink()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,3 +154,17 @@ def test_ensure_builds_once_under_concurrency(tmp_path, monkeypatch):
     final = tmp_path / "coex-test-channels" / "realistic-testkey"
     assert results == [final, final] and (final / "marker").exists()
     assert not [p for p in final.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_old_channels_are_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(realistic, "cache_key", lambda: "newkey")
+    monkeypatch.setattr(realistic, "build", lambda dest: dest.mkdir(parents=True) or dest)
+    root = tmp_path / "coex-test-channels"
+    for name, age in (("realistic-old", 3 * 86400), ("realistic-young", 60)):
+        (root / name).mkdir(parents=True)
+        (root / name / ".coex-complete").write_text("ok\n")
+        t = os.path.getmtime(str(root / name / ".coex-complete")) - age
+        os.utime(str(root / name / ".coex-complete"), (t, t))
+    assert realistic.ensure() == root / "realistic-newkey"
+    assert not (root / "realistic-old").exists() and (root / "realistic-young").exists()
