@@ -1,0 +1,174 @@
+"""./coex (coex.cli): create / lock / export-explicit, end to end on the tiny channel."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from coex.cli import main
+from coex.lib.lockfile import read_header
+from coex_runtime.format import open_archive
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COEX = os.path.join(REPO, "coex")
+HAVE_RUNTIME = os.path.exists(os.path.join(REPO, "coex_runtime", "main.py"))
+
+
+@pytest.fixture
+def project(tiny_channel, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text(
+        "import os, sys\nprint('hello from app', sys.argv[1:], os.environ.get('GREETING'))\n")
+    (tmp_path / "environment.yml").write_text(
+        "name: demo\nchannels:\n  - {}\ndependencies:\n  - python\n  - tinypy\n  - prefixprog\n"
+        .format(tiny_channel.url))
+    return tmp_path
+
+
+def run_coex(args, cwd, env=None):
+    return subprocess.run([COEX] + args, cwd=str(cwd), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True,
+                          env=dict(os.environ, **(env or {})), timeout=300)
+
+
+def test_help():
+    r = run_coex(["--help"], REPO)
+    assert r.returncode == 0
+    for cmd in ("create", "lock", "export-explicit"):
+        assert cmd in r.stdout
+
+
+def test_create_end_to_end(project, tmp_path):
+    r = run_coex(["create", "-f", "environment.yml", "--entrypoint", "python src/main.py",
+                  "-e", "tp=tinypy", "--env", "GREETING=hi", "-o", "dist/app.coex",
+                  "--cache-dir", str(tmp_path / "cache"), "src"], project)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    out = project / "dist" / "app.coex"
+    assert os.access(str(out), os.X_OK)
+    with open_archive(str(out)) as ar:
+        info = ar.info
+        assert info["default_entry_point"] == "python"
+        assert info["entry_points"]["python"]["argv"] == ["python", "src/main.py"]
+        assert info["entry_points"]["tp"]["argv"] == ["tinypy"]
+        assert info["env"] == {"GREETING": "hi"}
+        assert [rel for rel, _ in ar.app_members()] == ["src/main.py"]
+        names = [p["name"] for p in info["packages"]]
+        assert {"python", "tinypy", "prefixprog", "libtiny", "zstd"} <= set(names)
+        assert info["build"]["resolve"] == "demo"
+    # the content-addressed cache is reused: a second build gives the same bytes
+    again = project / "dist" / "again.coex"
+    r = run_coex(["create", "-f", "environment.yml", "--entrypoint", "python src/main.py",
+                  "-e", "tp=tinypy", "--env", "GREETING=hi", "-o", str(again),
+                  "--cache-dir", str(tmp_path / "cache"), "src"], project)
+    assert r.returncode == 0, r.stderr
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.skipif(not HAVE_RUNTIME, reason="coex_runtime/main.py (the launcher) has not landed")
+def test_created_archive_runs(project, tmp_path):
+    out = project / "app.coex"
+    assert main(["create", "-f", str(project / "environment.yml"), "--entrypoint",
+                 "python src/main.py", "-e", "tp=tinypy", "--env", "GREETING=hi", "-o", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), str(project / "src")]) == 0
+    env = dict(os.environ, COEX_ROOT=str(tmp_path / "root"))
+    r = subprocess.run([str(out), "a", "b"], cwd=str(project), env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "hello from app ['a', 'b'] hi" in r.stdout
+    r = subprocess.run([str(out)], env=dict(env, COEX_ENTRYPOINT="tp"), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "tinypy ok" in r.stdout
+
+
+def test_lock_then_create_from_lockfile_and_staleness(project, tmp_path, capsys):
+    lock = project / "coex.lock"
+    assert main(["lock", "-f", str(project / "environment.yml"), "-o", str(lock),
+                 "--platform", "linux-64", "--platform", "linux-aarch64"]) == 0
+    header = read_header(lock)
+    assert header["platforms"] == ["linux-64", "linux-aarch64"] and header["resolve"] == "demo"
+    before = lock.read_bytes()
+    out = project / "arm.coex"
+    # cross-platform archive from the existing lock (the lock covers both platforms, but
+    # --platform linux-aarch64 alone is a different input set: use the same platforms via lock)
+    assert main(["lock", "-f", str(project / "environment.yml"), "-o", str(project / "arm.lock"),
+                 "--platform", "linux-aarch64"]) == 0
+    assert main(["create", "-f", str(project / "environment.yml"), "--platform", "linux-aarch64",
+                 "--lockfile", str(project / "arm.lock"), "-e", "prefixprog", "-o", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    with open_archive(str(out)) as ar:
+        assert ar.info["platform"] == "linux-aarch64"
+    assert lock.read_bytes() == before
+    # edit the environment: the lock is now stale and create refuses it, naming the fix
+    env_yml = project / "environment.yml"
+    env_yml.write_text(env_yml.read_text() + "  - oldstyle\n")
+    capsys.readouterr()
+    rc = main(["create", "-f", str(env_yml), "--platform", "linux-aarch64",
+               "--lockfile", str(project / "arm.lock"), "-e", "prefixprog",
+               "-o", str(project / "stale.coex"), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "is stale (specs added: oldstyle)" in err and "./coex lock -f" in err
+    assert not (project / "stale.coex").exists()
+
+
+def test_create_writes_a_missing_lockfile(project, tmp_path):
+    lock = project / "new.lock"
+    assert main(["create", "-f", str(project / "environment.yml"), "--lockfile", str(lock),
+                 "-e", "prefixprog", "-o", str(project / "a.coex"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert read_header(lock)["platforms"] == ["linux-64"]
+
+
+def test_export_explicit(project, capsys):
+    lock = project / "coex.lock"
+    assert main(["lock", "-f", str(project / "environment.yml"), "-o", str(lock)]) == 0
+    assert main(["export-explicit", "--lockfile", str(lock), "-o", str(project / "e.txt")]) == 0
+    text = (project / "e.txt").read_text()
+    assert "@EXPLICIT" in text and "# platform: linux-64" in text
+    assert main(["lock", "-f", str(project / "environment.yml"), "-o", str(lock),
+                 "--platform", "linux-64", "--platform", "linux-aarch64"]) == 0
+    capsys.readouterr()
+    assert main(["export-explicit", "-l", str(lock), "-o", str(project / "f.txt")]) == 1
+    assert "choose one with --platform" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("yml, args, needle", [
+    ("dependencies:\n  - python\n  - pip:\n    - requests\n", [], "`pip:` section is not supported"),
+    ("dependencies: [python]\n", [], "lists no channels and none was given"),
+    ("channels: [CHAN]\ndependencies: [python]\n", ["-e", "nosuch"],
+     "no package of the environment installs bin/nosuch"),
+    ("channels: [CHAN]\ndependencies: [unsolvable]\n", [], "Cannot solve resolve 'default'"),
+    ("channels: [CHAN]\ndependencies: [python]\n", ["--platform", "linux64"],
+     "Did you mean 'linux-64'"),
+])
+def test_bad_input_exits_1_with_one_clear_message(tiny_channel, tmp_path, yml, args, needle):
+    env_yml = tmp_path / "environment.yml"
+    env_yml.write_text(yml.replace("CHAN", tiny_channel.url))
+    if "-e" not in args:
+        args = args + ["-e", "python"]
+    out = tmp_path / "x.coex"
+    r = run_coex(["create", "-f", str(env_yml), "-o", str(out),
+                  "--cache-dir", str(tmp_path / "cache")] + args, tmp_path)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr.startswith("coex: error: ") and needle in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_relative_channel_path_is_resolved(tiny_channel, tmp_path, monkeypatch):
+    monkeypatch.chdir(str(tiny_channel.path.parent))
+    env_yml = tmp_path / "environment.yml"
+    env_yml.write_text("dependencies: [prefixprog]\n")
+    assert main(["lock", "-f", str(env_yml), "-c", "./" + tiny_channel.path.name,
+                 "-o", str(tmp_path / "l.lock")]) == 0
+    assert read_header(tmp_path / "l.lock")["channels"] == [tiny_channel.url]
+
+
+def test_python_dash_m_coex_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "coex", "--help"], stdout=subprocess.PIPE,
+                       universal_newlines=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                           [os.path.join(REPO, "pants-plugins"), REPO])))
+    assert r.returncode == 0 and "export-explicit" in r.stdout
