@@ -178,8 +178,10 @@ def _extract_tar(pkg, fileobj, dest, digests, what):
         raise PackageError("%s: %s is not a valid tar stream (%s): the package is corrupt"
                            % (pkg, what, e))
     made_dirs = set([""])
+    state = {"member": None, "done": False}
     try:
         for ti in tf:
+            state["member"], state["done"] = ti.name, False
             rel = _member_path(pkg, ti.name)
             if ti.mode & _FORBIDDEN_BITS and not ti.isdir():
                 raise PackageError("%s: member %s has setuid/setgid/sticky bits (mode %o); "
@@ -242,12 +244,19 @@ def _extract_tar(pkg, fileobj, dest, digests, what):
                         else "FIFO" if ti.isfifo() else "special file (type %r)" % ti.type)
                 raise PackageError("%s: member %s is a %s; refusing to install it"
                                    % (pkg, rel, kind))
-    except tarfile.TarError as e:
-        raise PackageError("%s: %s is corrupt (%s)" % (pkg, what, e))
-    except (zstd.ZstdError, EOFError, OSError, zlib.error) as e:
+            state["done"] = True
+    except (tarfile.TarError, zstd.ZstdError, EOFError, OSError, zlib.error, PackageError) as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise
-        raise PackageError("%s: %s is corrupt: %s" % (pkg, what, e))
+        if isinstance(e, PackageError) and "corrupt" not in str(e) and "truncated" not in str(e):
+            raise
+        where = ""
+        if state["member"] is not None:
+            where = (" (after member %s)" if state["done"] else " (in member %s)") % state["member"]
+        msg = str(e)
+        if not msg.startswith(pkg):
+            msg = "%s: %s is corrupt: %s" % (pkg, what, msg)
+        raise PackageError(msg + where)
 
 
 def _makedirs(dest, rel):
