@@ -51,9 +51,22 @@ def channel_entries(channel_path, names, subdir="linux-64"):
     return [recs[n] for n in order]
 
 
+def custom_package(out_dir, name, files, version="1.0", depends=(), subdir="linux-64"):
+    """(path, lock entry) of a small package built from {relpath: bytes/str/("exec", ...)}."""
+    from tests.factory.condapkg import PackageMeta, build_from_files
+    import hashlib
+    meta = PackageMeta(name=name, version=version, build="h0_0", subdir=subdir, depends=list(depends))
+    path = build_from_files(files, Path(out_dir) / subdir, meta, fmt="conda")
+    data = path.read_bytes()
+    entry = dict(meta.index_json(), filename=path.name, sha256=hashlib.sha256(data).hexdigest(),
+                 size=len(data), channel="file://" + str(out_dir))
+    return path, entry
+
+
 def make_archive(channel_path, out, names=("libtiny", "python", "prefixprog", "tinypy"),
                  entry_points=None, default=None, app=None, env=None, virtual_packages=(),
-                 subdir="linux-64", libzstd=True, platform=None):
+                 subdir="linux-64", libzstd=True, platform=None, extra=()):
+    """``extra``: [(path, entry)] of custom packages appended after the channel's."""
     out = Path(out)
     work = out.parent / (out.name + ".src")
     app = {"src/main.py": "import sys, os\nprint('main ok', sys.argv[1:])\n",
@@ -72,12 +85,13 @@ def make_archive(channel_path, out, names=("libtiny", "python", "prefixprog", "t
                         "fail": "tinypy.cli:fail", "sh": "sh -c"}
         default = default or "prefixprog"
     pkgs = []
-    for path, rec in channel_entries(channel_path, list(names), subdir):
+    for path, rec in channel_entries(channel_path, list(names), subdir) + list(extra):
         enc = "conda" if rec["filename"].endswith(".conda") else "tar.bz2"
         pkgs.append({"path": str(path), "entry": rec, "encoding": enc})
     info = F.write_archive(str(out), platform or subdir, pkgs, entry_points, default,
                            app_files=app_files, libzstd_path=LIBZSTD if libzstd else None,
-                           env=env, requested_specs=list(names), virtual_packages=virtual_packages)
+                           env=env, requested_specs=list(names) + [e["name"] for _, e in extra],
+                           virtual_packages=virtual_packages)
     return info
 
 
@@ -99,3 +113,32 @@ def run(archive, *args, root, python=HOST_PY, env=None, argv0=None, timeout=60, 
 
 def text(r):
     return r.stdout.decode() + r.stderr.decode()
+
+
+def member_offset(archive, member):
+    """Absolute offset of a stored member's data inside the archive file."""
+    import struct
+    import zipfile
+    with zipfile.ZipFile(str(archive)) as zf:
+        zi = zf.getinfo(member)
+    with open(str(archive), "rb") as f:
+        f.seek(zi.header_offset)
+        h = f.read(30)
+    n, x = struct.unpack("<HH", h[26:30])
+    return zi.header_offset + 30 + n + x, zi.file_size
+
+
+def flip_byte(archive, member, at=None):
+    off, size = member_offset(archive, member)
+    at = size // 2 if at is None else at
+    with open(str(archive), "r+b") as f:
+        f.seek(off + at)
+        b = f.read(1)
+        f.seek(off + at)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def ids(info):
+    """(archive id16, env16, app16) of a record returned by make_archive."""
+    app = F.short_id(info["app"]["digest"]) if info.get("app") else None
+    return F.short_id(F.archive_id(F.dump_json(info))), F.short_id(info["env_id"]), app
