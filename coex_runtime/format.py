@@ -246,16 +246,25 @@ if [ -z "${COEX_TOOLS:-}" ]; then
     if [ -n "$_coex_u" ] && [ -f "$_coex_l" ] && [ -O "$_coex_d/coex-$_coex_u" ]; then . "$_coex_l"; fi
   done
 fi
+# Cold path: a Python >= 3.6 runs the zip; a zip it cannot read (truncated copy) is reported here.
+_coex_try() {
+  "$1" -c 'import sys, zipfile; sys.exit(1 if sys.version_info < (3, 6) else 0 if zipfile.is_zipfile(sys.argv[1]) else 3)' "$COEX_ARCHIVE" 2>/dev/null
+  _coex_s=$?
+  if [ "$_coex_s" = 3 ]; then
+    echo "coex: $COEX_ARCHIVE is damaged: its zip part cannot be read (truncated or altered); copy or rebuild it" >&2
+    exit 1
+  fi
+  return "$_coex_s"
+}
 if [ -n "${COEX_PYTHON:-}" ]; then
-  if "$COEX_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+  if _coex_try "$COEX_PYTHON"; then
     exec "$COEX_PYTHON" "$COEX_ARCHIVE" "$@"
   fi
   echo "coex: COEX_PYTHON=$COEX_PYTHON is not a working Python >= 3.6" >&2
   exit 127
 fi
 for _coex_py in python3 python; do
-  if command -v "$_coex_py" >/dev/null 2>&1 &&
-     "$_coex_py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+  if command -v "$_coex_py" >/dev/null 2>&1 && _coex_try "$_coex_py"; then
     exec "$_coex_py" "$COEX_ARCHIVE" "$@"
   fi
 done

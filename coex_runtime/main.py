@@ -33,6 +33,8 @@ import json
 import os
 import sys
 import time
+import zipfile
+import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
@@ -314,10 +316,14 @@ def extract_app(archive, dest):
         out = os.path.join(dest, *parts)
         C.makedirs(os.path.dirname(out))
         h = hashlib.sha256()
-        with archive.open(member) as src, open(out, "wb") as dst:
-            for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
-                h.update(block)
-                dst.write(block)
+        try:
+            with archive.open(member) as src, open(out, "wb") as dst:
+                for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
+                    h.update(block)
+                    dst.write(block)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise CoexError("coex: %s: the app layer member %s is damaged (%s): the archive was "
+                            "truncated or altered; copy or rebuild it" % (archive.path, member, e))
         os.chmod(out, mode)
         files.append((rel, mode, h.hexdigest()))
     if F.app_digest(files) != rec.get("digest") or len(files) != rec.get("files", len(files)):

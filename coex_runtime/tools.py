@@ -25,6 +25,8 @@ import json
 import os
 import sys
 import time
+import zipfile
+import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
@@ -100,9 +102,13 @@ def verify_all(archive):
     files = []
     for rel, member in archive.app_members():
         h = hashlib.sha256()
-        with archive.open(member) as f:
-            for block in iter(lambda: f.read(F.COPY_BUFSIZE), b""):
-                h.update(block)
+        try:
+            with archive.open(member) as f:
+                for block in iter(lambda: f.read(F.COPY_BUFSIZE), b""):
+                    h.update(block)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise F.FormatError("%s: the app layer member %s is damaged (%s): the archive was "
+                                "truncated or altered; copy or rebuild it" % (archive.path, member, e))
         files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, h.hexdigest()))
     app = rec.get("app")
     if (app or files) and F.app_digest(files) != (app or {}).get("digest"):
