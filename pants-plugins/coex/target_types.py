@@ -61,8 +61,9 @@ class CoexEntryPointsField(DictStringToStringField):
         """
         Several named entry points, `{name: command}`, each written like `entry_point`.
 
-        The archive runs `default_entry_point` unless told otherwise (the runtime's
-        BusyBox-style selection: see the README). Mutually exclusive with `entry_point`.
+        The archive runs `default_entry_point` unless told otherwise: `COEX_ENTRYPOINT=name`
+        in the environment, or BusyBox style, a symlink named after an entry point
+        (`ln -s app.coex pyflakes`). Mutually exclusive with `entry_point`.
         """
     )
 

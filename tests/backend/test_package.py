@@ -115,6 +115,8 @@ def test_generate_lockfile_then_package(rule_runner, tiny_channel):
     assert info["default_entry_point"] == "app"
     assert info["build"]["resolve"] == "tiny"
     assert info["build"]["target"] == "app:app"
+    log = built.artifacts[0].extra_log_lines
+    assert info["env_id"][:16] in log[1] and "conda packages" in log[0]
     with zipfile.ZipFile(path) as zf:
         members = set(zf.namelist())
     # resources are source-root stripped (src/ is a default root), files keep their path

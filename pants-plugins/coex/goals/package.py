@@ -186,6 +186,7 @@ async def package_coex_binary(
             extra_log_lines=(
                 f"    {lp.platform}: {len(lp.packages)} conda packages (resolve {resolve}), "
                 f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
+                f"    archive {a.archive_id[:16]}, environment {a.env_id[:16]}",
             ),
         )
         for a, lp in zip(archives, locked)

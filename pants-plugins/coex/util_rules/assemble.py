@@ -43,6 +43,8 @@ class CoexArchive:
     digest: Digest  # holds exactly `path`, executable
     path: str
     size: int
+    archive_id: str  # sha256 of its COEX-INFO (what the runtime's cache keys launchers by)
+    env_id: str  # sha256 of its locked package list (what the runtime's cache keys envs by)
 
 
 def assemble_spec(request: CoexAssembleRequest) -> dict:
@@ -81,13 +83,19 @@ async def assemble_coex_archive(request: CoexAssembleRequest) -> CoexArchive:
             immutable_input_digests={PKGS_DIR: pkgs_digest},
             output_files=[OUT],
             level=LogLevel.INFO,
+            with_runtime=True,
         ),
     )
     moved = await Get(
         MovedFile, MoveFile(result.output_digest, OUT, request.output_path, is_executable=True)
     )
+    ids = json.loads(result.stdout.decode() or "{}")
     return CoexArchive(
-        moved.digest, request.output_path, moved.file_digest.serialized_bytes_length
+        moved.digest,
+        request.output_path,
+        moved.file_digest.serialized_bytes_length,
+        ids.get("archive_id", ""),
+        ids.get("env_id", ""),
     )
 
 

@@ -2,8 +2,10 @@
 
 * `CoexRuntime`: the `coex_runtime/*.py` files (what every archive carries), read once from the
   importable `coex_runtime` package. Its fingerprint is the runtime version.
-* `CoexTool`: the runtime plus the `coex` package's `__init__.py` and `coex/lib/**.py`: all a
-  library process imports. Mounted read-only (an immutable input) at `__coex/`.
+* `CoexTool`: the `coex` package's `__init__.py` and `coex/lib/**.py`, all a library process
+  imports (`with_runtime=True` adds the runtime: only assembly needs it, so editing the runtime
+  does not invalidate cached transcodes). Mounted read-only (an immutable input) at `__coex/`.
+  Every library process is keyed by these sources: editing the library reruns its processes.
 * `CoexLibProcess` -> `CoexLibResult`: runs one library command with Pants' own interpreter
   (`PythonBuildStandaloneBinary`: in a local environment that is `sys.executable`, the venv that
   has py-rattler and zstandard) and turns a failure into a `CoexBuildError` carrying the library's
@@ -75,6 +77,11 @@ class CoexRuntime:
 
 @dataclass(frozen=True)
 class CoexTool:
+    digest: Digest  # coex/ (library), to be mounted at TOOL_DIR
+
+
+@dataclass(frozen=True)
+class CoexToolWithRuntime:
     digest: Digest  # coex/ (library) + coex_runtime/, to be mounted at TOOL_DIR
 
 
@@ -84,9 +91,13 @@ async def coex_runtime_digest() -> CoexRuntime:
 
 
 @rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
-async def coex_tool_digest(runtime: CoexRuntime) -> CoexTool:
-    lib = await Get(Digest, CreateDigest(library_files()))
-    return CoexTool(await Get(Digest, MergeDigests([runtime.digest, lib])))
+async def coex_tool_digest() -> CoexTool:
+    return CoexTool(await Get(Digest, CreateDigest(library_files())))
+
+
+@rule(desc="Collect the coex build library and runtime", level=LogLevel.DEBUG)
+async def coex_tool_with_runtime(tool: CoexTool, runtime: CoexRuntime) -> CoexToolWithRuntime:
+    return CoexToolWithRuntime(await Get(Digest, MergeDigests([tool.digest, runtime.digest])))
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class CoexLibProcess:
     output_files: tuple[str, ...] = ()
     cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
     level: LogLevel = LogLevel.DEBUG
+    with_runtime: bool = False
 
     @classmethod
     def of(
@@ -114,6 +126,7 @@ class CoexLibProcess:
         output_files: Iterable[str] = (),
         cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL,
         level: LogLevel = LogLevel.DEBUG,
+        with_runtime: bool = False,
     ) -> "CoexLibProcess":
         return cls(
             tuple(argv),
@@ -124,6 +137,7 @@ class CoexLibProcess:
             tuple(output_files),
             cache_scope,
             level,
+            with_runtime,
         )
 
 
@@ -137,13 +151,16 @@ class CoexLibResult:
 async def coex_lib_process(
     request: CoexLibProcess, python: PythonBuildStandaloneBinary, tool: CoexTool
 ) -> Process:
+    tool_digest = (
+        (await Get(CoexToolWithRuntime)).digest if request.with_runtime else tool.digest
+    )
     if TOOL_DIR in request.immutable_input_digests:
         raise AssertionError(f"{TOOL_DIR} is reserved for the coex library")
     return Process(
         argv=(python.path, "-m", "coex.lib", *request.argv),
         description=request.description,
         input_digest=request.input_digest,
-        immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool.digest},
+        immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool_digest},
         # A relative entry resolves against the sandbox (the process's working directory).
         env={"PYTHONPATH": TOOL_DIR, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"},
         append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
