@@ -72,11 +72,13 @@ def fetch_packages(packages, cache, level):
     spec package items."""
     from coex.lib.fetch import fetch
     from coex.lib.transcode import transcode, transcoded_filename
+    from coex_runtime.format import sha256_file
 
     items = []
     for p in packages:
         dest = os.path.join(cache, "pkgs", p["sha256"], p["filename"])
-        if not (os.path.isfile(dest) and os.path.getsize(dest) == p["size"]):
+        if not (os.path.isfile(dest) and os.path.getsize(dest) == p["size"]
+                and sha256_file(dest) == p["sha256"]):
             fetch(p["url"], p["sha256"], p["size"], dest, name=p["filename"])
         if p["filename"].endswith(".tar.bz2"):
             zst = os.path.join(cache, "transcoded", "{}-zstd{}".format(p["sha256"], level),

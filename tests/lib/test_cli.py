@@ -172,3 +172,15 @@ def test_python_dash_m_coex_is_the_cli():
                        universal_newlines=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
                            [os.path.join(REPO, "pants-plugins"), REPO])))
     assert r.returncode == 0 and "export-explicit" in r.stdout
+
+
+def test_damaged_cache_entry_is_refetched(project, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["create", "-f", str(project / "environment.yml"), "-e", "prefixprog",
+            "--cache-dir", str(cache)]
+    assert main(args + ["-o", str(project / "a.coex")]) == 0
+    cached = [p for p in (cache / "pkgs").rglob("prefixprog-*.conda")]
+    assert len(cached) == 1
+    cached[0].write_bytes(b"\0" * cached[0].stat().st_size)      # same size, wrong bytes
+    assert main(args + ["-o", str(project / "b.coex")]) == 0
+    assert (project / "a.coex").read_bytes() == (project / "b.coex").read_bytes()

@@ -67,3 +67,28 @@ def test_bad_inputs(tmp_path):
         fetch("file:///x", "abc", 1, tmp_path / "x")
     with pytest.raises(CoexError, match="unsupported URL scheme"):
         fetch("ftp://host/x.conda", "a" * 64, 1, tmp_path / "x")
+
+
+def test_https_path_via_local_http_server(pkg, tmp_path):
+    """The http(s) code path (urllib, streaming verify) against a local server."""
+    import functools
+    import http.server
+    import threading
+
+    path, sha, size = pkg
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path.parent))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = "http://127.0.0.1:%d/" % srv.server_address[1]
+        out = tmp_path / path.name
+        fetch(base + path.name, sha, size, out)
+        assert out.read_bytes() == path.read_bytes()
+        with pytest.raises(CoexError, match="HTTP 404"):
+            fetch(base + "missing-1-0.conda", sha, size, tmp_path / "m")
+        with pytest.raises(CoexError, match="failed verification"):
+            fetch(base + path.name, "e" * 64, size, tmp_path / "w")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    finally:
+        srv.shutdown()

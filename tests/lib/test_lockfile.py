@@ -160,3 +160,10 @@ def test_reading_errors(tiny_lock, tmp_path):
     future.write_text(tiny_lock.read_text().replace('"version": 1', '"version": 99', 1))
     with pytest.raises(CoexError, match="header version 99 is not supported"):
         read_header(future)
+
+
+def test_named_channel_is_recorded_as_its_url():
+    from coex.lib.lockfile import _lock_channel_url
+
+    assert _lock_channel_url("conda-forge") == "https://conda.anaconda.org/conda-forge"
+    assert _lock_channel_url("file:///srv/c") == "file:///srv/c"
