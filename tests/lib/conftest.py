@@ -8,7 +8,6 @@ import pytest
 from coex.lib.fetch import fetch
 from coex.lib.lockfile import lock_entries, solve_to_lockfile
 from coex.lib.transcode import transcode, transcoded_filename
-from tests.factory import tiny
 
 PLATFORMS = ["linux-64", "linux-aarch64"]
 # what tiny's linux-aarch64 subdir provides (tinypy is noarch and needs python there too)

@@ -137,6 +137,5 @@ def main(argv=None):
     return run_cli(build_parser(), argv)
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
