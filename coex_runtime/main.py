@@ -11,15 +11,17 @@ of each phase on stderr):
 4. ``check``: the archive's platform must be the host's conda subdir and its virtual-package
    needs must hold (``vpkgs.check``; ``CONDA_OVERRIDE_*`` honoured): else stop before touching
    the cache.
-5. ``env``: under ``envs/<env16>.lock`` (and ``gc.lock`` shared), double-checked: remove debris
+5. ``app``: under ``apps/<app16>.lock``, extract the app layer into a staging dir (modes kept,
+   setuid dropped, paths escaping the layer refused), check it against the record's app digest,
+   rename to ``apps/<app16>``. (Before the environment: it is small and fully checked first.)
+6. ``env``: under ``envs/<env16>.lock`` (and ``gc.lock`` shared), double-checked: remove debris
    of killed runs, install into ``tmp/env-<env16>-*`` with prefixes made for ``envs/<env16>``
    (``install.install_env``; every package's stored sha256 is checked while it is extracted,
    packages are extracted into ``pkgs/<sha256>`` before anything is linked, and a failure leaves
    only the staging dir, which is removed), rename to ``envs/<env16>``, ``install.finalize_env``,
    then write the readiness marker atomically. Any failure after the rename removes the env.
-6. ``app``: under ``apps/<app16>.lock``, extract the app layer into a staging dir (modes kept,
-   setuid dropped, paths escaping the layer refused), check it against the record's app digest,
-   rename to ``apps/<app16>``.
+   When extraction fails, the stored packages are checked against the record so a damaged
+   archive is reported as such.
 7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), record
    the use, and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
 
@@ -225,6 +227,9 @@ class Runtime(object):
                 try:
                     install.install_env(entries, self._open_payload, self.cache.pkgs, stage, self.prefix,
                                         libzstd=libzstd, progress=self.progress, requested_specs=specs)
+                except Exception:
+                    self.diagnose_payloads()
+                    raise
                 finally:
                     self.progress.finish()
                 self.phases.done("extract+link")
@@ -247,6 +252,15 @@ class Runtime(object):
                     self.cache.discard(self.prefix)
                 raise
         return True
+
+    def diagnose_payloads(self):
+        """After a failed extraction: if a stored package does not match the record, say that
+        the archive is damaged (rather than what the decoder tripped over)."""
+        for p in self._need_extract():
+            try:
+                self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
+            except F.FormatError as e:
+                raise CoexError("coex: %s" % e)
 
     def _open_payload(self, entry):
         return self.archive.open(entry["member"])
@@ -283,10 +297,10 @@ class Runtime(object):
         """Everything up to a ready launcher; returns True when something was installed."""
         self.cache.ensure()
         with C.Lock(os.path.join(self.cache.root, "gc.lock"), shared=True):
-            did_env = self.ensure_env()
-            did_app = self.ensure_app()
+            did_app = self.ensure_app()  # small, and checked against its digest: first
             if did_app:
                 self.phases.done("app")
+            did_env = self.ensure_env()
             if did_env or did_app or not self.ready():
                 self.write_launcher()
                 self.phases.done("launcher")
