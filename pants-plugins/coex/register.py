@@ -1,10 +1,12 @@
 """The `coex` Pants backend: `coex_binary` targets, `[coex]` options, generate-lockfiles,
-package and run. Enable it with `backend_packages = ["coex"]` and
+package, run, and `export --resolve=NAME` (conda @EXPLICIT files).
+
+Enable it with `backend_packages = ["coex"]` and
 `pythonpath = ["%(buildroot)s/pants-plugins", "%(buildroot)s"]` (the second entry makes
 `coex_runtime`, the code every archive carries, importable)."""
 from coex import subsystem
 from coex import target_types as _target_types
-from coex.goals import lockfile, package
+from coex.goals import export, lockfile, package
 from coex.util_rules import app, assemble, packages, resolve, tool
 
 
@@ -22,4 +24,5 @@ def rules():
         *assemble.rules(),
         *lockfile.rules(),
         *package.rules(),
+        *export.rules(),
     ]

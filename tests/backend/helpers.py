@@ -8,6 +8,7 @@ from pants.core.goals.generate_lockfiles import (
     KnownUserResolveNames,
     UserGenerateLockfiles,
 )
+from pants.core.goals.export import ExportResults
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.run import RunRequest
 from pants.core.target_types import (
@@ -27,6 +28,7 @@ from coex.goals.lockfile import (
     KnownCoexResolveNamesRequest,
     RequestedCoexResolveNames,
 )
+from coex.goals.export import ExportCoexResolves
 from coex.goals.package import CoexBinaryFieldSet
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
 from coex.util_rules.resolve import (
@@ -66,6 +68,7 @@ def make_rule_runner() -> RuleRunner:
             QueryRule(FetchedCondaPackage, [CondaPackage]),
             QueryRule(ArchivablePackage, [ArchivablePackageRequest]),
             QueryRule(CoexAppLayer, [CoexAppLayerRequest]),
+            QueryRule(ExportResults, [ExportCoexResolves]),
         ],
     )
 

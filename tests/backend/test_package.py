@@ -210,6 +210,25 @@ def test_cross_platform_aarch64_archive(rule_runner):
     assert "linux-aarch64" in subdirs and "linux-64" not in subdirs
 
 
+def test_export_explicit_files(rule_runner, tiny_channel):
+    from pants.core.goals.export import ExportResults
+    from pants.engine.fs import DigestContents
+
+    from coex.goals.export import ExportCoexResolves
+
+    generate_lockfile(rule_runner)
+    set_coex_options(rule_runner, tiny_channel.url, "--export-resolve=tiny")
+    (result,) = rule_runner.request(ExportResults, [ExportCoexResolves(())])
+    assert result.reldir == "coex/tiny" and result.resolve == "tiny"
+    (content,) = rule_runner.request(DigestContents, [result.digest])
+    assert content.path == "linux-64.explicit.txt"
+    lines = content.content.decode().splitlines()
+    assert "@EXPLICIT" in lines
+    urls = [line for line in lines if line.startswith("file:")]
+    assert any("/linux-64/prefixprog-1.0-h0_0.conda#" in u for u in urls)
+    assert all(len(u.rsplit("#", 1)[1]) == 32 for u in urls)  # md5 fragments
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: each a clear error naming the target/resolve and the fix
 

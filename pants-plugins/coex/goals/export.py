@@ -1,0 +1,80 @@
+"""`pants export --resolve=NAME` for coex resolves: conda `@EXPLICIT` files, one per locked
+platform, at `dist/export/coex/<resolve>/<platform>.explicit.txt` (usable with
+`conda create --name env --file <file>`; lines are `url#md5`, in install order).
+The lockfile must be fresh, as for `package`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pants.core.goals.export import ExportRequest, ExportResult, ExportResults, ExportSubsystem
+from pants.engine.fs import Digest, MergeDigests
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from coex.subsystem import CoexSubsystem
+from coex.util_rules.resolve import CoexLockfile, CoexResolveName
+from coex.util_rules.tool import CoexLibProcess, CoexLibResult
+
+
+@dataclass(frozen=True)
+class ExportCoexResolves(ExportRequest):
+    pass
+
+
+@dataclass(frozen=True)
+class ExplicitFileRequest:
+    resolve: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class ExplicitFile:
+    digest: Digest
+
+
+@rule(desc="Write a conda @EXPLICIT file", level=LogLevel.DEBUG)
+async def explicit_file(request: ExplicitFileRequest) -> ExplicitFile:
+    lock = await Get(CoexLockfile, CoexResolveName(request.resolve))
+    out = f"{request.platform}.explicit.txt"
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess,
+        CoexLibProcess.of(
+            ["explicit", "--lock", lock.path, "--platform", request.platform, "--out", out],
+            description=f"Export {request.resolve} for {request.platform} as @EXPLICIT",
+            failure=f"Exporting the resolve {request.resolve!r} for {request.platform} failed.",
+            input_digest=lock.digest,
+            output_files=[out],
+        ),
+    )
+    return ExplicitFile(result.output_digest)
+
+
+@rule(desc="Export coex resolves", level=LogLevel.DEBUG)
+async def export_coex_resolves(
+    _: ExportCoexResolves, export: ExportSubsystem, coex: CoexSubsystem
+) -> ExportResults:
+    resolves = [r for r in export.resolve if r in coex.resolves]
+    locks = await MultiGet(Get(CoexLockfile, CoexResolveName(r)) for r in resolves)
+    results = []
+    for lock in locks:
+        files = await MultiGet(
+            Get(ExplicitFile, ExplicitFileRequest(lock.resolve, p)) for p in lock.platforms
+        )
+        digest = await Get(Digest, MergeDigests(f.digest for f in files))
+        results.append(
+            ExportResult(
+                f"conda @EXPLICIT files of coex resolve {lock.resolve} "
+                f"({', '.join(lock.platforms)})",
+                f"coex/{lock.resolve}",
+                digest=digest,
+                resolve=lock.resolve,
+            )
+        )
+    return ExportResults(results)
+
+
+def rules():
+    return (*collect_rules(), UnionRule(ExportRequest, ExportCoexResolves))
