@@ -158,8 +158,12 @@ def extract(archive, args, environ):
         stage = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".coex-", dir=parent)
         renamed = False
         try:
-            install.install_env(entries, rt._open_payload, rt.cache.pkgs, stage, dest,
-                                libzstd=libzstd, requested_specs=specs)
+            try:
+                install.install_env(entries, rt._open_payload, rt.cache.pkgs, stage, dest,
+                                    libzstd=libzstd, requested_specs=specs)
+            except Exception:
+                rt.diagnose_payloads()
+                raise
             if os.path.isdir(dest):
                 os.rmdir(dest)
             os.rename(stage, dest)

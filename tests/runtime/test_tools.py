@@ -1,0 +1,139 @@
+"""COEX_TOOLS=1 tools: info, verify, extract DIR, gc [--older-than]."""
+import fcntl
+import json
+import os
+import subprocess
+import time
+
+from tests.runtime import rt_helpers as H
+
+TOOLS = {"COEX_TOOLS": "1"}
+
+
+def _info(arc, root):
+    r = H.run(arc, "info", root=root, env=TOOLS)
+    assert r.returncode == 0, H.text(r)
+    return json.loads(r.stdout.decode())
+
+
+def test_info_reports_record_and_cache_state(std_archive, root):
+    arc, info = std_archive
+    before = _info(arc, root)
+    assert before["record"] == info
+    assert before["archive"] == str(arc)
+    c = before["cache"]
+    assert c["root"] == str(root) and c["fallback"] is None
+    assert (c["env_ready"], c["launcher_ready"], c["packages_cached"], c["last_use"]) == (False, False, 0, None)
+    assert H.run(arc, root=root).returncode == 0
+    c = _info(arc, root)["cache"]
+    assert c["env_ready"] and c["app_ready"] and c["launcher_ready"]
+    assert c["packages_cached"] == c["packages_total"] == len(info["packages"])
+    assert c["last_use"] is not None and c["env_dir"].endswith(H.ids(info)[1])
+
+
+def test_verify_ok(std_archive, root):
+    arc, info = std_archive
+    r = H.run(arc, "verify", root=root, env=TOOLS)
+    assert r.returncode == 0 and "OK: %d packages" % len(info["packages"]) in r.stdout.decode()
+    assert not os.path.exists(str(root))  # verify touches no cache
+
+
+def test_extract_into_a_prefix_of_my_choice(std_archive, root, tmp_path):
+    arc, info = std_archive
+    dest = tmp_path / "my env"
+    r = H.run(arc, "extract", str(dest), root=root, env=TOOLS)
+    assert r.returncode == 0, H.text(r)
+    out = subprocess.run([str(dest / "bin" / "prefixprog")], stdout=subprocess.PIPE).stdout.decode().strip()
+    assert out == str(dest)  # binary prefix replaced for DIR
+    assert (dest / "share" / "prefixprog" / "post-link-ran").read_text().startswith(str(dest) + " ")
+    assert len(list((dest / "conda-meta").glob("*.json"))) == len(info["packages"])
+    assert not list(tmp_path.glob(".my env.coex-*"))  # no staging left beside it
+    # refuses a non-empty target, and usage errors are usage errors
+    r = H.run(arc, "extract", str(dest), root=root, env=TOOLS)
+    assert r.returncode == 1 and "not an empty directory" in r.stderr.decode()
+    r = H.run(arc, "extract", root=root, env=TOOLS)
+    assert r.returncode == 2 and "usage" in r.stderr.decode()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert H.run(arc, "extract", str(empty), root=root, env=TOOLS).returncode == 0
+    assert (empty / "bin" / "prefixprog").exists()
+
+
+def test_extract_of_a_damaged_archive_leaves_nothing(std_archive, root, tmp_path):
+    import shutil
+    arc0, info = std_archive
+    arc = tmp_path / "bad.coex"
+    shutil.copy(str(arc0), str(arc))
+    H.flip_byte(arc, [p for p in info["packages"] if p["name"] == "python"][0]["member"])
+    dest = tmp_path / "out"
+    r = H.run(arc, "extract", str(dest), root=root, env=TOOLS)
+    assert r.returncode == 1 and "damaged" in r.stderr.decode(), H.text(r)
+    assert not dest.exists()
+    assert set(os.listdir(str(tmp_path))) <= {"bad.coex", "home"}  # no staging left either
+
+
+def _age(path, days):
+    t = time.time() - days * 86400
+    os.utime(str(path), (t, t), follow_symlinks=False)
+
+
+def test_gc_removes_unused_and_keeps_what_is_in_use(std_archive, tiny_channel, tmp_path, root):
+    a, info_a = std_archive
+    b = tmp_path / "b.coex"
+    info_b = H.make_archive(tiny_channel.path, b, names=("libtiny", "prefixprog"),
+                            entry_points={"pp": "prefixprog"}, app={})
+    assert H.run(a, root=root).returncode == 0 and H.run(b, root=root).returncode == 0
+    ida, enva, appa = H.ids(info_a)
+    idb, envb, _ = H.ids(info_b)
+    launch = root / "launch"
+    for p in (launch / (ida + ".used"), launch / (ida + ".sh"), root / "envs" / enva / ".coex-ready",
+              root / "apps" / appa):
+        _age(p, 30)
+    for p in (root / "pkgs").iterdir():
+        _age(p, 30)
+    for p in (launch / (idb + ".used"), launch / (idb + ".sh")):
+        _age(p, 10)  # used 10 days ago: inside the default 14 days
+    (root / "tmp" / "env-dead-123-x").mkdir()  # debris of a killed run
+    r = H.run(a, "gc", root=root, env=TOOLS)
+    assert r.returncode == 0, H.text(r)
+    assert "removed 1 launchers" in r.stdout.decode() and "removed 1 environments" in r.stdout.decode()
+    assert not (launch / (ida + ".sh")).exists() and not (root / "envs" / enva).exists()
+    assert not (root / "apps" / appa).exists()
+    assert (launch / (idb + ".sh")).exists() and (root / "envs" / envb / ".coex-ready").exists()
+    kept = {p["stored_sha256"] for p in info_b["packages"]}
+    assert {p.name for p in (root / "pkgs").iterdir()} == kept  # only b's packages remain
+    assert list((root / "tmp").iterdir()) == []
+    r = H.run(b, root=root, env={"COEX_VERBOSE": "1"})  # b is still warm
+    assert r.returncode == 0 and r.stderr == b"", H.text(r)
+    r = H.run(a, root=root, env={"COEX_VERBOSE": "1"})  # a simply installs again
+    assert r.returncode == 0 and "extract+link" in r.stderr.decode()
+    for p in (launch / (idb + ".used"), launch / (idb + ".sh")):
+        _age(p, 10)
+    r = H.run(a, "gc", "--older-than", "5d", root=root, env=TOOLS)
+    assert "removed 1 launchers" in r.stdout.decode()  # b (10 days) goes, a (just now) stays
+    assert (launch / (ida + ".sh")).exists() and not (launch / (idb + ".sh")).exists()
+
+
+def test_gc_waits_for_running_installs_and_rejects_bad_durations(std_archive, root):
+    arc, _ = std_archive
+    r = H.run(arc, "gc", "--older-than", "soon", root=root, env=TOOLS)
+    assert r.returncode == 2 and "cannot read the duration 'soon'" in r.stderr.decode()
+    assert H.run(arc, root=root).returncode == 0
+    fd = os.open(str(root / "gc.lock"), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what an install in progress holds
+    env = H.base_env(root)
+    env.update(TOOLS)
+    p = subprocess.Popen([str(arc), "gc", "--older-than", "0"], env=env, stdout=subprocess.PIPE)
+    time.sleep(1.0)
+    assert p.poll() is None  # gc waits
+    os.close(fd)
+    assert p.wait(30) == 0
+    assert b"removed 1 launchers" in p.stdout.read()
+    p.stdout.close()
+
+
+def test_unknown_tool_is_a_usage_error(std_archive, root):
+    arc, _ = std_archive
+    r = H.run(arc, "frobnicate", root=root, env=TOOLS)
+    assert r.returncode == 2 and "unknown tool 'frobnicate'" in r.stderr.decode()
+    assert "extract DIR" in r.stderr.decode()
