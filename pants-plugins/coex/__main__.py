@@ -1,6 +1,5 @@
 """`python -m coex` (what ./coex runs): the standalone command line, see coex/cli.py."""
-import sys
-
 from coex.cli import main
+from coex.lib.errors import exit_process
 
-sys.exit(main())
+exit_process(main())

@@ -97,3 +97,16 @@ def test_errors_exit_1_with_message_on_stderr_only(sandbox, args, needle):
 def test_usage_error_exits_2(sandbox):
     r = lib(sandbox, "fetch", "--url", "x")
     assert r.returncode == 2 and "required" in r.stderr
+
+
+def test_failed_solve_exits_1_every_time(sandbox, tmp_path):
+    """py-rattler's runtime threads could crash CPython's finalization after a failed solve
+    (SIGSEGV/SIGABRT ~1 run in 12); the command must exit 1 cleanly every time."""
+    empty = tmp_path / "empty-channel"
+    empty.mkdir()
+    write_json(sandbox / "bad-req.json", {"specs": ["python"], "channels": [str(empty)],
+                                          "origin": "bad"})
+    for _ in range(6):
+        r = lib(sandbox, "solve", "--request", "bad-req.json", "--out", "bad.lock")
+        assert r.returncode == 1, r.stderr
+        assert "Cannot read the channels" in r.stderr and "Fatal Python error" not in r.stderr

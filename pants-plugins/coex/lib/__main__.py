@@ -13,9 +13,8 @@ Every bad input exits 1 with one clear paragraph on stderr; stdout carries resul
 import argparse
 import json
 import os
-import sys
 
-from coex.lib.errors import CoexError, run_cli
+from coex.lib.errors import CoexError, exit_process, run_cli
 from coex.lib.fsutil import atomic_output
 
 
@@ -138,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

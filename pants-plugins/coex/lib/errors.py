@@ -27,3 +27,17 @@ def run_cli(parser, argv=None):
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def exit_process(code):
+    """End a command-line process with `code`. Once py-rattler is loaded its runtime threads can
+    crash CPython's finalization after a failed solve (seen: SIGSEGV/SIGABRT instead of exit 1),
+    so flush and leave with os._exit, skipping finalization. Only for `__main__` entry points."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "rattler" in sys.modules:
+        os._exit(code)
+    sys.exit(code)
