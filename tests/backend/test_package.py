@@ -2,7 +2,10 @@
 and staleness, per-package digests, transcoding, the app layer, assembly, run, and bad input."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import zipfile
 from textwrap import dedent
 
@@ -184,7 +187,7 @@ def test_run_request_runs_the_host_archive(rule_runner):
     assert run.args == ("{chroot}/app/app.coex",)
 
 
-def test_cross_platform_aarch64_archive(rule_runner):
+def test_cross_platform_aarch64_archive(rule_runner, tmp_path):
     rule_runner.write_files(
         {
             "arm/BUILD": dedent(
@@ -203,11 +206,17 @@ def test_cross_platform_aarch64_archive(rule_runner):
     built = package(rule_runner, Address("arm", target_name="arm"))
     relpaths = write_built(rule_runner, built)
     assert sorted(relpaths) == ["arm/arm-linux-64.coex", "arm/arm-linux-aarch64.coex"]
-    _, archive = archive_info(rule_runner, "arm/arm-linux-aarch64.coex")
-    info = archive.info
-    assert info["platform"] == "linux-aarch64"
-    subdirs = {p["subdir"] for p in info["packages"]}
+    path, _ = archive_info(rule_runner, "arm/arm-linux-aarch64.coex")
+    # inspect it with the runtime's own tools, as a user would (the host is x86-64)
+    env = {**os.environ, "COEX_TOOLS": "1", "COEX_ROOT": str(tmp_path / "coex-root")}
+    info = json.loads(subprocess.run(
+        [sys.executable, path, "info"], env=env, check=True, stdout=subprocess.PIPE).stdout)
+    record = info.get("record", info)
+    assert record["platform"] == "linux-aarch64"
+    subdirs = {p["subdir"] for p in record["packages"]}
     assert "linux-aarch64" in subdirs and "linux-64" not in subdirs
+    verify = subprocess.run([sys.executable, path, "verify"], env=env, stdout=subprocess.PIPE)
+    assert verify.returncode == 0 and b"OK" in verify.stdout
 
 
 def test_export_explicit_files(rule_runner, tiny_channel):
