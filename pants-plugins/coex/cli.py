@@ -34,11 +34,19 @@ def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
     from coex.lib.envspec import load_environment_file
 
     spec = load_environment_file(env_file)
+    env_dir = os.path.dirname(os.path.abspath(env_file))
+
+    def local(c, base):
+        if "://" in c or c.startswith("file:"):
+            return c
+        c = os.path.expanduser(c)
+        if c.startswith((".", "/")) or os.path.isdir(os.path.join(base, c)):
+            return os.path.normpath(os.path.join(base, c))
+        return c
+
     chans = []
-    for c in list(channels) + list(spec.channels):
-        if not ("://" in c or c.startswith("file:")) and (c.startswith((".", "/", "~"))
-                                                          or os.path.isdir(c)):
-            c = os.path.abspath(os.path.expanduser(c))
+    # command-line channel paths are relative to the current directory, the file's to the file
+    for c in [local(c, os.getcwd()) for c in channels] + [local(c, env_dir) for c in spec.channels]:
         if c not in chans:
             chans.append(c)
     if not chans:

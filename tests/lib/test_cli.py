@@ -184,3 +184,14 @@ def test_damaged_cache_entry_is_refetched(project, tmp_path):
     cached[0].write_bytes(b"\0" * cached[0].stat().st_size)      # same size, wrong bytes
     assert main(args + ["-o", str(project / "b.coex")]) == 0
     assert (project / "a.coex").read_bytes() == (project / "b.coex").read_bytes()
+
+
+def test_channel_paths_in_the_file_are_relative_to_the_file(tiny_channel, tmp_path, monkeypatch):
+    sub = tmp_path / "proj"
+    sub.mkdir()
+    rel = os.path.relpath(str(tiny_channel.path), str(sub))
+    (sub / "environment.yml").write_text(
+        "channels: [{}]\ndependencies: [prefixprog]\n".format(rel))
+    monkeypatch.chdir(str(tmp_path))                      # not the file's directory
+    assert main(["lock", "-f", "proj/environment.yml", "-o", str(tmp_path / "l.lock")]) == 0
+    assert read_header(tmp_path / "l.lock")["channels"] == [tiny_channel.url]
