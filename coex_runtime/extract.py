@@ -19,9 +19,11 @@ import io
 import json
 import os
 import posixpath
+import queue
 import shutil
 import struct
 import tarfile
+import threading
 import zlib
 
 from coex_runtime import zstd
@@ -169,16 +171,117 @@ _FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
 # tar streams
 
 
-def _extract_tar(pkg, fileobj, dest, digests, what):
-    """Extract one uncompressed tar stream into `dest`; record {relpath: (sha256, size)} of the
-    regular files in `digests`."""
+class _Writers(object):
+    """Worker threads that create, write, hash and close the extracted files.
+
+    Creating a file costs far more kernel time than decoding its bytes, and the GIL is released
+    in those syscalls and in hashlib, so the tar stream is parsed by one thread while `n` threads
+    write. Memory stays bounded: at most `budget` bytes of file contents are queued."""
+
+    def __init__(self, pkg, dest, digests, n, budget=32 << 20):
+        self.pkg, self.dest, self.digests = pkg, dest, digests
+        self.budget = budget
+        self.inflight = 0
+        self.cond = threading.Condition()
+        self.q = queue.Queue()
+        self.error = None
+        self.made = set([""])
+        self.threads = []
+        for i in range(n):
+            t = threading.Thread(target=self._run, name="coex-extract-%d" % i)
+            t.daemon = True
+            t.start()
+            self.threads.append(t)
+
+    def _run(self):
+        while True:
+            task = self.q.get()
+            if task is None:
+                self.q.task_done()
+                return
+            try:
+                if self.error is None:
+                    self._write(*task)
+            except BaseException as e:  # noqa: B902 - reported by check()
+                if self.error is None:
+                    self.error = e
+            finally:
+                with self.cond:
+                    self.inflight -= len(task[1])
+                    self.cond.notify_all()
+                self.q.task_done()
+
+    def mkparent(self, rel):
+        parent = posixpath.dirname(rel)
+        if parent not in self.made:
+            _makedirs(self.dest, parent)
+            self.made.add(parent)
+
+    def _write(self, rel, data, mode, mtime):
+        self.mkparent(rel)
+        path = os.path.join(self.dest, rel)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(path, flags, mode)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+            _remove(path)  # the same path twice in one package: the last one wins
+            fd = os.open(path, flags, mode)
+        try:
+            mv = memoryview(data)
+            while mv:
+                k = os.write(fd, mv)
+                mv = mv[k:]
+            if mtime:
+                os.utime(fd if _UTIME_FD else path, (mtime, mtime))
+        finally:
+            os.close(fd)
+        self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+
+    def submit(self, rel, data, mode, mtime):
+        self.check()
+        if not self.threads:
+            self._write(rel, data, mode, mtime)
+            return
+        n = len(data)
+        with self.cond:
+            while self.inflight and self.inflight + n > self.budget:
+                self.cond.wait()
+            self.inflight += n
+        self.q.put((rel, data, mode, mtime))
+
+    def drain(self):
+        """Wait for every queued file; raise the first error."""
+        if self.threads:
+            self.q.join()
+        self.check()
+
+    def check(self):
+        if self.error is not None:
+            raise self.error
+
+    def close(self):
+        for _ in self.threads:
+            self.q.put(None)
+        for t in self.threads:
+            t.join()
+        self.threads = []
+
+
+_UTIME_FD = os.utime in os.supports_fd
+
+
+def _extract_tar(pkg, fileobj, dest, digests, what, writers):
+    """Extract one uncompressed tar stream into `dest` (regular files through `writers`, which
+    record {relpath: (sha256, size)} in `digests`)."""
     try:
         tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE)
     except tarfile.TarError as e:
         raise PackageError("%s: %s is not a valid tar stream (%s): the package is corrupt"
                            % (pkg, what, e))
-    made_dirs = set([""])
     state = {"member": None, "done": False}
+    big = max(writers.budget // 2, COPY_BUFSIZE)
     try:
         for ti in tf:
             state["member"], state["done"] = ti.name, False
@@ -186,54 +289,39 @@ def _extract_tar(pkg, fileobj, dest, digests, what):
             if ti.mode & _FORBIDDEN_BITS and not ti.isdir():
                 raise PackageError("%s: member %s has setuid/setgid/sticky bits (mode %o); "
                                    "refusing to install it" % (pkg, rel, ti.mode))
-            path = os.path.join(dest, rel)
-            parent = posixpath.dirname(rel)
-            if parent not in made_dirs:
-                _makedirs(dest, parent)
-                made_dirs.add(parent)
-            if ti.isdir():
-                _makedirs(dest, rel)
-                made_dirs.add(rel)
-                continue
             if ti.isreg():
-                if os.path.lexists(path):
-                    _remove(path)
-                src = tf.extractfile(ti)
                 mode = (ti.mode & 0o777 & ~0o002) | 0o400
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                h = hashlib.sha256()
-                size = 0
-                try:
-                    while True:
-                        block = src.read(COPY_BUFSIZE)
-                        if not block:
-                            break
-                        h.update(block)
-                        size += len(block)
-                        mv = memoryview(block)
-                        while mv:
-                            k = os.write(fd, mv)
-                            mv = mv[k:]
-                    if ti.mtime:
-                        os.utime(fd if os.utime in os.supports_fd else path,
-                                 (ti.mtime, ti.mtime))
-                finally:
-                    os.close(fd)
-                if size != ti.size:
-                    raise PackageError("%s: member %s ends early (truncated package)" % (pkg, rel))
-                digests[rel] = (h.hexdigest(), size)
+                src = tf.extractfile(ti)
+                if ti.size <= big:
+                    data = src.read()
+                    if len(data) != ti.size:
+                        raise PackageError("%s: member %s ends early (truncated package)"
+                                           % (pkg, rel))
+                    writers.submit(rel, data, mode, ti.mtime)
+                else:
+                    writers.drain()
+                    _write_streaming(pkg, writers, rel, src, ti, mode)
+                state["done"] = True
+                continue
+            writers.check()
+            path = os.path.join(dest, rel)
+            if ti.isdir():
+                writers.mkparent(rel + "/x")
             elif ti.issym():
                 check_link_target(pkg, rel, ti.linkname)
+                writers.mkparent(rel)
                 if os.path.lexists(path):
                     _remove(path)
                 os.symlink(ti.linkname, path)
             elif ti.islnk():
                 target = _member_path(pkg, ti.linkname)
                 tpath = os.path.join(dest, target)
+                writers.drain()  # its target may still be queued
                 if not os.path.isfile(tpath) or os.path.islink(tpath):
                     raise PackageError("%s: hardlink %s points to %r, which is not a regular file "
                                        "of the package; refusing to install it"
                                        % (pkg, rel, ti.linkname))
+                writers.mkparent(rel)
                 if os.path.lexists(path):
                     _remove(path)
                 os.link(tpath, path)
@@ -259,6 +347,35 @@ def _extract_tar(pkg, fileobj, dest, digests, what):
         raise PackageError(msg + where)
 
 
+def _write_streaming(pkg, writers, rel, src, ti, mode):
+    """A file too big to queue: written by the reading thread, block by block."""
+    writers.mkparent(rel)
+    path = os.path.join(writers.dest, rel)
+    if os.path.lexists(path):
+        _remove(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    h = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            block = src.read(COPY_BUFSIZE)
+            if not block:
+                break
+            h.update(block)
+            size += len(block)
+            mv = memoryview(block)
+            while mv:
+                k = os.write(fd, mv)
+                mv = mv[k:]
+        if ti.mtime:
+            os.utime(fd if _UTIME_FD else path, (ti.mtime, ti.mtime))
+    finally:
+        os.close(fd)
+    if size != ti.size:
+        raise PackageError("%s: member %s ends early (truncated package)" % (pkg, rel))
+    writers.digests[rel] = (h.hexdigest(), size)
+
+
 def _makedirs(dest, rel):
     if not rel:
         return
@@ -281,7 +398,7 @@ def _remove(path):
 # outer formats
 
 
-def _extract_conda_zip(pkg, src, dest, digests, libzstd):
+def _extract_conda_zip(pkg, src, dest, digests, libzstd, writers):
     """Sequentially read a .conda zip's local headers; extract its inner tar.zst members."""
     found = []
     while True:
@@ -316,7 +433,7 @@ def _extract_conda_zip(pkg, src, dest, digests, libzstd):
         if name.endswith(".tar.zst") and (name.startswith("info-") or name.startswith("pkg-")):
             raw = io.BufferedReader(body if method == 0 else _Inflating(body), COPY_BUFSIZE)
             dec = zstd.open_reader(raw, libzstd=libzstd, name=what)
-            _extract_tar(pkg, dec, dest, digests, what)
+            _extract_tar(pkg, dec, dest, digests, what, writers)
             # the zstd frame may end before the member: read the rest (epilogue/padding)
             while dec.read(COPY_BUFSIZE):
                 pass
@@ -385,31 +502,23 @@ class _Bz2Reader(io.RawIOBase):
         return n
 
 
-def extract_stream(entry, payload, dest, libzstd=None):
+WRITER_THREADS = 2
+
+
+def extract_stream(entry, payload, dest, libzstd=None, writer_threads=None):
     """Extract `payload` (the stored bytes of `entry`) into the existing empty directory
     `dest`, checking the stored sha256/size and info/paths.json. Raises PackageError."""
     pkg = entry.get("filename") or entry.get("name", "?")
     encoding = entry.get("encoding") or encoding_for(pkg)
     src = _HashingReader(payload)
     digests = {}
+    n = WRITER_THREADS if writer_threads is None else writer_threads
+    writers = _Writers(pkg, dest, digests, n)
     try:
-        if encoding == "conda":
-            _extract_conda_zip(pkg, src, dest, digests, libzstd)
-        elif encoding == "tar.zst":
-            dec = zstd.open_reader(io.BufferedReader(_RawAdapter(src), COPY_BUFSIZE),
-                                   libzstd=libzstd, name=pkg)
-            _extract_tar(pkg, dec, dest, digests, pkg)
-            while dec.read(COPY_BUFSIZE):
-                pass
-        elif encoding == "tar.bz2":
-            dec = io.BufferedReader(_Bz2Reader(src, pkg), COPY_BUFSIZE)
-            _extract_tar(pkg, dec, dest, digests, pkg)
-            while dec.read(COPY_BUFSIZE):
-                pass
-        else:
-            raise PackageError("%s: unknown package encoding %r" % (pkg, encoding))
-    except zstd.ZstdError as e:
-        raise PackageError("%s: %s" % (pkg, e))
+        _extract_any(pkg, encoding, src, dest, digests, libzstd, writers)
+        writers.drain()
+    finally:
+        writers.close()
     src.drain()
     want_sha = entry.get("stored_sha256") or entry.get("sha256")
     want_size = entry.get("stored_size", entry.get("size"))
@@ -421,6 +530,27 @@ def extract_stream(entry, payload, dest, libzstd=None):
             % (pkg, got_sha, src.size, want_sha, want_size))
     verify_paths(pkg, dest, digests)
     return digests
+
+
+def _extract_any(pkg, encoding, src, dest, digests, libzstd, writers):
+    try:
+        if encoding == "conda":
+            _extract_conda_zip(pkg, src, dest, digests, libzstd, writers)
+        elif encoding == "tar.zst":
+            dec = zstd.open_reader(io.BufferedReader(_RawAdapter(src), COPY_BUFSIZE),
+                                   libzstd=libzstd, name=pkg)
+            _extract_tar(pkg, dec, dest, digests, pkg, writers)
+            while dec.read(COPY_BUFSIZE):
+                pass
+        elif encoding == "tar.bz2":
+            dec = io.BufferedReader(_Bz2Reader(src, pkg), COPY_BUFSIZE)
+            _extract_tar(pkg, dec, dest, digests, pkg, writers)
+            while dec.read(COPY_BUFSIZE):
+                pass
+        else:
+            raise PackageError("%s: unknown package encoding %r" % (pkg, encoding))
+    except zstd.ZstdError as e:
+        raise PackageError("%s: %s" % (pkg, e))
 
 
 class _RawAdapter(io.RawIOBase):

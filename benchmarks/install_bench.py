@@ -1,0 +1,132 @@
+"""Cold install of the realistic environment: coex's installer vs `rattler.install` vs the
+floor (`tar -I zstd -x` of the same bytes), measured side by side in one run, printed as ratios.
+
+    $COEX_VENV_PY benchmarks/install_bench.py [--rounds N] [--jobs N] [--fmt as-locked|tar.zst]
+
+* coex: `install_env` (extract into an empty package cache + link into staging) + rename, then
+  `finalize_env` (.pyc of noarch python packages, link scripts, conda-meta) reported apart,
+  because rattler compiles no .pyc (the `install` column is the like-for-like one).
+* rattler: `rattler.install` of the same records into an empty cache + prefix (file:// URLs).
+* floor: one `tar -I zstd -xf` per package of the same payload as a single .tar.zst (the
+  `.conda`'s two inner tars concatenated), run one after another, into an empty directory.
+Each round uses fresh directories; the best round of each is reported (goals: coex <= 1.0x
+rattler and <= 1.5x the floor).
+"""
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+for p in (os.path.join(REPO, "pants-plugins"), REPO):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from coex_runtime import install  # noqa: E402
+from tests.factory import realistic  # noqa: E402
+from tests.factory.fixtures import rattler_solve  # noqa: E402
+from tests.installer import helpers  # noqa: E402
+
+
+def drop_caches_hint():
+    pass  # page cache is warm for every contender alike (same bytes read each round)
+
+
+def run_coex(entries, work, jobs):
+    pkgs, prefix = os.path.join(work, "pkgs"), os.path.join(work, "env")
+    staging = os.path.join(work, ".staging")
+    t0 = time.perf_counter()
+    install.install_env(entries, helpers.open_payload, pkgs, staging, prefix, jobs=jobs)
+    os.rename(staging, prefix)
+    t1 = time.perf_counter()
+    install.finalize_env(prefix, entries)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def run_rattler(records, work):
+    import rattler
+
+    async def go():
+        await rattler.install(records, target_prefix=os.path.join(work, "env"),
+                              cache_dir=os.path.join(work, "cache"), show_progress=False)
+
+    t0 = time.perf_counter()
+    asyncio.run(go())
+    return time.perf_counter() - t0
+
+
+def run_floor(tarballs, work):
+    dest = os.path.join(work, "env")
+    os.makedirs(dest)
+    t0 = time.perf_counter()
+    for tb in tarballs:
+        subprocess.run(["tar", "-I", "zstd", "-xf", tb, "-C", dest], check=True)
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--fmt", default="as-locked", choices=["as-locked", "tar.zst", "tar.bz2"])
+    ap.add_argument("--work", default=None, help="scratch dir (default: a temp dir)")
+    args = ap.parse_args(argv)
+
+    chan = realistic.ensure()
+    base = tempfile.mkdtemp(prefix="coex-install-bench-", dir=args.work)
+    try:
+        records = helpers.install_order(rattler_solve(chan.as_uri(), realistic.SPECS,
+                                                      cache_dir=os.path.join(base, "solve")))
+        entries = [helpers.entry_from_record(r) for r in records]
+        tz = [helpers.repacked_entry(e, os.path.join(base, "tarzst"), "tar.zst") for e in entries]
+        if args.fmt != "as-locked":
+            entries = tz if args.fmt == "tar.zst" else [
+                helpers.repacked_entry(e, os.path.join(base, "fmt"), args.fmt) for e in entries]
+        tarballs = [e["path"] for e in tz]
+        stored = sum(e["stored_size"] for e in entries)
+        print("realistic environment: %d packages, %.1f MB stored (%s), python %s"
+              % (len(entries), stored / 1e6, args.fmt, sys.version.split()[0]))
+        for e in entries:
+            print("  %-45s %8.1f kB  %s" % (e["filename"], e["stored_size"] / 1e3, e["encoding"]))
+
+        best = {"coex": 1e9, "coex+finalize": 1e9, "rattler": 1e9, "floor": 1e9}
+        for rnd in range(args.rounds):
+            for name in ("floor", "rattler", "coex"):
+                work = os.path.join(base, "r%d-%s" % (rnd, name))
+                os.makedirs(work)
+                if name == "coex":
+                    t, fin = run_coex(entries, work, args.jobs)
+                    best["coex"] = min(best["coex"], t)
+                    best["coex+finalize"] = min(best["coex+finalize"], t + fin)
+                    print("round %d coex    %.3f s (+ finalize %.3f s)" % (rnd, t, fin))
+                elif name == "rattler":
+                    t = run_rattler(records, work)
+                    best["rattler"] = min(best["rattler"], t)
+                    print("round %d rattler %.3f s" % (rnd, t))
+                else:
+                    t = run_floor(tarballs, work)
+                    best["floor"] = min(best["floor"], t)
+                    print("round %d floor   %.3f s" % (rnd, t))
+                shutil.rmtree(work, ignore_errors=True)
+        files = sum(len(fs) for _, _, fs in os.walk(os.path.join(base, "tarzst")))
+        print()
+        print("best of %d rounds (cold: empty package cache and prefix each round)" % args.rounds)
+        print("  tar -I zstd -x (floor)   %.3f s" % best["floor"])
+        print("  rattler.install          %.3f s" % best["rattler"])
+        print("  coex install_env         %.3f s   = %.2fx rattler, %.2fx floor"
+              % (best["coex"], best["coex"] / best["rattler"], best["coex"] / best["floor"]))
+        print("  coex + finalize (.pyc)   %.3f s   = %.2fx rattler"
+              % (best["coex+finalize"], best["coex+finalize"] / best["rattler"]))
+        del files
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
