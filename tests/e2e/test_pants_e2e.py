@@ -9,64 +9,15 @@ Five Pants runs in all (~15 s each): keep it that way.
 """
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.buildroot import ARCHIVE, REPO, TARGET, Pants, make_buildroot
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-TARGET = "examples/hello:hello"
-ARCHIVE = "dist/examples.hello/hello.coex"
-SPAWNED = re.compile(r'spawned local process as \S+ for Process \{ argv: \[[^\]]*"coex\.lib", "(\w+)"')
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
-
-
-def make_buildroot(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    shutil.copytree(REPO / "pants-plugins" / "coex", dest / "pants-plugins" / "coex", ignore=IGNORE)
-    shutil.copytree(REPO / "coex_runtime", dest / "coex_runtime", ignore=IGNORE)
-    shutil.copytree(REPO / "examples" / "hello", dest / "examples" / "hello", ignore=IGNORE)
-    shutil.copy(REPO / "pants.toml", dest / "pants.toml")
-    shutil.copy(REPO / "BUILD", dest / "BUILD")
-    return dest
-
-
-class Pants:
-    def __init__(self, root: Path, state: Path, channel_url: str):
-        self.root = root
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PANTS_", "COEX_"))
-        }
-        self.env.update(
-            NO_SCIE_WARNING="1",
-            PANTS_PANTSD="false",
-            PANTS_LOCAL_STORE_DIR=str(state / "lmdb_store"),
-            PANTS_NAMED_CACHES_DIR=str(state / "named_caches"),
-            PANTS_LOCAL_EXECUTION_ROOT_DIR=str(state / "sandboxes"),
-            PANTS_COEX_CHANNELS=f'["{channel_url}"]',
-            COEX_ROOT=str(state / "coex-root"),
-        )
-        (state / "sandboxes").mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, *args: str, debug: bool = False) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "pants", *(["-ldebug"] if debug else []), *args]
-        proc = subprocess.run(
-            argv, cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, timeout=600,
-        )
-        assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
-        return proc
-
-    def package(self) -> tuple[list[str], str, bytes]:
-        proc = self("package", TARGET, debug=True)
-        spawned = SPAWNED.findall(proc.stderr)
-        return spawned, proc.stderr, (self.root / ARCHIVE).read_bytes()
 
 
 def run_archive(path: Path, env: dict, *args: str) -> str:
