@@ -253,16 +253,17 @@ class Lock(object):
         self.release()
 
 
-def write_atomic(path, data, mode=0o644):
-    """Write bytes to ``path`` through a temp file in the same directory, fsync, rename."""
+def write_atomic(path, data, mode=0o644, fsync=True):
+    """Write bytes to ``path`` through a temp file in the same directory, (fsync,) rename."""
     d = os.path.dirname(path)
     makedirs(d)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:

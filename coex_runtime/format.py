@@ -246,9 +246,12 @@ if [ -z "${COEX_TOOLS:-}" ]; then
     if [ -n "$_coex_u" ] && [ -f "$_coex_l" ] && [ -O "$_coex_d/coex-$_coex_u" ]; then . "$_coex_l"; fi
   done
 fi
-# Cold path: a Python >= 3.6 runs the zip; a zip it cannot read (truncated copy) is reported here.
+# Cold path: a Python >= 3.6 runs the zip (-E -S: the stdlib-only runtime ignores PYTHON* variables
+# and site-packages, and starts faster); a zip without its end record (truncated) is reported here.
 _coex_try() {
-  "$1" -c 'import sys, zipfile; sys.exit(1 if sys.version_info < (3, 6) else 0 if zipfile.is_zipfile(sys.argv[1]) else 3)' "$COEX_ARCHIVE" 2>/dev/null
+  "$1" -E -S -c 'import sys
+f = open(sys.argv[1], "rb"); f.seek(0, 2); f.seek(max(0, f.tell() - 65558)); d = f.read(); i = d.rfind(b"PK\x05\x06")
+sys.exit(1 if sys.version_info < (3, 6) else 0 if i >= 0 and len(d) - i >= 22 and len(d) - i == 22 + d[i + 20] + 256 * d[i + 21] else 3)' "$COEX_ARCHIVE" 2>/dev/null
   _coex_s=$?
   if [ "$_coex_s" = 3 ]; then
     echo "coex: $COEX_ARCHIVE is damaged: its zip part cannot be read (truncated or altered); copy or rebuild it" >&2
@@ -258,14 +261,14 @@ _coex_try() {
 }
 if [ -n "${COEX_PYTHON:-}" ]; then
   if _coex_try "$COEX_PYTHON"; then
-    exec "$COEX_PYTHON" "$COEX_ARCHIVE" "$@"
+    exec "$COEX_PYTHON" -E -S "$COEX_ARCHIVE" "$@"
   fi
   echo "coex: COEX_PYTHON=$COEX_PYTHON is not a working Python >= 3.6" >&2
   exit 127
 fi
 for _coex_py in python3 python; do
   if command -v "$_coex_py" >/dev/null 2>&1 && _coex_try "$_coex_py"; then
-    exec "$_coex_py" "$COEX_ARCHIVE" "$@"
+    exec "$_coex_py" -E -S "$COEX_ARCHIVE" "$@"
   fi
 done
 echo "coex: the first run of $0 installs its environment and needs Python >= 3.6 (python3 or python on PATH, or set COEX_PYTHON); none was found" >&2

@@ -287,11 +287,11 @@ class Runtime(object):
     def write_launcher(self):
         meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
                 "app": self.app16, "written": time.time()}
-        C.write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta))
+        C.write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)
         text = L.render_launcher(self.info, self.id16, self.prefix, self.app_dir,
                                  self.cache.used_file(self.id16),
                                  os.path.join(self.prefix, C.READY))
-        C.write_atomic(self.launcher, text.encode("utf-8"), 0o644)
+        C.write_atomic(self.launcher, text.encode("utf-8"), 0o644, fsync=False)
 
     def install(self):
         """Everything up to a ready launcher; returns True when something was installed."""

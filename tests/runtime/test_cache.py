@@ -245,13 +245,15 @@ def test_altered_app_layer_and_truncated_archive_are_refused(std_archive, tmp_pa
     assert "app layer" in r.stderr.decode()
     _no_install(root, info)
     assert glob.glob(os.path.join(str(root), "apps", "*", "")) == []
-    trunc = tmp_path / "truncated.coex"
     data = arc0.read_bytes()
-    trunc.write_bytes(data[: len(data) * 6 // 10])
-    os.chmod(str(trunc), 0o755)
-    r = H.run(trunc, root=root)
-    assert r.returncode == 1 and r.stdout == b""
-    assert "damaged" in r.stderr.decode() and "truncated" in r.stderr.decode()
+    for cut in (1, 10, 22, 23, len(data) * 4 // 10):
+        trunc = tmp_path / ("truncated-%d.coex" % cut)
+        trunc.write_bytes(data[: len(data) - cut])
+        os.chmod(str(trunc), 0o755)
+        r = H.run(trunc, root=root)
+        assert r.returncode == 1 and r.stdout == b"", (cut, H.text(r))
+        assert "damaged" in r.stderr.decode() and "truncated" in r.stderr.decode(), (cut, H.text(r))
+    _no_install(root, info)
 
 
 def test_zip_slip_in_the_app_layer_is_refused(std_archive, tmp_path, root):
