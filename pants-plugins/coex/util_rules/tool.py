@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
+from pants.core.util_rules.environments import EnvironmentTarget, LocalEnvironmentTarget
 from pants.engine.fs import (
     EMPTY_DIGEST,
     CreateDigest,
@@ -149,8 +150,18 @@ class CoexLibResult:
 
 @rule
 async def coex_lib_process(
-    request: CoexLibProcess, python: PythonBuildStandaloneBinary, tool: CoexTool
+    request: CoexLibProcess,
+    python: PythonBuildStandaloneBinary,
+    tool: CoexTool,
+    env_tgt: EnvironmentTarget,
 ) -> Process:
+    if env_tgt.val is not None and not isinstance(env_tgt.val, LocalEnvironmentTarget):
+        raise CoexBuildError(
+            f"{request.failure} coex builds run only in local environments: the build library "
+            f"needs py-rattler and zstandard from Pants' own interpreter, and the environment "
+            f"{env_tgt.val.address} is not local. Build this target with the local environment "
+            f"(`environment='__local__'`)."
+        )
     tool_digest = (
         (await Get(CoexToolWithRuntime)).digest if request.with_runtime else tool.digest
     )
