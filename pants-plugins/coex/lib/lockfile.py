@@ -59,7 +59,7 @@ def canonical_channel(channel, origin=None):
         return c.rstrip("/") or c
     if c.startswith("/"):
         return "file://" + os.path.normpath(c)
-    if c.startswith((".", "~")) or os.sep in c and os.path.exists(c):
+    if c.startswith((".", "~")):
         raise CoexError(
             "Channel {!r}{} is a relative path: use an absolute path or a file:// URL.".format(
                 c, where))
