@@ -316,3 +316,19 @@ def test_readiness_marker_and_launcher_written_last(std_archive, root):
     assert m["env_id"] == info["env_id"]
     assert sorted(m["packages"]) == sorted(p["stored_sha256"] for p in info["packages"])
     assert os.stat(_launcher(root, info)).st_mtime >= os.stat(marker).st_mtime
+
+
+def test_archive_libzstd_is_sha_checked_and_cached(std_archive, tmp_path, root):
+    arc0, info = std_archive
+    assert H.run(arc0, root=root).returncode == 0
+    lib = os.path.join(str(root), "lib", info["libzstd"]["sha256"], "libzstd.so.1")
+    assert os.path.isfile(lib) and os.access(lib, os.X_OK)
+    arc = tmp_path / "badlib.coex"
+    shutil.copy(str(arc0), str(arc))
+    H.flip_byte(arc, info["libzstd"]["member"])
+    root2 = tmp_path / "root2"
+    r = H.run(arc, root=root2)
+    assert r.returncode == 1 and r.stdout == b""
+    assert "libzstd is damaged" in r.stderr.decode(), H.text(r)
+    assert not os.path.exists(os.path.join(str(root2), "lib", info["libzstd"]["sha256"]))
+    _no_install(root2, info)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from tests.runtime import rt_helpers as H
 
 TOOLS = {"COEX_TOOLS": "1"}
@@ -137,3 +139,19 @@ def test_unknown_tool_is_a_usage_error(std_archive, root):
     r = H.run(arc, "frobnicate", root=root, env=TOOLS)
     assert r.returncode == 2 and "unknown tool 'frobnicate'" in r.stderr.decode()
     assert "extract DIR" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("ver,py", sorted(H.PYTHONS.items()), ids=sorted(H.PYTHONS))
+def test_tools_on_every_python(std_archive, root, tmp_path, ver, py):
+    arc, info = std_archive
+    r = H.run(arc, "info", root=root, python=py, env=TOOLS)
+    assert r.returncode == 0 and json.loads(r.stdout.decode())["record"] == info, H.text(r)
+    r = H.run(arc, "verify", root=root, python=py, env=TOOLS)
+    assert r.returncode == 0 and "OK" in r.stdout.decode(), H.text(r)
+    dest = tmp_path / "x"
+    r = H.run(arc, "extract", str(dest), root=root, python=py, env=TOOLS)
+    assert r.returncode == 0, H.text(r)
+    out = subprocess.run([str(dest / "bin" / "prefixprog")], stdout=subprocess.PIPE).stdout.decode()
+    assert out.strip() == str(dest)
+    r = H.run(arc, "gc", "--older-than", "0", root=root, python=py, env=TOOLS)
+    assert r.returncode == 0 and "coex gc:" in r.stdout.decode(), H.text(r)
