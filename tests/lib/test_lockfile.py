@@ -167,3 +167,11 @@ def test_named_channel_is_recorded_as_its_url():
 
     assert _lock_channel_url("conda-forge") == "https://conda.anaconda.org/conda-forge"
     assert _lock_channel_url("file:///srv/c") == "file:///srv/c"
+
+
+def test_user_pinned_zstd_is_not_doubled(tiny_channel, tmp_path):
+    out = tmp_path / "z.lock"
+    solve_to_lockfile(make_request(tiny_channel, specs=["prefixprog", "zstd >=1.5"],
+                                   platforms=["linux-64"]), out)
+    assert read_header(out)["specs"] == ["prefixprog", "zstd >=1.5"]
+    assert [p["name"] for p in lock_entries(out, "linux-64")["packages"]].count("zstd") == 1

@@ -63,6 +63,11 @@ def check_platform(platform, origin=None):
     """Return `platform` if it is a known conda subdir, else raise a CoexError with a suggestion."""
     if platform in KNOWN_PLATFORMS:
         return platform
+    if platform == "noarch":
+        raise CoexError(
+            "Platform 'noarch'{} is not a target: noarch packages are always solved together with "
+            "each target platform; list target platforms only (e.g. linux-64).".format(
+                " (from {})".format(origin) if origin else ""))
     close = difflib.get_close_matches(str(platform), KNOWN_PLATFORMS, n=1)
     hint = " Did you mean {!r}?".format(close[0]) if close else ""
     where = " (from {})".format(origin) if origin else ""
