@@ -1,8 +1,11 @@
 """Prefix placeholder replacement and long-shebang rewriting, as conda and rattler do them.
 
-* text mode: every occurrence of the placeholder becomes the new prefix; then a shebang longer
-  than the kernel's limit (127 bytes, Linux BINPRM_BUF_SIZE 128 minus the newline), or one whose
-  interpreter path contains a space, becomes `#!/usr/bin/env <program> <args>`.
+* text mode: every occurrence of the placeholder becomes the new prefix; then a shebang line
+  longer than the kernel's limit (127 bytes: Linux BINPRM_BUF_SIZE 128 minus the newline), or
+  one whose interpreter path would hold a blank, is rewritten: `#!/usr/bin/env <prog> <args>`
+  as conda does, except for a python interpreter, which gets the `/bin/sh` re-exec form
+  rattler writes (`#!/bin/sh` + `'''exec' "<prefix>/bin/python3.X" "$0" "$@" #'''`), so the
+  script keeps using the environment's own python instead of whatever `python3.X` is on PATH.
 * binary mode: each C string holding the placeholder is rewritten in place with the new prefix
   and padded with NULs to its old length, so offsets in the file do not move; a new prefix
   longer than the placeholder is an error naming the file.
@@ -18,38 +21,51 @@ class PrefixError(Exception):
 
 
 def replace_text(data, placeholder, new_prefix):
-    """bytes -> bytes: plain replacement, then the long-shebang fix."""
-    if placeholder and placeholder in data:
-        data = data.replace(placeholder, new_prefix)
+    """bytes -> bytes: every placeholder becomes `new_prefix`; a shebang line that ends up too
+    long for the kernel (or holding a blank) is rewritten (see `_env_shebang`)."""
+    if not placeholder or placeholder not in data:
+        return data
+    if data.startswith(b"#!") and b" " in new_prefix:
+        # a blank in the interpreter path cannot work: rewrite before replacing
+        line, nl, rest = data.partition(b"\n")
+        if placeholder in line:
+            line = _env_shebang(line)
+        return (line + nl + rest).replace(placeholder, new_prefix)
+    data = data.replace(placeholder, new_prefix)
     return fix_shebang(data)
 
 
 _SHEBANG = re.compile(
-    br"^(#!"          # the shebang
-    br"[ \t]*"        # optional blanks
+    br"^#!"                     # the shebang
+    br"[ \t]*"                  # optional blanks
     br"((?:[^\n\\ \t]|\\.)+)"   # the interpreter path (escaped blanks allowed)
-    br"([^\n]*))",    # options up to the end of the line
+    br"([^\n]*)$",              # its arguments, up to the end of the line
 )
+_PYTHON_EXE = re.compile(br"^python(?:\d+(?:\.\d+)*)?w?$")
+_SH_EXEC = b"#!/bin/sh\n'''exec' \"%s\"%s \"$0\" \"$@\" #'''"
+
+
+def _env_shebang(line):
+    """`#!/long/path/prog args` -> `#!/usr/bin/env prog args`; for a python interpreter the
+    `/bin/sh` re-exec form, which keeps using that exact python (what rattler writes)."""
+    m = _SHEBANG.match(line)
+    if not m:
+        return line
+    exe, args = m.group(1), m.group(2)
+    prog = exe.rsplit(b"/", 1)[-1]
+    if _PYTHON_EXE.match(prog):
+        return _SH_EXEC.replace(b"%s", exe, 1).replace(b"%s", args, 1)
+    return b"#!/usr/bin/env " + prog + args
 
 
 def fix_shebang(data):
-    """Rewrite `#!/very/long/path/prog args` to `#!/usr/bin/env prog args` when the line is
-    longer than the kernel accepts (or the path has an escaped blank)."""
+    """Rewrite the first line when it is a shebang longer than the kernel accepts."""
     if not data.startswith(b"#!"):
         return data
-    m = _SHEBANG.match(data)
-    if not m:
+    line, nl, rest = data.partition(b"\n")
+    if len(line) <= MAX_SHEBANG:
         return data
-    whole, exe, options = m.group(1), m.group(2), m.group(3)
-    if len(whole) <= MAX_SHEBANG and b"\\ " not in exe:
-        return data
-    if b"/" not in exe:
-        return data
-    prog = exe.rsplit(b"/", 1)[1]
-    if exe.endswith(b"/env") or exe == b"/usr/bin/env":
-        return data
-    new = b"#!/usr/bin/env " + prog + options
-    return new + data[len(whole):]
+    return _env_shebang(line) + nl + rest
 
 
 def replace_binary(data, placeholder, new_prefix, what):

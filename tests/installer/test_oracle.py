@@ -32,9 +32,9 @@ META_DIFFERENT = {"extracted_package_dir", "link"}
 META_ONLY_COEX = {"requested_spec"}
 
 
-def _prefix_pair(tmp_path):
-    a = tmp_path / "rattler" / "env"
-    b = tmp_path / "coexxxx" / "env"
+def _prefix_pair(tmp_path, name="env"):
+    a = tmp_path / "rattler" / name
+    b = tmp_path / "coexxxx" / name
     assert len(str(a)) == len(str(b))
     return a, b
 
@@ -172,13 +172,15 @@ def test_oracle_tiny(tiny_records, tmp_path, fmt):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_oracle_realistic(realistic_channel, tmp_path, fmt):
+@pytest.mark.parametrize("fmt,long_prefix", [(f, False) for f in FORMATS] + [("as-locked", True)])
+def test_oracle_realistic(realistic_channel, tmp_path, fmt, long_prefix):
+    """long_prefix: longer than the shebang limit, so text files' shebangs (python3.11-config,
+    numpy's f2py) become `#!/usr/bin/env ...` and console scripts the /bin/sh form."""
     from tests.factory import realistic
 
     recs = helpers.install_order(rattler_solve(realistic_channel.as_uri(), realistic.SPECS,
                                                cache_dir=tmp_path / "solve"))
-    r_prefix, c_prefix = _prefix_pair(tmp_path)
+    r_prefix, c_prefix = _prefix_pair(tmp_path, "env-" + "l" * 140 if long_prefix else "env")
     rattler_install_records(recs, r_prefix, cache_dir=tmp_path / "rcache",
                             specs=realistic.SPECS, execute_link_scripts=True)
     entries = _entries(recs, tmp_path, fmt)
@@ -194,4 +196,30 @@ def test_oracle_realistic(realistic_channel, tmp_path, fmt):
                          stdout=subprocess.PIPE, check=True)
     assert b"3.2.0" in out.stdout
     out = subprocess.run([str(c_prefix / "bin" / "cprefix")], stdout=subprocess.PIPE, check=True)
+    assert out.stdout.strip() == str(c_prefix).encode()
+    f2py = (c_prefix / "bin" / "f2py").read_bytes().split(b"\n")[:2]
+    python = str(c_prefix).encode() + b"/bin/python3.11"
+    if long_prefix:  # too long for the kernel: sh re-execs that exact python (rattler's form)
+        assert f2py == [b"#!/bin/sh", b"'''exec' \"" + python + b"\" \"$0\" \"$@\" #'''"], f2py
+    else:
+        assert f2py[0] == b"#!" + python, f2py
+    out = subprocess.run([str(c_prefix / "bin" / "f2py"), "-v"], stdout=subprocess.PIPE, check=True)
+    assert out.stdout.strip() == b"1.26.4"
+
+
+def test_oracle_tiny_long_prefix(tiny_records, tmp_path):
+    """A prefix longer than the kernel's shebang limit (but within the 255-char placeholders):
+    console scripts and text shebangs must be rewritten exactly as rattler does."""
+    r_prefix, c_prefix = _prefix_pair(tmp_path, "env-" + "l" * 150)
+    assert len(str(c_prefix)) > 160
+    rattler_install_records(tiny_records, r_prefix, cache_dir=tmp_path / "rcache",
+                            specs=tiny.ALL_SPECS, execute_link_scripts=True)
+    entries = _entries(tiny_records, tmp_path, "as-locked")
+    helpers.coex_install(entries, tmp_path / "pkgs", c_prefix, requested_specs=tiny.ALL_SPECS)
+    rs, cs = compare_prefixes(r_prefix, c_prefix, _entry_points(c_prefix))
+    compare_conda_meta(r_prefix, c_prefix)
+    assert not cs["bin/tinypy"][2].startswith(b"#!<PREFIX>")
+    out = subprocess.run([str(c_prefix / "bin" / "tinypy")], stdout=subprocess.PIPE, check=True)
+    assert out.stdout.startswith(b"tinypy ok " + str(c_prefix).encode())
+    out = subprocess.run([str(c_prefix / "bin" / "prefixprog")], stdout=subprocess.PIPE, check=True)
     assert out.stdout.strip() == str(c_prefix).encode()
