@@ -332,7 +332,7 @@ def record_entry(rec):
         "constrains": list(rec.constrains),
         "channel": rec.channel,
         "noarch": _noarch(rec),
-        "timestamp": int(ts.timestamp() * 1000) if ts is not None else None,
+        "timestamp": int(round(ts.timestamp() * 1000)) if ts is not None else None,
         "license": rec.license,
     }
 
