@@ -64,7 +64,11 @@ def _ensure_lock(req, lockfile, env_file):
     from coex.lib.lockfile import read_header, solve_to_lockfile, stale_reason
 
     if os.path.exists(lockfile):
-        reason = stale_reason(read_header(lockfile), req)
+        header = read_header(lockfile)
+        if set(req["platforms"]) <= set(header.get("platforms") or []):
+            # building one platform of a multi-platform lock: compare against all of them
+            req = dict(req, platforms=header["platforms"])
+        reason = stale_reason(header, req)
         if reason:
             raise CoexError(
                 "Lockfile {} is stale ({}): regenerate it with `./coex lock -f {} -o {}` (plus the "
