@@ -313,6 +313,44 @@ def test_environment_file_errors(rule_runner):
         "envapp/environment.yml",
         "not valid YAML",
     )
+    rule_runner.write_files({"envapp/environment.yml": "name: empty\nchannels: [conda-forge]\n"})
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "envapp/environment.yml",
+        "has no dependencies",
+    )
+
+
+def test_unknown_platform_in_options(rule_runner, tiny_channel):
+    set_coex_options(rule_runner, tiny_channel.url, '--coex-platforms=["linux64"]')
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "linux64",
+        "[coex].platforms",
+        "linux-64",
+    )
+
+
+def test_named_entry_points(rule_runner):
+    rule_runner.write_files(
+        {
+            "app/BUILD": BUILD.replace(
+                'entry_point="prefixprog",',
+                'entry_points={"pp": "prefixprog", "tp": "tinypy", "main": "python -m myapp.main"},'
+                ' default_entry_point="tp",',
+            )
+        }
+    )
+    generate_lockfile(rule_runner)
+    (relpath,) = write_built(rule_runner, package(rule_runner, APP))
+    _, archive = archive_info(rule_runner, relpath)
+    info = archive.info
+    assert sorted(info["entry_points"]) == ["main", "pp", "tp"]
+    assert info["default_entry_point"] == "tp"
+    rule_runner.write_files(
+        {"app/BUILD": BUILD.replace('entry_point="prefixprog",', 'entry_points={"a": "x", "b": "y"},')}
+    )
+    expect_error(lambda: rule_runner.get_target(APP), "app:app", "default_entry_point", "a, b")
 
 
 def test_environment_file_channels_and_specs(rule_runner, tiny_channel):
