@@ -156,6 +156,10 @@ def test_reading_errors(tiny_lock, tmp_path):
         lock_entries(plain, "linux-64")
     with pytest.raises(CoexError, match="Cannot read lockfile"):
         read_header(tmp_path / "missing.lock")
+    corrupt = tmp_path / "corrupt.lock"
+    corrupt.write_text("\n".join(tiny_lock.read_text().splitlines()[:2]) + "\nversion: [\n")
+    with pytest.raises(CoexError, match="Cannot parse lockfile .*regenerate it"):
+        lock_entries(corrupt, "linux-64")
     future = tmp_path / "future.lock"
     future.write_text(tiny_lock.read_text().replace('"version": 1', '"version": 99', 1))
     with pytest.raises(CoexError, match="header version 99 is not supported"):
