@@ -56,13 +56,17 @@ def test_metadata_normalised_and_links_kept(tmp_path):
         ex = tarfile.TarInfo("bin/tool")
         ex.size, ex.mode = 3, 0o755
         tf.addfile(ex, io.BytesIO(b"#!x"))
+        hl = tarfile.TarInfo("bin/tool2")
+        hl.type, hl.linkname, hl.mode = tarfile.LNKTYPE, "bin/tool", 0o755
+        tf.addfile(hl)
     src = tmp_path / "x-1-0.tar.bz2"
     src.write_bytes(bz2.compress(buf.getvalue()))
     transcode(src, tmp_path / "out.tar.zst", 5)
     got = read_zst(tmp_path / "out.tar.zst")
     assert got == [("info/index.json", tarfile.REGTYPE, 0o644, "", 1234, b"{}"),
                    ("bin/link", tarfile.SYMTYPE, 0o777, "../lib/x", 0, None),
-                   ("bin/tool", tarfile.REGTYPE, 0o755, "", 0, b"#!x")]
+                   ("bin/tool", tarfile.REGTYPE, 0o755, "", 0, b"#!x"),
+                   ("bin/tool2", tarfile.LNKTYPE, 0o755, "bin/tool", 0, None)]
 
 
 def test_level_changes_bytes_not_content(tiny_channel, tmp_path):
