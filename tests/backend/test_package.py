@@ -238,6 +238,24 @@ def test_export_explicit_files(rule_runner, tiny_channel):
     assert all(len(u.rsplit("#", 1)[1]) == 32 for u in urls)  # md5 fragments
 
 
+def test_generate_lockfiles_skips_unused_resolves_unless_asked(rule_runner, tiny_channel):
+    from pants.core.goals.generate_lockfiles import UserGenerateLockfiles
+
+    from coex.goals.lockfile import RequestedCoexResolveNames
+
+    resolves = {"tiny": LOCK, "unused": "3rdparty/conda/unused.lock"}
+    set_coex_options(rule_runner, tiny_channel.url, resolves=resolves)
+    requests = rule_runner.request(UserGenerateLockfiles, [RequestedCoexResolveNames(resolves)])
+    assert [r.resolve_name for r in requests] == ["tiny"]
+    set_coex_options(rule_runner, tiny_channel.url, "--generate-lockfiles-resolve=unused",
+                     resolves=resolves)
+    expect_error(
+        lambda: rule_runner.request(UserGenerateLockfiles, [RequestedCoexResolveNames(["unused"])]),
+        "resolve 'unused' has no conda specs",
+        "conda_dependencies",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: each a clear error naming the target/resolve and the fix
 

@@ -6,11 +6,13 @@ may have changed since the last solve.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfile,
     GenerateLockfileResult,
+    GenerateLockfilesSubsystem,
     KnownUserResolveNames,
     KnownUserResolveNamesRequest,
     RequestedUserResolveNames,
@@ -25,6 +27,8 @@ from pants.util.logging import LogLevel
 from coex.subsystem import CoexSubsystem
 from coex.util_rules.resolve import CoexResolveInputs, CoexResolveName
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
+
+logger = logging.getLogger(__name__)
 
 REQUEST = "coex-solve-request.json"
 OUT = "coex.lock"
@@ -55,9 +59,22 @@ def known_coex_resolves(
 
 
 @rule
-async def coex_lockfile_requests(requested: RequestedCoexResolveNames) -> UserGenerateLockfiles:
+async def coex_lockfile_requests(
+    requested: RequestedCoexResolveNames, generate: GenerateLockfilesSubsystem
+) -> UserGenerateLockfiles:
     all_inputs = await MultiGet(
         Get(CoexResolveInputs, CoexResolveName(name)) for name in requested
+    )
+    explicit = set(generate.resolve)
+    for inputs in all_inputs:
+        if inputs.empty and inputs.resolve not in explicit:
+            # `generate-lockfiles` without --resolve: a resolve nothing uses has nothing to lock
+            logger.warning(
+                f"Skipping the coex resolve {inputs.resolve!r}: no `coex_binary` target gives it "
+                f"conda specs."
+            )
+    all_inputs = tuple(
+        i.require_specs() for i in all_inputs if not (i.empty and i.resolve not in explicit)
     )
     return UserGenerateLockfiles(
         GenerateCoexLockfile(

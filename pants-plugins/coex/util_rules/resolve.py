@@ -103,6 +103,25 @@ class CoexResolveInputs:
     def request(self) -> dict:
         return json.loads(self.request_json)
 
+    @property
+    def empty(self) -> bool:
+        """No target of the resolve gives any conda spec (nothing to lock)."""
+        return not self.inputs_sha256
+
+    def require_specs(self) -> "CoexResolveInputs":
+        if self.empty:
+            raise CoexBuildError(
+                softwrap(
+                    f"""
+                    The resolve {self.resolve!r} has no conda specs: no `coex_binary` target of
+                    it sets `environment_file` or `conda_dependencies`. Fix: give at least one of
+                    its targets an environment (e.g. `conda_dependencies=["python 3.11.*"]`), or
+                    remove the resolve from `[coex].resolves`.
+                    """
+                )
+            )
+        return self
+
 
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
 async def coex_resolve_inputs(
@@ -156,16 +175,7 @@ async def coex_resolve_inputs(
         "origin": f"resolve {resolve!r}: " + ("; ".join(origins) if origins else "no targets"),
     }
     if not request["specs"]:
-        raise CoexBuildError(
-            softwrap(
-                f"""
-                The resolve {resolve!r} has no conda specs: no `coex_binary` target of it sets
-                `environment_file` or `conda_dependencies`. Fix: give at least one of its targets
-                an environment (e.g. `conda_dependencies=["python 3.11.*"]`), or remove the
-                resolve from `[coex].resolves`.
-                """
-            )
-        )
+        return CoexResolveInputs(resolve, coex.resolves[resolve], json.dumps(request), "")
     request_json = json.dumps(request, sort_keys=True)
     try:
         digest = inputs_sha256(request)
@@ -190,6 +200,7 @@ async def coex_lockfile(name: CoexResolveName, coex: CoexSubsystem) -> CoexLockf
     inputs, snapshot = await MultiGet(
         Get(CoexResolveInputs, CoexResolveName, name), Get(Snapshot, PathGlobs([path]))
     )
+    inputs.require_specs()
     if path not in snapshot.files:
         raise CoexBuildError(
             softwrap(
