@@ -59,10 +59,12 @@ def test_warm_path_execs_without_python(std_archive, root):
     if not shutil.which("strace"):
         pytest.skip("strace not installed")
     env = H.base_env(root)
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", str(arc), "hi"], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", str(arc), "hi"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0, r.stderr.decode()
-    execs = [ln for ln in r.stderr.decode().splitlines() if "execve(" in ln]
+    lines = r.stderr.decode().splitlines()
+    assert not [ln for ln in lines if "clone" in ln or "fork(" in ln], lines  # no process spawned
+    execs = [ln for ln in lines if "execve(" in ln]
     # exactly: the archive itself (run by sh through its #! line) and the program
     assert len(execs) == 2, execs
     assert str(arc) in execs[0] and "bin/prefixprog" in execs[1]
