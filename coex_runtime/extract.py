@@ -691,15 +691,13 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
         return final
     if not os.path.isdir(pkgs_dir):
         os.makedirs(pkgs_dir, exist_ok=True)
-    import tempfile
-    tmp = tempfile.mkdtemp(prefix=".tmp-%s-" % key[:12], dir=pkgs_dir)
+    tmp = _make_temp_dir(pkgs_dir, key)
     try:
         payload = open_payload(entry)
         try:
             extract_stream(entry, payload, tmp, libzstd=libzstd)
         finally:
             payload.close()
-        os.chmod(tmp, 0o755 & ~_umask())
         try:
             os.rename(tmp, final)
         except OSError as e:
@@ -713,13 +711,17 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     return final
 
 
-_UMASK = None
-
-
-def _umask():
-    global _UMASK
-    if _UMASK is None:
-        m = os.umask(0o022)
-        os.umask(m)
-        _UMASK = m
-    return _UMASK
+def _make_temp_dir(parent, key):
+    """A fresh directory in `parent`, mode 0o777 minus the umask (mkdtemp would make it 0o700,
+    and reading the umask means changing it, which races with other threads)."""
+    import random
+    for _ in range(100):
+        path = os.path.join(parent, ".tmp-%s-%d-%08x" % (key[:12], os.getpid(),
+                                                          random.getrandbits(32)))
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+    raise PackageError("cannot create a temporary directory in %s" % parent)

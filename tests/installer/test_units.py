@@ -191,6 +191,9 @@ def test_modes_kept_nothing_world_writable_umask_respected(tmp_path):
     modes = {p: stat.S_IMODE((env / p).stat().st_mode)
              for p in ("bin/tool", "share/ww/data.txt", "share/ww/ro.txt")}
     assert modes == {"bin/tool": 0o750, "share/ww/data.txt": 0o640, "share/ww/ro.txt": 0o440}
+    cached = tmp_path / "pkgs" / e["stored_sha256"]
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o750
+    assert stat.S_IMODE((env / "share" / "ww").stat().st_mode) == 0o750
     for root, dirs, files in os.walk(str(env)):
         for n in dirs + files:
             st = os.lstat(os.path.join(root, n))
