@@ -159,6 +159,9 @@ def parse_spec(text):
     parts = rest.split()
     ver = parts[0]
     build = parts[1] if len(parts) > 1 else None
+    m = re.match(r"^([^=<>!~]+)=([^=].*)$", ver)
+    if m and build is None:  # "1=*x86_64_v3": version=build
+        ver, build = m.group(1), m.group(2)
     return name, ver, build
 
 

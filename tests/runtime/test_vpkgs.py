@@ -30,6 +30,7 @@ def test_parse_spec_forms():
     assert V.parse_spec("__archspec 1 x86_64_v3") == ("__archspec", "1", "x86_64_v3")
     assert V.parse_spec("__cuda[version='>=11.2']") == ("__cuda", ">=11.2", None)
     assert V.parse_spec("__glibc=2.17") == ("__glibc", "2.17.*", None)
+    assert V.parse_spec("__archspec 1=*x86_64_v3") == ("__archspec", "1", "*x86_64_v3")
 
 
 def test_detect_matches_the_host_and_overrides_win():
@@ -48,6 +49,7 @@ def test_check_messages():
     host = {"__glibc": ("2.28", "0"), "__linux": ("5.10", "0"), "__unix": ("0", "0"),
             "__archspec": ("1", "x86_64_v2")}
     assert V.check(["__glibc >=2.17", "__linux >=4.18", "__unix", "__archspec 1 x86_64_v1",
+                    "__archspec 1=*x86_64_v2", "__glibc >=2.17,<3.0.a0",
                     "python >=3.9"], host) == []
     got = V.check(["__glibc >=2.34", "__cuda >=11.2", "__archspec 1 x86_64_v3", "__osx >=11"], host)
     assert got[0].startswith("needs glibc >= 2.34, this host has 2.28")
