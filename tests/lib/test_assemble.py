@@ -132,3 +132,22 @@ def test_missing_zstd_and_bad_specs(tiny_items, tmp_path):
     with pytest.raises(CoexError, match="no entry point"):
         assemble(spec_for(tiny_items, None, entry_points={}), tmp_path / "x.coex")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_package_is_reported_not_crashed(tiny_items, tmp_path):
+    broken = tmp_path / "broken.conda"
+    good = [i for i in tiny_items if i["entry"]["name"] == "prefixprog"][0]
+    data = open(good["path"], "rb").read()
+    broken.write_bytes(data[: len(data) // 2])                 # truncated: no zip directory
+    items = [dict(i, path=str(broken)) if i is good else i for i in tiny_items]
+    with pytest.raises(CoexError, match="Cannot read conda package .*broken.conda"):
+        assemble(spec_for(items, None, entry_points={"p": "prefixprog"}, default_entry_point="p"),
+                 tmp_path / "x.coex")
+    # damage inside the payload (file lists still readable): the locked sha256 catches it
+    damaged = bytearray(data)
+    damaged[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    broken.write_bytes(bytes(damaged))
+    with pytest.raises(CoexError, match="is not the locked one"):
+        assemble(spec_for(items, None, entry_points={"p": "prefixprog"}, default_entry_point="p"),
+                 tmp_path / "x.coex")
+    assert not (tmp_path / "x.coex").exists()

@@ -13,6 +13,10 @@ The request (`REQ`) is a dict:
      "platforms": ["linux-64", ...], "virtual_packages": ["__glibc=2.17", ...] (optional),
      "origin": "where the specs came from, for messages"}
 
+Repodata is read into a fresh temporary cache per solve (so a solve always sees the channels as
+they are now), or into $COEX_REPODATA_CACHE when set (worth it for big https channels: rattler
+revalidates cached repodata with the server).
+
 Pure helpers (no py-rattler; the Pants rules import them): `normalize_request`,
 `inputs_sha256`, `parse_header`, `read_header`, `stale_reason`.
 py-rattler work: `solve_to_lockfile`, `lock_entries`, `lock_records`.

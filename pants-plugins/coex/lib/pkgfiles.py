@@ -49,6 +49,12 @@ def _tar_streams(path, encoding, want_info=True, want_pkg=True):
         raise CoexError("{}: unknown package encoding {!r}.".format(path, encoding))
 
 
+def _zstd_error():
+    import zstandard
+
+    return zstandard.ZstdError
+
+
 def _walk(path, encoding, want_info=True, want_pkg=True):
     """Yield (TarInfo, TarFile) for every member, wrapping read errors in a CoexError."""
     try:
@@ -60,7 +66,7 @@ def _walk(path, encoding, want_info=True, want_pkg=True):
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise CoexError("Cannot read conda package {} ({}): {}: {}. The file is corrupt: re-fetch "
                         "it.".format(path, encoding, type(e).__name__, e))
-    except Exception as e:  # zstandard.ZstdError
+    except _zstd_error() as e:
         raise CoexError("Cannot read conda package {} ({}): {}: {}. The file is corrupt: re-fetch "
                         "it.".format(path, encoding, type(e).__name__, e))
 
