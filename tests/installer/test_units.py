@@ -273,3 +273,34 @@ def test_paths_json_digests_are_checked(tmp_path):
         helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
     assert "share/d.txt" in str(ei.value) and "sha256" in str(ei.value)
     assert hashlib.sha256(b"wrong\n").hexdigest() in str(ei.value)
+
+
+def test_stdlib_zstd_backend_is_preferred(monkeypatch):
+    """On CPython 3.14+ `compression.zstd` is used (not in this image: a stand-in with the same
+    ZstdFile/ZstdError surface, built on zstandard, checks the wrapper and error mapping)."""
+    import types
+
+    class ZstdError(Exception):
+        pass
+
+    class ZstdFile(io.RawIOBase):
+        def __init__(self, f, mode="r"):
+            assert mode in ("r", "rb")
+            self._r = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+
+        def readinto(self, b):
+            try:
+                return self._r.readinto(b)
+            except zstandard.ZstdError as e:
+                raise ZstdError(str(e))
+
+    fake = types.SimpleNamespace(ZstdFile=ZstdFile, ZstdError=ZstdError)
+    monkeypatch.setattr(zstd, "_stdlib_zstd", lambda: fake)
+    monkeypatch.setattr(zstd, "load_libzstd", lambda *a: pytest.fail("libzstd must not be loaded"))
+    data = b"stdlib backend " * 50000
+    assert zstd.backend() == "compression.zstd"
+    assert zstd.open_reader(io.BytesIO(_frames(data, data))).read() == data + data
+    bad = _frames(data)
+    with pytest.raises(zstd.ZstdError) as ei:
+        zstd.open_reader(io.BytesIO(bad[:20] + b"\xff" * 200 + bad[220:]), name="x.tar.zst").read()
+    assert "x.tar.zst" in str(ei.value)
