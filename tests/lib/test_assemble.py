@@ -151,3 +151,14 @@ def test_corrupt_package_is_reported_not_crashed(tiny_items, tmp_path):
         assemble(spec_for(items, None, entry_points={"p": "prefixprog"}, default_entry_point="p"),
                  tmp_path / "x.coex")
     assert not (tmp_path / "x.coex").exists()
+
+
+def test_output_problems_are_clear(tiny_items, tmp_path):
+    with pytest.raises(CoexError, match="is a directory"):
+        assemble(spec_for(tiny_items, None, entry_points={"p": "prefixprog"},
+                          default_entry_point="p"), tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CoexError, match="cannot write the archive .*file/x.coex"):
+        assemble(spec_for(tiny_items, None, entry_points={"p": "prefixprog"},
+                          default_entry_point="p"), blocker / "x.coex")

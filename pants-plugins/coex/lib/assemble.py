@@ -211,8 +211,11 @@ def assemble(spec, out, base_dir="."):
     try:
         libzstd = extract_libzstd(platform, packages, tmp)
         out = os.path.abspath(out)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
+        if os.path.isdir(out):
+            raise CoexError("{}: the output {} is a directory: give the archive's file name "
+                            "(e.g. {}).".format(origin, out, os.path.join(out, "app.coex")))
         try:
+            os.makedirs(os.path.dirname(out), exist_ok=True)
             return write_archive(
                 out, platform, packages, entry_points, default_entry_point=default,
                 app_files=app_files, libzstd_path=libzstd, env=spec.get("env") or {},
@@ -220,5 +223,8 @@ def assemble(spec, out, base_dir="."):
                 build=spec.get("build") or {})
         except FormatError as e:
             raise CoexError("{}: cannot write the archive: {}.".format(origin, e))
+        except OSError as e:
+            raise CoexError("{}: cannot write the archive {}: {}.".format(
+                origin, out, e.strerror or e))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
