@@ -510,8 +510,12 @@ def run_link_script(prefix, record, script_rel, action):
         "CONDA_PREFIX": prefix,
         "PATH": os.path.join(prefix, "bin") + os.pathsep + env.get("PATH", ""),
     })
-    proc = subprocess.Popen([_shell(), "-x", script], cwd=prefix, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc = subprocess.Popen([_shell(), "-x", script], cwd=prefix, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        raise LinkScriptError("cannot run the %s script of %s (%s): %s"
+                              % (action, record["name"], script_rel, e))
     out = proc.communicate()[0]
     if proc.returncode != 0:
         raise LinkScriptError(

@@ -125,8 +125,12 @@ def compile_pyc(prefix, pyver, py_rels):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(("\n".join(os.path.join(prefix, r) for r in py_rels) + "\n").encode("utf-8"))
-        proc = subprocess.Popen([python, "-Wi", "-m", "compileall", "-q", "-l", "-i", listing],
-                                cwd=prefix, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            proc = subprocess.Popen([python, "-Wi", "-m", "compileall", "-q", "-l", "-i", listing],
+                                    cwd=prefix, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise NoarchError("cannot run the environment's python (%s) to compile .pyc files: %s; "
+                              "is the archive built for this platform?" % (python, e))
         out = proc.communicate()[0]
     finally:
         os.unlink(listing)
