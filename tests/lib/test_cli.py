@@ -193,3 +193,11 @@ def test_channel_paths_in_the_file_are_relative_to_the_file(tiny_channel, tmp_pa
     monkeypatch.chdir(str(tmp_path))                      # not the file's directory
     assert main(["lock", "-f", "proj/environment.yml", "-o", str(tmp_path / "l.lock")]) == 0
     assert read_header(tmp_path / "l.lock")["channels"] == [tiny_channel.url]
+
+
+def test_unwritable_lock_output_is_a_clear_error(project, capsys):
+    blocker = project / "file"
+    blocker.write_text("x")
+    assert main(["lock", "-f", str(project / "environment.yml"),
+                 "-o", str(blocker / "coex.lock")]) == 1
+    assert "Cannot write {}".format(blocker / "coex.lock") in capsys.readouterr().err

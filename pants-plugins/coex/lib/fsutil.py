@@ -3,6 +3,8 @@ import contextlib
 import os
 import tempfile
 
+from coex.lib.errors import CoexError
+
 
 @contextlib.contextmanager
 def atomic_output(path, mode=0o644):
@@ -10,8 +12,11 @@ def atomic_output(path, mode=0o644):
     on any failure it is removed, so `path` is either complete or untouched."""
     path = os.path.abspath(os.fspath(path))
     out_dir = os.path.dirname(path)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".coex-tmp-", dir=out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".coex-tmp-", dir=out_dir)
+    except OSError as e:
+        raise CoexError("Cannot write {}: {} ({}).".format(path, e.strerror or e, out_dir))
     os.close(fd)
     try:
         yield tmp
