@@ -22,14 +22,12 @@ import posixpath
 import queue
 import shutil
 import struct
-import tarfile
 import threading
 import zlib
 
 from coex_runtime import zstd
 
 COPY_BUFSIZE = 1 << 20
-_TAR_BUFSIZE = 64 * 1024
 
 
 class PackageError(Exception):
@@ -178,7 +176,7 @@ class _Writers(object):
     in those syscalls and in hashlib, so the tar stream is parsed by one thread while `n` threads
     write. Memory stays bounded: at most `budget` bytes of file contents are queued."""
 
-    def __init__(self, pkg, dest, digests, n, budget=32 << 20):
+    def __init__(self, pkg, dest, digests, n, budget=16 << 20):
         self.pkg, self.dest, self.digests = pkg, dest, digests
         self.budget = budget
         self.inflight = 0
@@ -272,48 +270,196 @@ class _Writers(object):
 _UTIME_FD = os.utime in os.supports_fd
 
 
+# ---------------------------------------------------------------------------------------------
+# a minimal streaming tar reader (tarfile's stream mode costs ~70 us of Python per member)
+
+
+class TarError(Exception):
+    """The tar stream is malformed."""
+
+
+class _Member(object):
+    """One tar member. `kind`: file, dir, symlink, hardlink, or what is refused (devices,
+    FIFOs, special types). For files, `read(n)` returns the next bytes of its data."""
+
+    __slots__ = ("name", "kind", "mode", "size", "mtime", "linkname", "_f", "_left")
+
+    def __init__(self, f, name, kind, mode, size, mtime, linkname):
+        self._f, self.name, self.kind, self.mode = f, name, kind, mode
+        self.size, self.mtime, self.linkname = size, mtime, linkname
+        self._left = size
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        if n == 0:
+            return b""
+        data = self._f.read(n)
+        self._left -= len(data)
+        if len(data) < n:
+            raise TarError("member %s ends early (truncated package)" % self.name)
+        return data
+
+
+_DATA_KINDS = {b"0": "file", b"\0": "file", b"7": "file"}
+_KINDS = {b"1": "hardlink", b"2": "symlink", b"3": "character device", b"4": "block device",
+          b"5": "dir", b"6": "FIFO"}
+_ZERO_BLOCK = b"\0" * 512
+
+
+def _tar_number(field):
+    if field and field[0] & 0x80:  # GNU base-256 (big files)
+        if field[0] & 0x40:
+            raise TarError("negative number in a tar header")
+        return int.from_bytes(bytes([field[0] & 0x3F]) + field[1:], "big")
+    field = field.split(b"\0", 1)[0].strip()
+    if not field:
+        return 0
+    try:
+        return int(field, 8)
+    except ValueError:
+        raise TarError("bad number %r in a tar header" % field)
+
+
+def _tar_str(b):
+    return b.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax_records(data):
+    out = {}
+    pos, n = 0, len(data)
+    while pos < n:
+        sp = data.find(b" ", pos)
+        try:
+            length = int(data[pos:sp]) if sp > pos else 0
+        except ValueError:
+            length = 0
+        if length <= 0 or pos + length > n:
+            raise TarError("bad pax extended header record")
+        key, _, value = data[sp + 1:pos + length - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value
+        pos += length
+    return out
+
+
+def _tar_read(f, n):
+    data = f.read(n)
+    if len(data) != n:
+        raise TarError("the tar stream ends early (truncated package)")
+    return data
+
+
+def _tar_skip(f, n):
+    while n > 0:
+        k = len(f.read(min(n, COPY_BUFSIZE)))
+        if k == 0:
+            raise TarError("the tar stream ends early (truncated package)")
+        n -= k
+
+
+def iter_tar(f):
+    """Members of the uncompressed tar stream `f`, read sequentially. Understands ustar, POSIX
+    pax ('x' and 'g' headers: path, linkpath, size, mtime) and GNU long names ('L', 'K').
+    Data a caller leaves unread is skipped. Malformed input raises TarError."""
+    glob, pending = {}, {}
+    longname = longlink = None
+    while True:
+        hdr = f.read(512)
+        if len(hdr) < 512:
+            raise TarError("the tar stream ends without its end-of-archive block (truncated "
+                           "package)")
+        if hdr == _ZERO_BLOCK:
+            return
+        chk = _tar_number(hdr[148:156])
+        if chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+            if chk != sum((b - 256 if b > 127 else b) for b in hdr[:148] + hdr[156:]) + 256:
+                raise TarError("bad tar header checksum")
+        typeflag = hdr[156:157]
+        size = _tar_number(hdr[124:136])
+        if typeflag in (b"x", b"g", b"L", b"K"):
+            data = _tar_read(f, size)
+            _tar_skip(f, -size % 512)
+            if typeflag == b"x":
+                pending = _pax_records(data)
+            elif typeflag == b"g":
+                glob.update(_pax_records(data))
+            elif typeflag == b"L":
+                longname = _tar_str(data)
+            else:
+                longlink = _tar_str(data)
+            continue
+        name = _tar_str(hdr[0:100])
+        if hdr[257:263] == b"ustar\0":  # POSIX ustar: the prefix field continues the name
+            prefix = _tar_str(hdr[345:500])
+            if prefix:
+                name = prefix + "/" + name
+        linkname = _tar_str(hdr[157:257])
+        mtime = _tar_number(hdr[136:148])
+        if longname is not None:
+            name = longname
+        if longlink is not None:
+            linkname = longlink
+        pax = pending
+        if glob:
+            pax = dict(glob)
+            pax.update(pending)
+        if pax:
+            if "path" in pax:
+                name = pax["path"].decode("utf-8", "surrogateescape")
+            if "linkpath" in pax:
+                linkname = pax["linkpath"].decode("utf-8", "surrogateescape")
+            try:
+                if "size" in pax:
+                    size = int(pax["size"])
+                if "mtime" in pax:
+                    mtime = int(float(pax["mtime"]))
+            except ValueError:
+                raise TarError("bad pax size or mtime for member %s" % name)
+            if any(k.startswith("GNU.sparse") for k in pax):
+                typeflag = b"S"
+        pending, longname, longlink = {}, None, None
+        kind = _DATA_KINDS.get(typeflag) or _KINDS.get(typeflag) or (
+            "special file (tar type %r)" % typeflag.decode("latin-1"))
+        m = _Member(f, name, kind, _tar_number(hdr[100:108]), size if kind == "file" else 0,
+                    mtime, linkname)
+        yield m
+        if kind == "file":
+            _tar_skip(f, m._left + (-size % 512))
+
+
 def _extract_tar(pkg, fileobj, dest, digests, what, writers):
     """Extract one uncompressed tar stream into `dest` (regular files through `writers`, which
     record {relpath: (sha256, size)} in `digests`)."""
-    try:
-        tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE)
-    except tarfile.TarError as e:
-        raise PackageError("%s: %s is not a valid tar stream (%s): the package is corrupt"
-                           % (pkg, what, e))
     state = {"member": None, "done": False}
     big = max(writers.budget // 2, COPY_BUFSIZE)
     try:
-        for ti in tf:
+        for ti in iter_tar(fileobj):
             state["member"], state["done"] = ti.name, False
             rel = _member_path(pkg, ti.name)
-            if ti.mode & _FORBIDDEN_BITS and not ti.isdir():
+            kind = ti.kind
+            if ti.mode & _FORBIDDEN_BITS and kind != "dir":
                 raise PackageError("%s: member %s has setuid/setgid/sticky bits (mode %o); "
                                    "refusing to install it" % (pkg, rel, ti.mode))
-            if ti.isreg():
+            if kind == "file":
                 mode = (ti.mode & 0o777 & ~0o002) | 0o400
-                src = tf.extractfile(ti)
                 if ti.size <= big:
-                    data = src.read()
-                    if len(data) != ti.size:
-                        raise PackageError("%s: member %s ends early (truncated package)"
-                                           % (pkg, rel))
-                    writers.submit(rel, data, mode, ti.mtime)
+                    writers.submit(rel, ti.read(), mode, ti.mtime)
                 else:
                     writers.drain()
-                    _write_streaming(pkg, writers, rel, src, ti, mode)
+                    _write_streaming(pkg, writers, rel, ti, mode)
                 state["done"] = True
                 continue
             writers.check()
             path = os.path.join(dest, rel)
-            if ti.isdir():
+            if kind == "dir":
                 writers.mkparent(rel + "/x")
-            elif ti.issym():
+            elif kind == "symlink":
                 check_link_target(pkg, rel, ti.linkname)
                 writers.mkparent(rel)
                 if os.path.lexists(path):
                     _remove(path)
                 os.symlink(ti.linkname, path)
-            elif ti.islnk():
+            elif kind == "hardlink":
                 target = _member_path(pkg, ti.linkname)
                 tpath = os.path.join(dest, target)
                 writers.drain()  # its target may still be queued
@@ -328,12 +474,10 @@ def _extract_tar(pkg, fileobj, dest, digests, what, writers):
                 if target in digests:
                     digests[rel] = digests[target]
             else:
-                kind = ("character device" if ti.ischr() else "block device" if ti.isblk()
-                        else "FIFO" if ti.isfifo() else "special file (type %r)" % ti.type)
                 raise PackageError("%s: member %s is a %s; refusing to install it"
                                    % (pkg, rel, kind))
             state["done"] = True
-    except (tarfile.TarError, zstd.ZstdError, EOFError, OSError, zlib.error, PackageError) as e:
+    except (TarError, zstd.ZstdError, EOFError, OSError, zlib.error, PackageError) as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise
         if isinstance(e, PackageError) and "corrupt" not in str(e) and "truncated" not in str(e):
@@ -347,7 +491,7 @@ def _extract_tar(pkg, fileobj, dest, digests, what, writers):
         raise PackageError(msg + where)
 
 
-def _write_streaming(pkg, writers, rel, src, ti, mode):
+def _write_streaming(pkg, writers, rel, ti, mode):
     """A file too big to queue: written by the reading thread, block by block."""
     writers.mkparent(rel)
     path = os.path.join(writers.dest, rel)
@@ -358,7 +502,7 @@ def _write_streaming(pkg, writers, rel, src, ti, mode):
     size = 0
     try:
         while True:
-            block = src.read(COPY_BUFSIZE)
+            block = ti.read(COPY_BUFSIZE)
             if not block:
                 break
             h.update(block)
