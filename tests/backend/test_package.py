@@ -180,6 +180,41 @@ def test_fetch_verifies_sha256_and_names_the_package(rule_runner, tiny_channel, 
     )
 
 
+def test_fetch_over_http(rule_runner, tiny_channel, tmp_path):
+    """The same fetch path as https channels: an HTTP server on localhost serving the channel."""
+    import functools
+    import http.server
+    import threading
+    import uuid
+
+    generate_lockfile(rule_runner)
+    locked = rule_runner.request(
+        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
+    )
+    pkg = next(p for p in locked.packages if p.name == "prefixprog")
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            served.append(self.path)
+
+    # Pants 2.17 remembers downloads by URL path: a fresh path per run forces a real fetch.
+    token = uuid.uuid4().hex
+    (tmp_path / token).symlink_to(tiny_channel.path)
+    handler = functools.partial(Handler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{token}/linux-64/{pkg.filename}"
+        remote = type(pkg)(**{**pkg.__dict__, "url": url})
+        fetched = rule_runner.request(FetchedCondaPackage, [remote])
+    finally:
+        server.shutdown()
+    assert served == [f"/{token}/linux-64/{pkg.filename}"]  # really fetched over the network
+    assert fetched.digest == rule_runner.request(FetchedCondaPackage, [pkg]).digest
+
+
 def test_run_request_runs_the_host_archive(rule_runner):
     generate_lockfile(rule_runner)
     tgt = rule_runner.get_target(APP)

@@ -9,7 +9,9 @@ cache key is the package's own content address, while a process's key would also
 library's sources (any edit to the library would refetch every package), and (c) an https conda
 channel already is a content-addressed remote store, so a remote process cache would add little
 for this step. What is worth sharing through a remote cache -- the transcoded packages and the
-assembled archive -- are processes.
+assembled archive -- are processes. Caveats of 2.17's DownloadFile: the whole file is buffered in
+memory while it is verified (mind multi-GB packages), and a download is remembered by URL path
+and digest (the host is not part of the key; the content is verified either way).
 
 Transcode: a `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib transcode` process per
 package (keyed by the package digest and the zstd level). `.conda` packages are used untouched.
