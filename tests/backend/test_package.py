@@ -2,6 +2,7 @@
 and staleness, per-package digests, transcoding, the app layer, assembly, run, and bad input."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -118,6 +119,7 @@ def test_generate_lockfile_then_package(rule_runner, tiny_channel):
     assert info["default_entry_point"] == "app"
     assert info["build"]["resolve"] == "tiny"
     assert info["build"]["target"] == "app:app"
+    assert info["build"]["lockfile_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     log = built.artifacts[0].extra_log_lines
     assert info["env_id"][:16] in log[1] and "conda packages" in log[0]
     with zipfile.ZipFile(path) as zf:

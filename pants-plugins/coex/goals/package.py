@@ -16,7 +16,7 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
 from pants.core.util_rules.environments import EnvironmentField
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestEntries, MergeDigests
+from pants.engine.fs import Digest, MergeDigests
 from pants.engine.platform import Platform
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
@@ -135,18 +135,10 @@ async def package_coex_binary(
         Get(CoexResolveInputs, CoexResolveName(resolve)),
         Get(CoexAppLayer, CoexAppLayerRequest(address)),
     )
-    missing = [p for p in platforms if p not in lock.platforms]
-    if missing:
-        raise CoexBuildError(
-            f"The lockfile of resolve {resolve!r} ({lock.path}) does not lock platform "
-            f"{missing[0]!r}, which {address} builds for. Run "
-            f"`pants generate-lockfiles --resolve={resolve}`."
-        )
-    lock_entries = await Get(DigestEntries, Digest, lock.digest)
     build = {
         "resolve": resolve,
         "lockfile": lock.path,
-        "lockfile_sha256": lock_entries[0].file_digest.fingerprint,
+        "lockfile_sha256": lock.sha256,
         "target": str(address),
         "builder": "pants coex_binary",
     }

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -189,6 +190,7 @@ class CoexLockfile:
     resolve: str
     path: str
     digest: Digest  # the lockfile at `path`
+    sha256: str  # of the lockfile's bytes
     platforms: tuple[str, ...]
     header_json: str
 
@@ -212,6 +214,7 @@ async def coex_lockfile(name: CoexResolveName, coex: CoexSubsystem) -> CoexLockf
         )
     contents = await Get(DigestContents, Digest, snapshot.digest)
     text = contents[0].content.decode("utf-8", "replace")
+    sha256 = hashlib.sha256(contents[0].content).hexdigest()
     try:
         header = parse_header(text, origin=f"{path} (the lockfile of resolve {resolve!r})")
     except CoexError as e:
@@ -226,6 +229,7 @@ async def coex_lockfile(name: CoexResolveName, coex: CoexSubsystem) -> CoexLockf
         resolve,
         path,
         snapshot.digest,
+        sha256,
         tuple(header.get("platforms") or ()),
         json.dumps(header, sort_keys=True),
     )
@@ -271,8 +275,8 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> CoexLocked
             softwrap(
                 f"""
                 The lockfile of resolve {request.resolve!r} ({lock.path}) has no platform
-                {request.platform!r} (it locks {', '.join(lock.platforms) or 'none'}). Run
-                `{regenerate_command(request.resolve)}`.
+                {request.platform!r} (it locks {', '.join(lock.platforms) or 'none'}), which a
+                target of the resolve builds for. Run `{regenerate_command(request.resolve)}`.
                 """
             )
         )
