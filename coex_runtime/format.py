@@ -12,7 +12,7 @@ absolute, so ``unzip -l app.coex`` and ``python app.coex`` both work, and so doe
     coex_runtime/*.py              the runtime (deflated)
     COEX-INFO                      the record (JSON, see build_info / validate_info)
     .coex/libzstd.so.1             the target platform's libzstd, from the lock's own ``zstd``
-                                   package, stored so that the stdlib can read it
+                                   package, deflated so that the stdlib can read it
     pkgs/<filename>                one member per locked package, stored (no recompression):
                                    ``.conda`` as locked (its sha256 equals the lock's), ``.tar.bz2``
                                    transcoded at build time to ``<stem>.tar.zst``
@@ -32,6 +32,7 @@ import shutil
 import stat
 import struct
 import zipfile
+import zlib
 
 FORMAT_VERSION = (1, 0)
 INFO_NAME = "COEX-INFO"
@@ -421,7 +422,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
                     zf.writestr(_zinfo(name, 0o644, True), runtime_files[name])
                 zf.writestr(_zinfo(INFO_NAME, 0o644, True), info_bytes)
                 if libzstd_path:
-                    _copy_into(zf, _zinfo(LIBZSTD_NAME, 0o755, False), libzstd_path)
+                    _copy_into(zf, _zinfo(LIBZSTD_NAME, 0o755, True), libzstd_path)
                 for member, path in pkg_sources:
                     _copy_into(zf, _zinfo(member, 0o644, False), path)
                 for rel, mode, _, path in app_entries:
@@ -475,6 +476,31 @@ class _BoundedReader(io.RawIOBase):
         super().close()
 
 
+class _CheckedZipReader(io.RawIOBase):
+    """A compressed member: zipfile's CRC and inflate errors become a FormatError that says the
+    archive is damaged."""
+
+    def __init__(self, path, name, member):
+        self._path, self._name, self._member = path, name, member
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        try:
+            data = self._member.read(len(b))
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise FormatError("%s: member %s is damaged (%s): the archive was truncated or altered; "
+                              "copy or rebuild it" % (self._path, self._name, e))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self._member.close()
+        super().close()
+
+
 class Archive(object):
     """A coex archive opened for reading: a .coex file (sh preamble + zip) or an unzipped
     directory. ``info`` is the validated COEX-INFO record."""
@@ -522,7 +548,8 @@ class Archive(object):
                 raise KeyError(name)
             with open(p, "rb") as f:
                 return f.read()
-        return self._zip.read(name)
+        with self.open(name) as f:
+            return f.read()
 
     def mode(self, name):
         """Unix permission bits of a member."""
@@ -537,7 +564,7 @@ class Archive(object):
             return open(os.path.join(self.path, *name.split("/")), "rb")
         zi = self._zip.getinfo(name)
         if zi.compress_type != zipfile.ZIP_STORED:
-            return self._zip.open(zi)
+            return io.BufferedReader(_CheckedZipReader(self.path, name, self._zip.open(zi)), COPY_BUFSIZE)
         with open(self.path, "rb") as f:
             f.seek(zi.header_offset)
             header = f.read(30)

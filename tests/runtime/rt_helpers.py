@@ -125,7 +125,7 @@ def member_offset(archive, member):
         f.seek(zi.header_offset)
         h = f.read(30)
     n, x = struct.unpack("<HH", h[26:30])
-    return zi.header_offset + 30 + n + x, zi.file_size
+    return zi.header_offset + 30 + n + x, zi.compress_size
 
 
 def flip_byte(archive, member, at=None):

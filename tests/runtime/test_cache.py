@@ -242,7 +242,7 @@ def test_altered_app_layer_and_truncated_archive_are_refused(std_archive, tmp_pa
     H.flip_byte(arc, member, at=0)
     r = H.run(arc, root=root)
     assert r.returncode != 0 and r.stdout == b"" and "Traceback" not in r.stderr.decode()
-    assert "app layer" in r.stderr.decode()
+    assert "member %s" % member in r.stderr.decode() and "truncated or altered" in r.stderr.decode()
     _no_install(root, info)
     assert glob.glob(os.path.join(str(root), "apps", "*", "")) == []
     data = arc0.read_bytes()
@@ -329,6 +329,6 @@ def test_archive_libzstd_is_sha_checked_and_cached(std_archive, tmp_path, root):
     root2 = tmp_path / "root2"
     r = H.run(arc, root=root2)
     assert r.returncode == 1 and r.stdout == b""
-    assert "libzstd is damaged" in r.stderr.decode(), H.text(r)
+    assert "libzstd.so.1 is damaged" in r.stderr.decode(), H.text(r)
     assert not os.path.exists(os.path.join(str(root2), "lib", info["libzstd"]["sha256"]))
     _no_install(root2, info)

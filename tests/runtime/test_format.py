@@ -114,3 +114,17 @@ def test_entry_point_parsing():
         F.parse_entry_point("  ")
     with pytest.raises(F.FormatError, match="not a valid shell-style"):
         F.parse_entry_point("python 'unterminated")
+
+
+def test_damaged_compressed_member_is_a_format_error(tmp_path):
+    """Deflated members (runtime, record, libzstd, app layer): a flipped byte is reported as a
+    damaged archive, not as a zipfile traceback."""
+    _write(tmp_path)
+    raw = bytearray((tmp_path / "a.coex").read_bytes())
+    zi = zipfile.ZipFile(str(tmp_path / "a.coex")).getinfo("app/src/main.py")
+    data_at = zi.header_offset + 30 + len(zi.filename) + len(zi.extra)
+    raw[data_at + zi.compress_size // 2] ^= 0xFF
+    (tmp_path / "bad.coex").write_bytes(bytes(raw))
+    bad = F.open_archive(str(tmp_path / "bad.coex"))
+    with pytest.raises(F.FormatError, match="app/src/main.py is damaged"):
+        bad.read("app/src/main.py")
