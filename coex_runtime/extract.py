@@ -19,10 +19,8 @@ import io
 import json
 import os
 import posixpath
-import queue
 import shutil
 import struct
-import threading
 import zlib
 
 from coex_runtime import zstd
@@ -169,45 +167,18 @@ _FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
 # tar streams
 
 
-class _Writers(object):
-    """Worker threads that create, write, hash and close the extracted files.
+class _Files(object):
+    """Creates, writes and hashes the extracted files of one package, in the reading thread.
 
-    Creating a file costs far more kernel time than decoding its bytes, and the GIL is released
-    in those syscalls and in hashlib, so the tar stream is parsed by one thread while `n` threads
-    write. Memory stays bounded: at most `budget` bytes of file contents are queued."""
+    (Writer threads were measured: with the GIL handed back and forth around each syscall they
+    made extraction slower, not faster; packages are extracted in parallel instead.)"""
 
-    def __init__(self, pkg, dest, digests, n, budget=16 << 20):
+    # files up to this size are read whole, larger ones are copied block by block
+    whole = 8 << 20
+
+    def __init__(self, pkg, dest, digests):
         self.pkg, self.dest, self.digests = pkg, dest, digests
-        self.budget = budget
-        self.inflight = 0
-        self.cond = threading.Condition()
-        self.q = queue.Queue()
-        self.error = None
         self.made = set([""])
-        self.threads = []
-        for i in range(n):
-            t = threading.Thread(target=self._run, name="coex-extract-%d" % i)
-            t.daemon = True
-            t.start()
-            self.threads.append(t)
-
-    def _run(self):
-        while True:
-            task = self.q.get()
-            if task is None:
-                self.q.task_done()
-                return
-            try:
-                if self.error is None:
-                    self._write(*task)
-            except BaseException as e:  # noqa: B902 - reported by check()
-                if self.error is None:
-                    self.error = e
-            finally:
-                with self.cond:
-                    self.inflight -= len(task[1])
-                    self.cond.notify_all()
-                self.q.task_done()
 
     def mkparent(self, rel):
         parent = posixpath.dirname(rel)
@@ -215,7 +186,7 @@ class _Writers(object):
             _makedirs(self.dest, parent)
             self.made.add(parent)
 
-    def _write(self, rel, data, mode, mtime):
+    def write(self, rel, data, mode, mtime):
         self.mkparent(rel)
         path = os.path.join(self.dest, rel)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -236,35 +207,6 @@ class _Writers(object):
         finally:
             os.close(fd)
         self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
-
-    def submit(self, rel, data, mode, mtime):
-        self.check()
-        if not self.threads:
-            self._write(rel, data, mode, mtime)
-            return
-        n = len(data)
-        with self.cond:
-            while self.inflight and self.inflight + n > self.budget:
-                self.cond.wait()
-            self.inflight += n
-        self.q.put((rel, data, mode, mtime))
-
-    def drain(self):
-        """Wait for every queued file; raise the first error."""
-        if self.threads:
-            self.q.join()
-        self.check()
-
-    def check(self):
-        if self.error is not None:
-            raise self.error
-
-    def close(self):
-        for _ in self.threads:
-            self.q.put(None)
-        for t in self.threads:
-            t.join()
-        self.threads = []
 
 
 _UTIME_FD = os.utime in os.supports_fd
@@ -427,11 +369,10 @@ def iter_tar(f):
             _tar_skip(f, m._left + (-size % 512))
 
 
-def _extract_tar(pkg, fileobj, dest, digests, what, writers):
-    """Extract one uncompressed tar stream into `dest` (regular files through `writers`, which
+def _extract_tar(pkg, fileobj, dest, digests, what, files):
+    """Extract one uncompressed tar stream into `dest` (regular files through `files`, which
     record {relpath: (sha256, size)} in `digests`)."""
     state = {"member": None, "done": False}
-    big = max(writers.budget // 2, COPY_BUFSIZE)
     try:
         for ti in iter_tar(fileobj):
             state["member"], state["done"] = ti.name, False
@@ -442,32 +383,29 @@ def _extract_tar(pkg, fileobj, dest, digests, what, writers):
                                    "refusing to install it" % (pkg, rel, ti.mode))
             if kind == "file":
                 mode = (ti.mode & 0o777 & ~0o002) | 0o400
-                if ti.size <= big:
-                    writers.submit(rel, ti.read(), mode, ti.mtime)
+                if ti.size <= files.whole:
+                    files.write(rel, ti.read(), mode, ti.mtime)
                 else:
-                    writers.drain()
-                    _write_streaming(pkg, writers, rel, ti, mode)
+                    _write_streaming(pkg, files, rel, ti, mode)
                 state["done"] = True
                 continue
-            writers.check()
             path = os.path.join(dest, rel)
             if kind == "dir":
-                writers.mkparent(rel + "/x")
+                files.mkparent(rel + "/x")
             elif kind == "symlink":
                 check_link_target(pkg, rel, ti.linkname)
-                writers.mkparent(rel)
+                files.mkparent(rel)
                 if os.path.lexists(path):
                     _remove(path)
                 os.symlink(ti.linkname, path)
             elif kind == "hardlink":
                 target = _member_path(pkg, ti.linkname)
                 tpath = os.path.join(dest, target)
-                writers.drain()  # its target may still be queued
                 if not os.path.isfile(tpath) or os.path.islink(tpath):
                     raise PackageError("%s: hardlink %s points to %r, which is not a regular file "
                                        "of the package; refusing to install it"
                                        % (pkg, rel, ti.linkname))
-                writers.mkparent(rel)
+                files.mkparent(rel)
                 if os.path.lexists(path):
                     _remove(path)
                 os.link(tpath, path)
@@ -491,10 +429,10 @@ def _extract_tar(pkg, fileobj, dest, digests, what, writers):
         raise PackageError(msg + where)
 
 
-def _write_streaming(pkg, writers, rel, ti, mode):
-    """A file too big to queue: written by the reading thread, block by block."""
-    writers.mkparent(rel)
-    path = os.path.join(writers.dest, rel)
+def _write_streaming(pkg, files, rel, ti, mode):
+    """A file too big to read whole: copied block by block."""
+    files.mkparent(rel)
+    path = os.path.join(files.dest, rel)
     if os.path.lexists(path):
         _remove(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -517,7 +455,7 @@ def _write_streaming(pkg, writers, rel, ti, mode):
         os.close(fd)
     if size != ti.size:
         raise PackageError("%s: member %s ends early (truncated package)" % (pkg, rel))
-    writers.digests[rel] = (h.hexdigest(), size)
+    files.digests[rel] = (h.hexdigest(), size)
 
 
 def _makedirs(dest, rel):
@@ -542,7 +480,7 @@ def _remove(path):
 # outer formats
 
 
-def _extract_conda_zip(pkg, src, dest, digests, libzstd, writers):
+def _extract_conda_zip(pkg, src, dest, digests, libzstd, files):
     """Sequentially read a .conda zip's local headers; extract its inner tar.zst members."""
     found = []
     while True:
@@ -577,7 +515,7 @@ def _extract_conda_zip(pkg, src, dest, digests, libzstd, writers):
         if name.endswith(".tar.zst") and (name.startswith("info-") or name.startswith("pkg-")):
             raw = io.BufferedReader(body if method == 0 else _Inflating(body), COPY_BUFSIZE)
             dec = zstd.open_reader(raw, libzstd=libzstd, name=what)
-            _extract_tar(pkg, dec, dest, digests, what, writers)
+            _extract_tar(pkg, dec, dest, digests, what, files)
             # the zstd frame may end before the member: read the rest (epilogue/padding)
             while dec.read(COPY_BUFSIZE):
                 pass
@@ -646,23 +584,14 @@ class _Bz2Reader(io.RawIOBase):
         return n
 
 
-WRITER_THREADS = 2
-
-
-def extract_stream(entry, payload, dest, libzstd=None, writer_threads=None):
+def extract_stream(entry, payload, dest, libzstd=None):
     """Extract `payload` (the stored bytes of `entry`) into the existing empty directory
     `dest`, checking the stored sha256/size and info/paths.json. Raises PackageError."""
     pkg = entry.get("filename") or entry.get("name", "?")
     encoding = entry.get("encoding") or encoding_for(pkg)
     src = _HashingReader(payload)
     digests = {}
-    n = WRITER_THREADS if writer_threads is None else writer_threads
-    writers = _Writers(pkg, dest, digests, n)
-    try:
-        _extract_any(pkg, encoding, src, dest, digests, libzstd, writers)
-        writers.drain()
-    finally:
-        writers.close()
+    _extract_any(pkg, encoding, src, dest, digests, libzstd, _Files(pkg, dest, digests))
     src.drain()
     want_sha = entry.get("stored_sha256") or entry.get("sha256")
     want_size = entry.get("stored_size", entry.get("size"))
@@ -676,19 +605,19 @@ def extract_stream(entry, payload, dest, libzstd=None, writer_threads=None):
     return digests
 
 
-def _extract_any(pkg, encoding, src, dest, digests, libzstd, writers):
+def _extract_any(pkg, encoding, src, dest, digests, libzstd, files):
     try:
         if encoding == "conda":
-            _extract_conda_zip(pkg, src, dest, digests, libzstd, writers)
+            _extract_conda_zip(pkg, src, dest, digests, libzstd, files)
         elif encoding == "tar.zst":
             dec = zstd.open_reader(io.BufferedReader(_RawAdapter(src), COPY_BUFSIZE),
                                    libzstd=libzstd, name=pkg)
-            _extract_tar(pkg, dec, dest, digests, pkg, writers)
+            _extract_tar(pkg, dec, dest, digests, pkg, files)
             while dec.read(COPY_BUFSIZE):
                 pass
         elif encoding == "tar.bz2":
             dec = io.BufferedReader(_Bz2Reader(src, pkg), COPY_BUFSIZE)
-            _extract_tar(pkg, dec, dest, digests, pkg, writers)
+            _extract_tar(pkg, dec, dest, digests, pkg, files)
             while dec.read(COPY_BUFSIZE):
                 pass
         else:
