@@ -19,8 +19,10 @@ from typing import Iterable
 
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.core.util_rules.environments import EnvironmentTarget, LocalEnvironmentTarget
+from pants.base.build_root import BuildRoot
 from pants.engine.fs import (
     EMPTY_DIGEST,
+    AddPrefix,
     CreateDigest,
     Digest,
     DigestEntries,
@@ -28,6 +30,9 @@ from pants.engine.fs import (
     FileDigest,
     FileEntry,
     MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
 )
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
@@ -41,10 +46,10 @@ class CoexBuildError(Exception):
     """A user-facing build failure: the message names what is wrong and how to fix it."""
 
 
-def _read_tree(package_dir: str, prefix: str, recursive: bool) -> list[FileContent]:
+def _read_tree(package_dir: str, prefix: str) -> list[FileContent]:
     out = []
     for root, dirs, files in os.walk(package_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__") if recursive else []
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
             if name.endswith(".py"):
                 path = os.path.join(root, name)
@@ -55,10 +60,10 @@ def _read_tree(package_dir: str, prefix: str, recursive: bool) -> list[FileConte
 
 
 def runtime_files() -> list[FileContent]:
-    """`coex_runtime/*.py`, exactly the files `coex_runtime.format.runtime_sources()` embeds."""
-    import coex_runtime
+    """The runtime exactly as `coex_runtime.format` embeds it in archives."""
+    from coex_runtime.format import runtime_sources
 
-    return _read_tree(os.path.dirname(os.path.abspath(coex_runtime.__file__)), "coex_runtime", False)
+    return [FileContent(name, data) for name, data in sorted(runtime_sources().items())]
 
 
 def library_files() -> list[FileContent]:
@@ -68,7 +73,7 @@ def library_files() -> list[FileContent]:
     coex_dir = os.path.dirname(os.path.abspath(coex.__file__))
     with open(os.path.join(coex_dir, "__init__.py"), "rb") as f:
         init = FileContent("coex/__init__.py", f.read())
-    return [init, *_read_tree(os.path.join(coex_dir, "lib"), "coex/lib", True)]
+    return [init, *_read_tree(os.path.join(coex_dir, "lib"), "coex/lib")]
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,20 @@ class CoexToolWithRuntime:
 
 
 @rule(desc="Collect the coex runtime", level=LogLevel.DEBUG)
-async def coex_runtime_digest() -> CoexRuntime:
-    return CoexRuntime(await Get(Digest, CreateDigest(runtime_files())))
+async def coex_runtime_digest(build_root: BuildRoot) -> CoexRuntime:
+    import coex_runtime
+
+    runtime_dir = os.path.dirname(os.path.abspath(coex_runtime.__file__))
+    rel = os.path.relpath(runtime_dir, build_root.path)
+    if rel == "." or rel.startswith(".."):
+        # Vendored outside the build root: read it once (it cannot change under a running Pants).
+        return CoexRuntime(await Get(Digest, CreateDigest(runtime_files())))
+    # Inside the build root (as in this repo): read it through Pants' watched file system, so an
+    # edit is picked up even by a running pantsd, which only restarts for `pythonpath` entries
+    # other than the build root itself.
+    snapshot = await Get(Snapshot, PathGlobs([f"{rel}/*.py"]))
+    stripped = await Get(Digest, RemovePrefix(snapshot.digest, rel))
+    return CoexRuntime(await Get(Digest, AddPrefix(stripped, "coex_runtime")))
 
 
 @rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
