@@ -1,7 +1,12 @@
-"""RuleRunner setup for the coex backend (no Python backend: it would download pex)."""
+"""RuleRunner setup for the coex backend (no Python backend: it would download pex), the example
+target every test starts from, and small assertions."""
 from __future__ import annotations
 
 import json
+import os
+from textwrap import dedent
+
+import pytest
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfileResult,
@@ -20,6 +25,7 @@ from pants.core.target_types import (
 from pants.core.util_rules import source_files, stripped_source_files
 from pants.engine.addresses import Address
 from pants.engine.rules import QueryRule
+from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
 
 from coex import register
@@ -40,8 +46,29 @@ from coex.util_rules.resolve import (
     CondaPackage,
 )
 from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
+from coex_runtime import format as coex_format
 
 LOCK = "3rdparty/conda/tiny.lock"
+APP = Address("app", target_name="app")
+BUILD = dedent(
+    """\
+    coex_binary(
+        name="app",
+        conda_dependencies=["prefixprog", "tinypy"],
+        entry_point="prefixprog",
+        env={"APP_MODE": "test"},
+        dependencies=[":srcs", ":data"],
+    )
+    resources(name="srcs", sources=["src/**/*.py"])
+    files(name="data", sources=["data/*.txt"])
+    """
+)
+APP_FILES = {
+    "app/BUILD": BUILD,
+    "app/src/myapp/__init__.py": "",
+    "app/src/myapp/main.py": "print('hello')\n",
+    "app/data/notes.txt": "notes\n",
+}
 
 
 def make_rule_runner() -> RuleRunner:
@@ -98,3 +125,23 @@ def generate_lockfile(rule_runner: RuleRunner, resolve: str = "tiny") -> str:
 def package(rule_runner: RuleRunner, address: Address) -> BuiltPackage:
     tgt = rule_runner.get_target(address)
     return rule_runner.request(BuiltPackage, [CoexBinaryFieldSet.create(tgt)])
+
+
+def archive_info(rule_runner: RuleRunner, relpath: str):
+    path = os.path.join(rule_runner.build_root, "dist-test", relpath)
+    return path, coex_format.open_archive(path)
+
+
+def write_built(rule_runner: RuleRunner, built: BuiltPackage) -> list:
+    rule_runner.write_digest(built.digest, path_prefix="dist-test")
+    return [a.relpath for a in built.artifacts]
+
+
+def expect_error(fn, *needles: str) -> str:
+    """`fn()` fails with a Pants error whose text holds every needle."""
+    with pytest.raises(ExecutionError) as exc:
+        fn()
+    text = str(exc.value)
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in:\n{text}"
+    return text
