@@ -1,5 +1,7 @@
 """RuleRunner tests of the coex backend (tiny channel): One digest per locked package: entries, fetch
 (file:, http), verification, transcode."""
+import shutil
+
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
 from coex.util_rules.resolve import (
     CoexLockedPlatform,
@@ -80,3 +82,20 @@ def test_fetch_over_http(rule_runner, tiny_channel, tmp_path):
         server.shutdown()
     assert served == [f"/{token}/linux-64/{pkg.filename}"]  # really fetched over the network
     assert fetched.digest == rule_runner.request(FetchedCondaPackage, [pkg]).digest
+
+
+def test_fetch_from_a_channel_path_with_a_space(rule_runner, tiny_channel, tmp_path):
+    generate_lockfile(rule_runner)
+    locked = rule_runner.request(
+        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
+    )
+    pkg = next(p for p in locked.packages if p.name == "libtiny")
+    spaced = tmp_path / "my channel"
+    shutil.copytree(tiny_channel.path, spaced)
+    url = (spaced / "linux-64" / pkg.filename).as_uri()
+    assert "%20" in url
+    fetched = rule_runner.request(FetchedCondaPackage, [type(pkg)(**{**pkg.__dict__, "url": url})])
+    assert fetched.digest == rule_runner.request(FetchedCondaPackage, [pkg]).digest
+    # and a wrong sha256 still names the package
+    bad = type(pkg)(**{**pkg.__dict__, "url": url, "sha256": "0" * 64})
+    expect_error(lambda: rule_runner.request(FetchedCondaPackage, [bad]), pkg.filename)

@@ -11,7 +11,9 @@ channel already is a content-addressed remote store, so a remote process cache w
 for this step. What is worth sharing through a remote cache -- the transcoded packages and the
 assembled archive -- are processes. Caveats of 2.17's DownloadFile: the whole file is buffered in
 memory while it is verified (mind multi-GB packages), and a download is remembered by URL path
-and digest (the host is not part of the key; the content is verified either way).
+and digest (the host is not part of the key; the content is verified either way), and it
+opens `file:` URLs by their percent-encoded path: packages of a local channel whose path needs
+escaping (e.g. has a space) are fetched by a `coex.lib fetch` process instead.
 
 Transcode: a `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib transcode` process per
 package (keyed by the package digest and the zstd level). `.conda` packages are used untouched.
@@ -26,7 +28,13 @@ from pants.util.logging import LogLevel
 
 from coex.subsystem import CoexSubsystem
 from coex.util_rules.resolve import CondaPackage
-from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
+from coex.util_rules.tool import (
+    CoexBuildError,
+    CoexLibProcess,
+    CoexLibResult,
+    MovedFile,
+    MoveFile,
+)
 
 
 def download_url(url: str) -> str:
@@ -50,9 +58,32 @@ class FetchedCondaPackage:
     path: str
 
 
+def needs_fetch_process(url: str) -> bool:
+    """Pants 2.17 opens `file:` URLs by their still-percent-encoded path, so a local channel whose
+    path has a space (or anything escaped) cannot go through DownloadFile."""
+    return url.startswith("file:") and "%" in url
+
+
 @rule(desc="Fetch a conda package", level=LogLevel.DEBUG)
 async def fetch_conda_package(package: CondaPackage) -> FetchedCondaPackage:
     file_digest = FileDigest(package.sha256, package.size)
+    path = f"pkgs/{package.subdir}/{package.filename}"
+    if needs_fetch_process(package.url):
+        result = await Get(
+            CoexLibResult,
+            CoexLibProcess,
+            CoexLibProcess.of(
+                ["fetch", "--url", package.url, "--sha256", package.sha256,
+                 "--size", str(package.size), "--out", path],
+                description=f"Fetch {package.filename}",
+                failure=f"Fetching the conda package {package.filename} from {package.url} failed.",
+                output_files=[path],
+            ),
+        )
+        moved = await Get(MovedFile, MoveFile(result.output_digest, path, path))
+        if moved.file_digest != file_digest:  # the library verified it; this guards the wiring
+            raise CoexBuildError(f"{package.filename}: fetched bytes differ from the lockfile.")
+        return FetchedCondaPackage(package, moved.digest, path)
     try:
         await Get(Digest, DownloadFile(download_url(package.url), file_digest))
     except Exception as e:  # the engine's message says "Wrong digest ..." without the package
@@ -62,7 +93,6 @@ async def fetch_conda_package(package: CondaPackage) -> FetchedCondaPackage:
             f"{e}\nIf the channel changed the file, regenerate the lockfile; otherwise check "
             f"that the URL is reachable."
         ) from None
-    path = f"pkgs/{package.subdir}/{package.filename}"
     digest = await Get(Digest, CreateDigest([FileEntry(path, file_digest)]))
     return FetchedCondaPackage(package, digest, path)
 
