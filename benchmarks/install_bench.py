@@ -9,8 +9,9 @@ floor (`tar -I zstd -x` of the same bytes), measured side by side in one run, pr
 * rattler: `rattler.install` of the same records into an empty cache + prefix (file:// URLs).
 * floor: one `tar -I zstd -xf` per package of the same payload as a single .tar.zst (the
   `.conda`'s two inner tars concatenated), run one after another, into an empty directory.
-Each round uses fresh directories; the best round of each is reported (goals: coex <= 1.0x
-rattler and <= 1.5x the floor).
+Each round uses fresh directories, the order of the three rotates and `sync` runs between them
+(so nobody pays for another's write-back); the best round of each is reported (goals: coex <=
+1.0x rattler and <= 1.5x the floor). On a shared machine, compare rounds, not single numbers.
 """
 import argparse
 import asyncio
@@ -31,10 +32,6 @@ from coex_runtime import install  # noqa: E402
 from tests.factory import realistic  # noqa: E402
 from tests.factory.fixtures import rattler_solve  # noqa: E402
 from tests.installer import helpers  # noqa: E402
-
-
-def drop_caches_hint():
-    pass  # page cache is warm for every contender alike (same bytes read each round)
 
 
 def run_coex(entries, work, jobs):
@@ -96,10 +93,12 @@ def main(argv=None):
             print("  %-45s %8.1f kB  %s" % (e["filename"], e["stored_size"] / 1e3, e["encoding"]))
 
         best = {"coex": 1e9, "coex+finalize": 1e9, "rattler": 1e9, "floor": 1e9}
+        order = ["floor", "rattler", "coex"]
         for rnd in range(args.rounds):
-            for name in ("floor", "rattler", "coex"):
+            for name in order[rnd % 3:] + order[:rnd % 3]:   # rotate: nobody always goes last
                 work = os.path.join(base, "r%d-%s" % (rnd, name))
                 os.makedirs(work)
+                os.sync()  # the previous contender's dirty pages are not written back meanwhile
                 if name == "coex":
                     t, fin = run_coex(entries, work, args.jobs)
                     best["coex"] = min(best["coex"], t)
@@ -114,7 +113,7 @@ def main(argv=None):
                     best["floor"] = min(best["floor"], t)
                     print("round %d floor   %.3f s" % (rnd, t))
                 shutil.rmtree(work, ignore_errors=True)
-        files = sum(len(fs) for _, _, fs in os.walk(os.path.join(base, "tarzst")))
+                os.sync()
         print()
         print("best of %d rounds (cold: empty package cache and prefix each round)" % args.rounds)
         print("  tar -I zstd -x (floor)   %.3f s" % best["floor"])
@@ -123,7 +122,6 @@ def main(argv=None):
               % (best["coex"], best["coex"] / best["rattler"], best["coex"] / best["floor"]))
         print("  coex + finalize (.pyc)   %.3f s   = %.2fx rattler"
               % (best["coex+finalize"], best["coex+finalize"] / best["rattler"]))
-        del files
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

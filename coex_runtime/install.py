@@ -12,8 +12,13 @@ entry points, .pyc), pre-/post-link scripts, conda-meta records and history.
 `progress`, when given, is called as progress(phase, done, total, name) with phase "extract",
 "link" or "finalize"; it must be cheap and thread-safe (it is called from worker threads).
 
-Errors raise InstallError (a subclass of each module's error is not needed: every error the
-installer raises is an InstallError whose message names the package and file).
+Every error is an InstallError (LinkScriptError for a failing link script) whose message
+names the package and the file; the staging directory is removed if install_env created it.
+
+Link scripts: conda runs pre-link scripts before a package's files are linked; here the
+environment only exists at its final path after the caller's rename, so finalize_env runs all
+pre-link scripts (install order), then compiles .pyc, then runs all post-link scripts (install
+order, as conda and rattler do), each with PREFIX, PKG_NAME, PKG_VERSION, PKG_BUILDNUM.
 """
 
 import errno
@@ -21,7 +26,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import threading
 
 from coex_runtime import condameta, extract, noarch, prefix as prefixmod

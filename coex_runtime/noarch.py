@@ -12,11 +12,9 @@ import json
 import os
 import re
 
-import sys
-
 
 class NoarchError(Exception):
-    pass
+    """A noarch: python package cannot be installed (names the package)."""
 
 
 def python_version(entries):
