@@ -93,6 +93,7 @@ def main(argv=None):
             print("  %-45s %8.1f kB  %s" % (e["filename"], e["stored_size"] / 1e3, e["encoding"]))
 
         best = {"coex": 1e9, "coex+finalize": 1e9, "rattler": 1e9, "floor": 1e9}
+        times = {"coex": [], "coex+finalize": [], "rattler": [], "floor": []}
         order = ["floor", "rattler", "coex"]
         for rnd in range(args.rounds):
             for name in order[rnd % 3:] + order[:rnd % 3]:   # rotate: nobody always goes last
@@ -103,14 +104,18 @@ def main(argv=None):
                     t, fin = run_coex(entries, work, args.jobs)
                     best["coex"] = min(best["coex"], t)
                     best["coex+finalize"] = min(best["coex+finalize"], t + fin)
+                    times["coex"].append(t)
+                    times["coex+finalize"].append(t + fin)
                     print("round %d coex    %.3f s (+ finalize %.3f s)" % (rnd, t, fin))
                 elif name == "rattler":
                     t = run_rattler(records, work)
                     best["rattler"] = min(best["rattler"], t)
+                    times["rattler"].append(t)
                     print("round %d rattler %.3f s" % (rnd, t))
                 else:
                     t = run_floor(tarballs, work)
                     best["floor"] = min(best["floor"], t)
+                    times["floor"].append(t)
                     print("round %d floor   %.3f s" % (rnd, t))
                 shutil.rmtree(work, ignore_errors=True)
                 os.sync()
@@ -122,6 +127,11 @@ def main(argv=None):
               % (best["coex"], best["coex"] / best["rattler"], best["coex"] / best["floor"]))
         print("  coex + finalize (.pyc)   %.3f s   = %.2fx rattler"
               % (best["coex+finalize"], best["coex+finalize"] / best["rattler"]))
+        med = dict((k, sorted(v)[len(v) // 2]) for k, v in times.items())
+        print("medians: floor %.3f s, rattler %.3f s, coex %.3f s (= %.2fx rattler, %.2fx floor), "
+              "coex + finalize %.3f s" % (med["floor"], med["rattler"], med["coex"],
+                                          med["coex"] / med["rattler"], med["coex"] / med["floor"],
+                                          med["coex+finalize"]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
