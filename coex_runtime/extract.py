@@ -20,6 +20,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import struct
 import zlib
 
@@ -761,7 +762,9 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     key = entry.get("stored_sha256") or entry["sha256"]
     final = os.path.join(pkgs_dir, key)
     if os.path.isdir(final):
-        return final
+        if cached_package_intact(final):
+            return final
+        _discard(pkgs_dir, final)  # damaged (files deleted or truncated): extract it again
     if not os.path.isdir(pkgs_dir):
         os.makedirs(pkgs_dir, exist_ok=True)
     tmp = _make_temp_dir(pkgs_dir, key)
@@ -782,6 +785,39 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def cached_package_intact(pkgdir):
+    """Cheap check of an extracted package found in the cache: every path of its
+    info/paths.json (or info/files) exists, with the recorded size for regular files."""
+    try:
+        paths = read_paths(os.path.basename(pkgdir), pkgdir)
+    except (PackageError, EnvironmentError, ValueError):
+        return False
+    for p in paths:
+        pt = p.get("path_type", "hardlink")
+        if pt == "directory":
+            continue
+        full = os.path.join(pkgdir, p["_path"])
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return False
+        size = p.get("size_in_bytes")
+        if pt == "hardlink" and size is not None and stat.S_ISREG(st.st_mode) \
+                and st.st_size != int(size):
+            return False
+    return True
+
+
+def _discard(pkgs_dir, path):
+    """Move a damaged cache entry out of the way (atomically), then delete it."""
+    trash = _make_temp_dir(pkgs_dir, "trash")
+    try:
+        os.rename(path, os.path.join(trash, "old"))
+    except OSError:
+        pass  # someone else already moved it
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _make_temp_dir(parent, key):

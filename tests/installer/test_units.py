@@ -416,3 +416,16 @@ def test_conda_zip_variants(tiny_channel, tmp_path):
     with pytest.raises(install.InstallError) as ei:
         helpers.coex_install([e], tmp_path / "pkgs2", tmp_path / "env2")
     assert "prefixprog-1.0-h0_0.conda" in str(ei.value) and "data descriptor" in str(ei.value)
+
+
+def test_damaged_cache_entry_is_extracted_again(tmp_path, tiny_channel):
+    e = helpers.entry_from_file(tiny_channel.file("prefixprog"))
+    pkgs = tmp_path / "pkgs"
+    helpers.coex_install([e], pkgs, tmp_path / "env0")
+    cached = pkgs / e["stored_sha256"]
+    (cached / "share/prefixprog/plain.txt").unlink()          # e.g. a partial cache cleanup
+    (cached / "etc/prefixprog.conf").write_text("trunc")       # or a truncated file
+    env = helpers.coex_install([e], pkgs, tmp_path / "env1")
+    assert (env / "share/prefixprog/plain.txt").exists()
+    assert (env / "etc/prefixprog.conf").read_text() == "prefix=%s\n" % env
+    assert sorted(os.listdir(str(pkgs))) == [e["stored_sha256"]]
