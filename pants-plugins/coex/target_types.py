@@ -5,8 +5,10 @@ Design: a `coex_binary` names its conda environment itself (an `environment_file
 `conda_environment` target: a conda environment is not a library that other targets depend on
 piecemeal (it is installed whole, as one prefix), so the resolve *is* the shared unit, exactly
 like `[python].resolves`/`[jvm].resolves`. Binaries that should share an environment name the
-same resolve; its lockfile is solved from the union of their specs. Binaries that need different
-environments use different resolves.
+same resolve; its lockfile is solved from the union of their specs, so their versions agree.
+Each binary then carries only the part of the locked environment its own specs need (their
+closure over the lock's dependencies, as a pex takes its requirements' subset of a Python lock);
+a binary that gives no specs of its own carries the whole resolve.
 
 The app layer is the transitive sources of `dependencies`, with source roots stripped (as pex
 does), except `files`/`file` targets, which keep their build-root-relative paths (also as pex).
@@ -109,6 +111,9 @@ class CoexResolveField(StringField):
         f"""
         The resolve (named conda environment with one lockfile) this binary's environment comes
         from: a key of `[coex].resolves`. Defaults to `[coex].default_resolve`.
+
+        The binary carries the locked packages its own specs need; without specs of its own
+        (only `resolve` set) it carries the whole resolve.
 
         Run `{bin_name()} generate-lockfiles --resolve=NAME` after changing the specs of any
         target in the resolve.

@@ -119,7 +119,10 @@ def generate_lockfile(rule_runner: RuleRunner, resolve: str = "tiny") -> str:
     (request,) = rule_runner.request(UserGenerateLockfiles, [RequestedCoexResolveNames([resolve])])
     result = rule_runner.request(GenerateLockfileResult, [request])
     rule_runner.write_digest(result.digest)
-    return rule_runner.read_file(result.path)
+    text = rule_runner.read_file(result.path)
+    # write_digest does not invalidate the engine's memoized directory listings; write_files does
+    rule_runner.write_files({result.path: text})
+    return text
 
 
 def package(rule_runner: RuleRunner, address: Address) -> BuiltPackage:

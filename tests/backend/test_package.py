@@ -169,3 +169,32 @@ def test_two_targets_same_output_path(rule_runner):
 def test_no_entry_point_is_a_target_error(rule_runner):
     rule_runner.write_files({"app/BUILD": BUILD.replace('entry_point="prefixprog",', "")})
     expect_error(lambda: rule_runner.get_target(APP), "app:app", "no entry point", "entry_point")
+
+
+def test_binaries_sharing_a_resolve_carry_only_what_they_need(rule_runner):
+    rule_runner.write_files(
+        {
+            "old/BUILD": dedent(
+                """\
+                coex_binary(name="old", conda_dependencies=["oldstyle"], entry_point="oldstyle")
+                coex_binary(name="all", resolve="tiny", entry_point="oldstyle")
+                """
+            )
+        }
+    )
+    text = generate_lockfile(rule_runner)
+    assert "oldstyle" in text and "prefixprog" in text  # one lock for the whole resolve
+
+    def names(address):
+        (relpath,) = write_built(rule_runner, package(rule_runner, address))
+        _, archive = archive_info(rule_runner, relpath)
+        return {p["name"] for p in archive.info["packages"]}, archive.info
+
+    app, app_info = names(APP)
+    assert "oldstyle" not in app and {"prefixprog", "libtiny", "tinypy", "python", "zstd"} <= app
+    assert app_info["requested_specs"] == ["prefixprog", "tinypy"]
+    old, _ = names(Address("old", target_name="old"))
+    assert "oldstyle" in old and "zstd" in old and "prefixprog" not in old
+    # a binary that only names the resolve gets the whole environment
+    everything, _ = names(Address("old", target_name="all"))
+    assert everything == app | old

@@ -45,6 +45,7 @@ from coex.util_rules.resolve import (
     CoexResolveInputs,
     CoexResolveName,
     check_resolve_name,
+    environment_subset,
     platforms_of,
 )
 from coex.util_rules.tool import CoexBuildError
@@ -145,7 +146,11 @@ async def package_coex_binary(
     locked = await MultiGet(
         Get(CoexLockedPlatform, CoexLockedPlatformRequest(resolve, p)) for p in platforms
     )
-    flat = [(i, p) for i, lp in enumerate(locked) for p in lp.packages]
+    # A binary carries the part of the resolve its own specs need (as a pex takes its
+    # requirements' subset of a Python lockfile); one that gives no specs carries all of it.
+    own_specs = inputs.target_specs(address)
+    subsets = [environment_subset(lp.packages, own_specs) for lp in locked]
+    flat = [(i, p) for i, pkgs in enumerate(subsets) for p in pkgs]
     prepared_flat = await MultiGet(
         Get(ArchivablePackage, ArchivablePackageRequest(p, coex.transcode_zstd_level))
         for _, p in flat
@@ -164,7 +169,7 @@ async def package_coex_binary(
                 entry_points=FrozenDict(entry_points),
                 default_entry_point=default_entry_point,
                 env=FrozenDict(field_set.env.value or {}),
-                requested_specs=tuple(inputs.request["specs"]),
+                requested_specs=own_specs or tuple(inputs.request["specs"]),
                 build_json=json.dumps(build, sort_keys=True),
                 output_path=paths[lp.platform],
             ),
@@ -176,12 +181,13 @@ async def package_coex_binary(
         BuiltPackageArtifact(
             a.path,
             extra_log_lines=(
-                f"    {lp.platform}: {len(lp.packages)} conda packages (resolve {resolve}), "
+                f"    {lp.platform}: {len(pkgs)} of the {len(lp.packages)} conda packages of "
+                f"resolve {resolve}, "
                 f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
                 f"    archive {a.archive_id[:16]}, environment {a.env_id[:16]}",
             ),
         )
-        for a, lp in zip(archives, locked)
+        for a, lp, pkgs in zip(archives, locked, prepared)
     )
     return BuiltPackage(digest, artifacts)
 

@@ -24,6 +24,7 @@ from pants.util.strutil import softwrap
 
 from coex.lib.envspec import check_specs, parse_environment_text
 from coex.lib.errors import CoexError
+from coex.lib.lockfile import _spec_name as spec_name  # py-rattler's MatchSpec name
 from coex.lib.lockfile import inputs_sha256, parse_header, stale_reason
 from coex.lib.platforms import check_platform
 from coex.subsystem import CoexSubsystem
@@ -99,10 +100,14 @@ class CoexResolveInputs:
     lockfile_path: str
     request_json: str  # canonical JSON of the solve request
     inputs_sha256: str
+    target_specs_json: str = "{}"  # {address: [the specs that target itself gives]}
 
     @property
     def request(self) -> dict:
         return json.loads(self.request_json)
+
+    def target_specs(self, address) -> tuple[str, ...]:
+        return tuple(json.loads(self.target_specs_json).get(str(address), ()))
 
     @property
     def empty(self) -> bool:
@@ -143,7 +148,9 @@ async def coex_resolve_inputs(
     env_channels: list[str] = []
     origins: list[str] = []
     platforms: list[str] = []
+    by_target: dict[str, list[str]] = {}
     for t in members:
+        own = by_target.setdefault(str(t.address), [])
         file_content = env_text.get(t.address)
         if file_content is not None:
             origin = f"{file_content.path} (`environment_file` of {t.address})"
@@ -154,15 +161,18 @@ async def coex_resolve_inputs(
             except CoexError as e:
                 raise CoexBuildError(str(e))
             specs.extend(env.specs)
+            own.extend(env.specs)
             env_channels.extend(env.channels)
             origins.append(origin)
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
             origin = f"the `conda_dependencies` of {t.address}"
             try:
-                specs.extend(check_specs(list(inline), origin))
+                checked = check_specs(list(inline), origin)
             except CoexError as e:
                 raise CoexBuildError(str(e))
+            specs.extend(checked)
+            own.extend(checked)
             origins.append(origin)
         platforms.extend(platforms_of(t[CoexPlatformsField], coex))
     if not members:
@@ -182,7 +192,9 @@ async def coex_resolve_inputs(
         digest = inputs_sha256(request)
     except CoexError as e:
         raise CoexBuildError(str(e))
-    return CoexResolveInputs(resolve, coex.resolves[resolve], request_json, digest)
+    return CoexResolveInputs(
+        resolve, coex.resolves[resolve], request_json, digest, json.dumps(by_target, sort_keys=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,25 @@ class CondaPackage:
     @property
     def entry(self) -> dict:
         return json.loads(self.entry_json)
+
+
+def environment_subset(
+    packages: tuple[CondaPackage, ...], root_specs: tuple[str, ...]
+) -> tuple[CondaPackage, ...]:
+    """The packages that `root_specs` (and the runtime's `zstd`) need: their closure over the
+    locked packages' `depends`, in the lock's install order. No roots: the whole environment."""
+    if not root_specs:
+        return packages
+    by_name = {p.name: p for p in packages}
+    todo = [spec_name(s) for s in root_specs] + ["zstd"]
+    keep: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if not name or name in keep or name not in by_name:
+            continue
+        keep.add(name)
+        todo.extend(spec_name(dep) for dep in by_name[name].entry.get("depends") or ())
+    return tuple(p for p in packages if p.name in keep)
 
 
 @dataclass(frozen=True)
