@@ -34,13 +34,24 @@ from tests.factory.fixtures import rattler_solve  # noqa: E402
 from tests.installer import helpers  # noqa: E402
 
 
+CPU = {}  # contender -> [cpu seconds (user+sys) per round]
+
+
+def _cpu(who=None):
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN if who == "children" else resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def run_coex(entries, work, jobs):
     pkgs, prefix = os.path.join(work, "pkgs"), os.path.join(work, "env")
     staging = os.path.join(work, ".staging")
+    c0 = _cpu()
     t0 = time.perf_counter()
     install.install_env(entries, helpers.open_payload, pkgs, staging, prefix, jobs=jobs)
     os.rename(staging, prefix)
     t1 = time.perf_counter()
+    CPU.setdefault("coex", []).append(_cpu() - c0)
     install.finalize_env(prefix, entries)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
@@ -53,18 +64,24 @@ def run_rattler(records, work):
         await rattler.install(records, target_prefix=os.path.join(work, "env"),
                               cache_dir=os.path.join(work, "cache"), show_progress=False)
 
+    c0 = _cpu()
     t0 = time.perf_counter()
     asyncio.run(go())
-    return time.perf_counter() - t0
+    t = time.perf_counter() - t0
+    CPU.setdefault("rattler", []).append(_cpu() - c0)
+    return t
 
 
 def run_floor(tarballs, work):
     dest = os.path.join(work, "env")
     os.makedirs(dest)
+    c0 = _cpu("children")
     t0 = time.perf_counter()
     for tb in tarballs:
         subprocess.run(["tar", "-I", "zstd", "-xf", tb, "-C", dest], check=True)
-    return time.perf_counter() - t0
+    t = time.perf_counter() - t0
+    CPU.setdefault("floor", []).append(_cpu("children") - c0)
+    return t
 
 
 def main(argv=None):
@@ -132,6 +149,9 @@ def main(argv=None):
               "coex + finalize %.3f s" % (med["floor"], med["rattler"], med["coex"],
                                           med["coex"] / med["rattler"], med["coex"] / med["floor"],
                                           med["coex+finalize"]))
+        cm = dict((k, sorted(v)[len(v) // 2]) for k, v in CPU.items())
+        print("median CPU time (user+sys, all threads): floor %.3f s, rattler %.3f s, coex %.3f s "
+              "(= %.2fx rattler)" % (cm["floor"], cm["rattler"], cm["coex"], cm["coex"] / cm["rattler"]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
