@@ -71,8 +71,9 @@ APP_FILES = {
 }
 
 
-def make_rule_runner() -> RuleRunner:
+def make_rule_runner(bootstrap_args: list | None = None) -> RuleRunner:
     return RuleRunner(
+        bootstrap_args=bootstrap_args or [],
         target_types=[
             *register.target_types(),
             FilesGeneratorTarget,

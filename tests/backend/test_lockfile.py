@@ -6,10 +6,12 @@ from coex.util_rules.resolve import (
 )
 from tests.backend.helpers import (
     APP,
+    APP_FILES,
     BUILD,
     LOCK,
     expect_error,
     generate_lockfile,
+    make_rule_runner,
     package,
     set_coex_options,
 )
@@ -122,3 +124,14 @@ def test_environment_file_errors(rule_runner):
 def test_unsolvable_spec_names_the_target(rule_runner):
     rule_runner.write_files({"app/BUILD": BUILD.replace('"tinypy"', '"unsolvable"')})
     expect_error(lambda: generate_lockfile(rule_runner), "Locking the resolve 'tiny' failed", "app:app", "does-not-exist")
+
+
+def test_ignored_lockfile_is_explained(tiny_channel):
+    rule_runner = make_rule_runner([f'--pants-ignore=["/{LOCK}"]'])
+    set_coex_options(rule_runner, tiny_channel.url)
+    rule_runner.write_files({**APP_FILES, LOCK: "# coex-lockfile: {}\n"})
+    expect_error(
+        lambda: package(rule_runner, APP),
+        f"({LOCK}) exists, but Pants ignores it",
+        f'pants_ignore.add = ["!/{LOCK}"]',
+    )

@@ -24,6 +24,7 @@ def make_buildroot(dest: Path) -> Path:
     shutil.copytree(REPO / "examples" / "hello", dest / "examples" / "hello", ignore=IGNORE)
     shutil.copy(REPO / "pants.toml", dest / "pants.toml")
     shutil.copy(REPO / "BUILD", dest / "BUILD")
+    shutil.copy(REPO / ".gitignore", dest / ".gitignore")  # Pants honours it, as in the repo
     return dest
 
 
@@ -44,6 +45,8 @@ class Pants:
             PANTS_LOCAL_EXECUTION_ROOT_DIR=str(state / "sandboxes"),
             PANTS_COEX_CHANNELS=f'["{channel_url}"]',
             COEX_ROOT=str(state / "coex-root"),
+            # as examples/run does: the example lock is gitignored, and Pants hides such files
+            PANTS_PANTS_IGNORE='+["!/examples/examples.lock"]',
         )
         (state / "sandboxes").mkdir(parents=True, exist_ok=True)
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
+from pants.base.build_root import BuildRoot
 from pants.engine.fs import Digest, DigestContents, PathGlobs, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets, HydratedSources, HydrateSourcesRequest, Target
@@ -208,13 +210,27 @@ class CoexLockfile:
 
 
 @rule(desc="Read a coex lockfile", level=LogLevel.DEBUG)
-async def coex_lockfile(name: CoexResolveName, coex: CoexSubsystem) -> CoexLockfile:
+async def coex_lockfile(
+    name: CoexResolveName, coex: CoexSubsystem, build_root: BuildRoot
+) -> CoexLockfile:
     resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
     path = coex.resolves[resolve]
     inputs, snapshot = await MultiGet(
         Get(CoexResolveInputs, CoexResolveName, name), Get(Snapshot, PathGlobs([path]))
     )
     inputs.require_specs()
+    if path not in snapshot.files and os.path.isfile(os.path.join(build_root.path, path)):
+        # (a look at the disk, only to explain the failure)
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The lockfile for resolve {resolve!r} ({path}) exists, but Pants ignores it (a
+                `.gitignore` or `[GLOBAL].pants_ignore` pattern matches it), so builds cannot
+                read it. Fix: un-ignore it for Pants, e.g. `[GLOBAL].pants_ignore.add =
+                ["!/{path}"]` in pants.toml, or move it (`[coex].resolves`).
+                """
+            )
+        )
     if path not in snapshot.files:
         raise CoexBuildError(
             softwrap(
