@@ -164,7 +164,7 @@ def _safe_rel(pkg, rel):
     return "/".join(parts)
 
 
-def plan_package(entry, pkgdir, pyver):
+def plan_package(entry, pkgdir, pyver, sp=None):
     pkg = _pkg(entry)
     index = _read_index(pkg, pkgdir)
     try:
@@ -181,7 +181,7 @@ def plan_package(entry, pkgdir, pyver):
     for p in paths:
         rel = _safe_rel(pkg, p["_path"])
         p["_path"] = rel
-        targets.append(noarch.target_path(rel, pyver) if is_np else rel)
+        targets.append(noarch.target_path(rel, sp) if is_np else rel)
     eps = []
     if is_np:
         try:
@@ -433,7 +433,11 @@ def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd
     pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
                           jobs=jobs)
     pyver = noarch.python_version(entries)
-    plans = [plan_package(e, d, pyver) for e, d in zip(entries, pkgdirs)]
+    sp = None
+    if pyver:
+        py = [d for e, d in zip(entries, pkgdirs) if e.get("name") == "python"][0]
+        sp = noarch.site_packages(pyver, _read_index("python", py))
+    plans = [plan_package(e, d, pyver, sp) for e, d in zip(entries, pkgdirs)]
 
     # clobbering: when two packages ship the same path, the later one (install order) wins
     owner = {}
@@ -471,14 +475,14 @@ def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd
 
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
-    state = {"pyver": pyver, "requested_specs": list(requested_specs), "packages": []}
+    state = {"pyver": pyver, "site_packages": sp, "requested_specs": list(requested_specs),
+             "packages": []}
     for plan, (files, paths_data) in zip(plans, results):
         rec = condameta.make_record(plan.entry, plan.index, files, paths_data, plan.pkgdir,
                                     list(requested_specs))
         py = []
-        if plan.noarch_python and pyver:
-            sp = noarch.site_packages(pyver) + "/"
-            py = [f for f in files if f.startswith(sp) and f.endswith(".py")]
+        if plan.noarch_python and sp:
+            py = [f for f in files if f.startswith(sp + "/") and f.endswith(".py")]
         name = plan.entry["name"]
         state["packages"].append({
             "record": rec,
@@ -556,14 +560,14 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         to_compile.extend(p["compile"])
     if to_compile:
         try:
-            compiled = set(noarch.compile_pyc(prefix, pyver, to_compile))
+            compiled = noarch.compile_pyc(prefix, pyver, to_compile)
         except noarch.NoarchError as e:
             raise InstallError(str(e))
         for p in pkgs:
             rec = p["record"]
             for py in p["compile"]:
-                pyc = noarch.pyc_path(py, pyver)
-                if pyc in compiled:
+                pyc = compiled.get(py)
+                if pyc:
                     rec["files"].append(pyc)
                     rec["paths_data"]["paths"].append({"_path": pyc, "path_type": "pyc_file"})
             rec["files"].sort(key=condameta.path_key)

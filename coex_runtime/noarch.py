@@ -34,14 +34,19 @@ def is_noarch_python(entry, index):
     return na == "python"
 
 
-def site_packages(pyver):
+def site_packages(pyver, python_index=None):
+    """The prefix-relative site-packages of the python being installed: its index.json's
+    `python_site_packages_path` (CEP 17, e.g. free-threaded builds), else lib/pythonX.Y/..."""
+    sp = (python_index or {}).get("python_site_packages_path")
+    if sp and isinstance(sp, str) and not sp.startswith("/") and ".." not in sp.split("/"):
+        return sp.strip("/")
     return "lib/python%s/site-packages" % pyver
 
 
-def target_path(rel, pyver):
-    """Where a noarch python package's file `rel` goes in the prefix."""
+def target_path(rel, sp):
+    """Where a noarch python package's file `rel` goes in the prefix (`sp`: site_packages())."""
     if rel.startswith("site-packages/"):
-        return site_packages(pyver) + rel[len("site-packages"):]
+        return sp + rel[len("site-packages"):]
     if rel.startswith("python-scripts/"):
         return "bin" + rel[len("python-scripts"):]
     return rel
@@ -99,47 +104,64 @@ def entry_point_script(prefix, pyver, module, func):
             ).encode("utf-8")
 
 
-def pyc_path(py_rel, pyver, impl="cpython"):
-    """`a/b.py` -> `a/__pycache__/b.cpython-XY.pyc` (PEP 3147)."""
-    d, base = os.path.split(py_rel)
-    stem = base[:-3]
-    tag = "%s-%s" % (impl, pyver.replace(".", ""))
-    return "/".join(p for p in (d, "__pycache__", "%s.%s.pyc" % (stem, tag)) if p)
+# Run by the environment's own python (any version, 2.7 included): compile each listed file,
+# print its path and the path of the .pyc written (two lines); files that do not compile (e.g. py2-only modules some
+# packages ship) are skipped, as conda does.
+_COMPILE = r"""
+import sys, py_compile
+try:
+    from importlib.util import cache_from_source
+except ImportError:
+    def cache_from_source(p):
+        return p + "c"
+for line in open(sys.argv[1], "rb").read().decode("utf-8").splitlines():
+    if not line:
+        continue
+    try:
+        py_compile.compile(line, doraise=True)
+    except Exception:
+        continue
+    sys.stdout.write(line + "\n" + cache_from_source(line) + "\n")
+"""
+
+
+def env_python(prefix, pyver):
+    for name in ("python%s" % pyver, "python3", "python"):
+        p = os.path.join(prefix, "bin", name)
+        if os.path.exists(p):
+            return p
+    raise NoarchError("cannot compile .pyc files: the environment has no bin/python%s" % pyver)
 
 
 def compile_pyc(prefix, pyver, py_rels):
     """Compile `py_rels` (paths relative to prefix) with the environment's python in ONE
-    process. Returns the list of .pyc paths (relative) that exist afterwards."""
+    process. Returns {py_rel: pyc_rel} of the files it compiled, the .pyc named as that python
+    names them (its own cache tag: cpython-311, pypy39, ...)."""
     if not py_rels:
-        return []
+        return {}
     import subprocess
     import tempfile
-    python = os.path.join(prefix, "bin", "python%s" % pyver)
-    if not os.path.exists(python):
-        python = os.path.join(prefix, "bin", "python")
-    if not os.path.exists(python):
-        raise NoarchError("cannot compile .pyc files: the environment has no bin/python%s" % pyver)
+    python = env_python(prefix, pyver)
     fd, listing = tempfile.mkstemp(prefix=".coex-pyc-", suffix=".txt", dir=prefix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(("\n".join(os.path.join(prefix, r) for r in py_rels) + "\n").encode("utf-8"))
         try:
-            proc = subprocess.Popen([python, "-Wi", "-m", "compileall", "-q", "-l", "-i", listing],
-                                    cwd=prefix, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([python, "-Wi", "-c", _COMPILE, listing], cwd=prefix,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as e:
             raise NoarchError("cannot run the environment's python (%s) to compile .pyc files: %s; "
                               "is the archive built for this platform?" % (python, e))
-        out = proc.communicate()[0]
+        out, err = proc.communicate()
     finally:
         os.unlink(listing)
-    # compileall reports syntax errors (e.g. py2-only files some packages ship) but goes on;
-    # conda ignores these too: the .pyc simply does not exist.
-    done = []
-    for r in py_rels:
-        pr = pyc_path(r, pyver)
-        if os.path.exists(os.path.join(prefix, pr)):
-            done.append(pr)
-    if proc.returncode not in (0, 1):
+    if proc.returncode != 0:
         raise NoarchError("compiling .pyc files with %s failed (exit %s):\n%s"
-                          % (python, proc.returncode, out.decode("utf-8", "replace")))
+                          % (python, proc.returncode, err.decode("utf-8", "replace").rstrip()))
+    root = prefix.rstrip("/") + "/"
+    lines = out.decode("utf-8", "surrogateescape").splitlines()
+    done = {}
+    for src, pyc in zip(lines[0::2], lines[1::2]):
+        if src.startswith(root) and pyc.startswith(root):
+            done[src[len(root):]] = pyc[len(root):]
     return done

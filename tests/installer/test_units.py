@@ -429,3 +429,31 @@ def test_damaged_cache_entry_is_extracted_again(tmp_path, tiny_channel):
     assert (env / "share/prefixprog/plain.txt").exists()
     assert (env / "etc/prefixprog.conf").read_text() == "prefix=%s\n" % env
     assert sorted(os.listdir(str(pkgs))) == [e["stored_sha256"]]
+
+
+def test_noarch_python_site_packages_path_cep17(tmp_path, tiny_channel):
+    """A python whose index.json declares python_site_packages_path (CEP 17, e.g. free-threaded
+    builds) gets noarch packages there; .pyc are compiled and recorded where python put them."""
+    import json
+    import sys
+
+    host = "/root/.pyenv/versions/3.9.18/bin/python3.9"
+    if not os.path.exists(host):
+        host = sys.executable
+    members = [Member("bin/python3.9", data=('#!/bin/sh\nexec "%s" "$@"\n' % host).encode(),
+                      mode=0o755)]
+    meta = PackageMeta("python", "3.9.18", "h0_cep17")
+    info = info_files(meta, members)
+    index = json.loads(info["info/index.json"])
+    index["python_site_packages_path"] = "lib/python3.9t/site-packages"
+    info["info/index.json"] = json.dumps(index).encode()
+    py = helpers.entry_from_file(
+        write_archive(tmp_path / "python-3.9.18-h0_cep17.conda", info, members), meta.index_json())
+    tp = helpers.entry_from_file(tiny_channel.file("tinypy"), noarch="python")
+    env = helpers.coex_install([py, tp], tmp_path / "pkgs", tmp_path / "env")
+    sp = env / "lib/python3.9t/site-packages/tinypy"
+    assert (sp / "cli.py").exists() and not (env / "lib/python3.9").exists()
+    rec = helpers.conda_meta(env)["tinypy-1.0-pyh0_0.json"]
+    pycs = [p["_path"] for p in rec["paths_data"]["paths"] if p["path_type"] == "pyc_file"]
+    assert "lib/python3.9t/site-packages/tinypy/__pycache__/cli.cpython-39.pyc" in pycs
+    assert all((env / p).exists() for p in pycs)
