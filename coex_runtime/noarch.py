@@ -1,6 +1,7 @@
 """`noarch: python` packages: where their files go, their console scripts, their .pyc files.
 
-* `site-packages/<x>` -> `lib/pythonX.Y/site-packages/<x>` (X.Y of the python being installed)
+* `site-packages/<x>` -> `lib/pythonX.Y/site-packages/<x>` (X.Y of the python being installed;
+  its index.json's CEP 17 `python_site_packages_path` when it declares one)
 * `python-scripts/<x>` -> `bin/<x>`
 * `info/link.json` `noarch.entry_points` ("name = module:func") -> `bin/<name>` console scripts
   (the same bytes rattler writes; a shebang longer than 127 bytes, or a prefix with a blank,
