@@ -198,3 +198,16 @@ def test_binaries_sharing_a_resolve_carry_only_what_they_need(rule_runner):
     # a binary that only names the resolve gets the whole environment
     everything, _ = names(Address("old", target_name="all"))
     assert everything == app | old
+
+
+def test_run_needs_an_archive_for_this_machine(rule_runner):
+    rule_runner.write_files(
+        {"app/BUILD": BUILD.replace('name="app",', 'name="app", platforms=["linux-aarch64"],')}
+    )
+    tgt = rule_runner.get_target(APP)
+    expect_error(
+        lambda: rule_runner.request(RunRequest, [CoexBinaryFieldSet.create(tgt)]),
+        "Cannot run app:app here",
+        "linux-aarch64",
+        "'linux-64'",
+    )
