@@ -189,7 +189,7 @@ class _Files(object):
         if HASH_THREAD if hash_thread is None else hash_thread:
             import queue
             import threading
-            self._q = queue.Queue(64)
+            self._q = queue.Queue(4)  # bounded: at most 4 files (<= 8 MB each) waiting
             self._t = threading.Thread(target=self._hasher, name="coex-hash")
             self._t.daemon = True
             self._t.start()
