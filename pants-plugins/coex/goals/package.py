@@ -104,7 +104,8 @@ def check_output_path_collisions(
     for other in binaries.targets:
         if other.address == address:
             continue
-        theirs = output_paths(other[CoexOutputPathField], platforms_of(other[CoexPlatformsField], coex))
+        other_platforms = platforms_of(other[CoexPlatformsField], coex)
+        theirs = output_paths(other[CoexOutputPathField], other_platforms)
         clash = sorted(wanted.intersection(theirs.values()))
         if clash:
             raise CoexBuildError(

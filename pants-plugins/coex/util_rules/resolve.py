@@ -81,14 +81,8 @@ class AllCoexBinaries:
 
 @rule(desc="Find coex_binary targets", level=LogLevel.DEBUG)
 async def all_coex_binaries(all_targets: AllTargets) -> AllCoexBinaries:
-    return AllCoexBinaries(
-        tuple(
-            sorted(
-                (t for t in all_targets if t.has_field(CoexResolveField) and t.alias == CoexBinaryTarget.alias),
-                key=lambda t: t.address,
-            )
-        )
-    )
+    binaries = (t for t in all_targets if t.alias == CoexBinaryTarget.alias)
+    return AllCoexBinaries(tuple(sorted(binaries, key=lambda t: t.address)))
 
 
 @dataclass(frozen=True)
@@ -159,7 +153,7 @@ async def coex_resolve_inputs(
             try:
                 env = parse_environment_text(file_content.content.decode("utf-8"), origin)
             except UnicodeDecodeError:
-                raise CoexBuildError(f"{origin} is not UTF-8 text: is it really an environment.yml?")
+                raise CoexBuildError(f"{origin} is not UTF-8 text: is it an environment.yml?")
             except CoexError as e:
                 raise CoexBuildError(str(e))
             specs.extend(env.specs)
@@ -331,7 +325,8 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> CoexLocked
         CoexLibResult,
         CoexLibProcess,
         CoexLibProcess.of(
-            ["entries", "--lock", lock.path, "--platform", request.platform, "--out", "entries.json"],
+            ["entries", "--lock", lock.path, "--platform", request.platform,
+             "--out", "entries.json"],
             description=f"List locked conda packages of {request.resolve} for {request.platform}",
             failure=f"Reading the lockfile {lock.path} of resolve {request.resolve!r} failed.",
             input_digest=lock.digest,
