@@ -219,7 +219,8 @@ class Runtime(object):
             self.cache.clean_staging("env", self.env16)
             self.cache.discard(self.prefix)
             from coex_runtime import install
-            libzstd = self.libzstd() if self._need_extract() else None
+            # Always: a cached package found damaged is extracted again, and needs the decoder.
+            libzstd = self.libzstd()
             stage = self.cache.staging("env", self.env16)
             entries = self.info["packages"]
             specs = self.info.get("requested_specs") or []
