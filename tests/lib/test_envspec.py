@@ -1,6 +1,6 @@
 import pytest
 
-from coex.lib.envspec import load_environment_file, parse_environment_text
+from coex.lib.envspec import check_specs, load_environment_file, parse_environment_text
 from coex.lib.errors import CoexError
 
 
@@ -50,3 +50,10 @@ def test_bad_matchspec_shows_rattlers_message():
 def test_missing_file(tmp_path):
     with pytest.raises(CoexError, match="Cannot read environment file"):
         load_environment_file(tmp_path / "nope.yml")
+
+
+def test_spec_without_range_operator_is_refused_at_parse_time_with_the_fix():
+    """`python 3.11` is what the solver refuses too: say so when the file is read, with py-rattler's
+    suggestion, instead of failing later inside the solve."""
+    with pytest.raises(CoexError, match=r"invalid conda match spec 'python 3.11'.*Did you mean"):
+        check_specs(["python 3.11"], "environment.yml")

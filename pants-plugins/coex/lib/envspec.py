@@ -29,7 +29,7 @@ def check_specs(specs, origin):
                 "`python=3.11`).".format(origin, spec))
         spec = " ".join(spec.split())
         try:
-            MatchSpec(spec)
+            MatchSpec(spec, strict=True)  # as the solver parses it
         except (InvalidMatchSpecError, ValueError) as e:
             raise CoexError(
                 "{}: invalid conda match spec {!r}: {}\nFix the spec (conda syntax, e.g. "

@@ -192,7 +192,7 @@ def _generic_vpkgs(canonical):
     return out
 
 
-def _spec_name(spec):
+def spec_name(spec):
     from rattler import MatchSpec
 
     name = MatchSpec(spec).name
@@ -209,7 +209,7 @@ def solve_records(req, cache_dir=None):
     n = normalize_request(req)
     origin = n["origin"]
     specs = check_specs(n["specs"], origin)
-    if "zstd" not in [_spec_name(s) for s in specs]:
+    if "zstd" not in [spec_name(s) for s in specs]:
         specs = specs + ["zstd"]
     tmp = None
     if cache_dir is None:

@@ -26,7 +26,7 @@ from pants.util.strutil import softwrap
 
 from coex.lib.envspec import check_specs, parse_environment_text
 from coex.lib.errors import CoexError
-from coex.lib.lockfile import _spec_name as spec_name  # py-rattler's MatchSpec name
+from coex.lib.lockfile import spec_name  # py-rattler's MatchSpec name
 from coex.lib.lockfile import inputs_sha256, parse_header, stale_reason
 from coex.lib.platforms import check_platform
 from coex.subsystem import CoexSubsystem
