@@ -26,6 +26,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import threading
 
 from coex_runtime import condameta, extract, noarch, prefix as prefixmod
@@ -91,37 +92,181 @@ def _pkg(entry):
 
 
 # ---------------------------------------------------------------------------------------------
+# worker processes
+
+# None: fork when it is safe (os.fork exists and this process runs no other thread);
+# False: never (threads in this process instead); True: whenever os.fork exists (tests).
+FORK = None
+
+
+def can_fork():
+    if not hasattr(os, "fork") or FORK is False:
+        return False
+    if FORK:
+        return True
+    # a child forked while another thread holds a lock (stdio, logging, ...) could deadlock
+    return threading.active_count() == 1
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a worker process: unwinds it so its temp dirs are removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated("terminated")
+
+
+def _fork_map(fn, items, jobs, on_done=None, name=str):
+    """[fn(x) for x in items] in forked worker processes, at most `jobs` at a time, items
+    started in the given order. fn's return value travels back as JSON; an exception in a
+    worker comes back as an InstallError with its message (the first in item order is raised
+    after every worker finished). on_done(k, result) runs in this process as item k
+    finishes; name(item) names it when its worker dies without a word. Each process has its
+    own interpreter lock: CPU-bound Python code, syscalls and
+    decompression of different items really run at the same time."""
+    import select
+    import signal
+    items = list(items)
+    results = [None] * len(items)
+    errors = [None] * len(items)
+    running = {}  # read fd -> [k, pid, chunks]
+    nxt = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or a child might write the same buffered bytes again
+        except Exception:  # noqa: B902 - a closed or odd stream is not our problem here
+            pass
+    try:
+        while running or (nxt < len(items) and not any(errors)):
+            while nxt < len(items) and len(running) < jobs and not any(errors):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    code = 1
+                    try:
+                        os.close(r)
+                        signal.signal(signal.SIGTERM, _on_sigterm)
+                        try:
+                            msg = {"ok": fn(items[nxt])}
+                            code = 0
+                        except InstallError as e:
+                            msg = {"error": str(e), "script": isinstance(e, LinkScriptError)}
+                        except BaseException as e:  # noqa: B902 - reported by the parent
+                            import traceback
+                            msg = {"error": "%s: %s\n%s" % (type(e).__name__, e,
+                                                             traceback.format_exc())}
+                        data = json.dumps(msg).encode("utf-8")
+                        while data:
+                            data = data[os.write(w, data):]
+                    finally:
+                        os._exit(code)
+                os.close(w)
+                running[r] = [nxt, pid, []]
+                nxt += 1
+            ready = select.select(list(running), [], [])[0]
+            for r in ready:
+                chunk = os.read(r, 65536)
+                if chunk:
+                    running[r][2].append(chunk)
+                    continue
+                k, pid, chunks = running.pop(r)
+                os.close(r)
+                status = _waitpid(pid)
+                try:
+                    msg = json.loads(b"".join(chunks).decode("utf-8"))
+                except ValueError:
+                    msg = {}
+                if "ok" in msg and status == 0:
+                    results[k] = msg["ok"]
+                    if on_done is not None:
+                        on_done(k, results[k])
+                elif msg.get("error"):
+                    cls = LinkScriptError if msg.get("script") else InstallError
+                    errors[k] = cls(msg["error"])
+                else:
+                    errors[k] = InstallError("%s: %s" % (name(items[k]), _died(status)))
+    finally:
+        for r, (k, pid, chunks) in list(running.items()):  # only when this process failed
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+            _waitpid(pid)
+            os.close(r)
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
+
+
+def _waitpid(pid):
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except OSError as e:
+            if e.errno != errno.EINTR:  # 3.4 retries EINTR itself; older ones do not
+                raise
+
+
+def _died(status):
+    if os.WIFSIGNALED(status):
+        return "the worker process was killed by signal %d" % os.WTERMSIG(status)
+    return "the worker process exited with status %d without a result" % (
+        os.WEXITSTATUS(status) if os.WIFEXITED(status) else status)
+
+
+# ---------------------------------------------------------------------------------------------
 # phase 1
 
 
 def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None):
-    """pkgs_dir/<stored sha256>/ for each entry (extracting the missing ones in parallel)."""
+    """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones in parallel:
+    in forked worker processes when possible (see can_fork), else in threads."""
     if not os.path.isdir(pkgs_dir):
         os.makedirs(pkgs_dir, exist_ok=True)
     total = len(entries)
     done = [0]
     lock = threading.Lock()
 
-    def one(entry):
-        try:
-            d = extract.extract_to_cache(entry, open_payload, pkgs_dir, libzstd=libzstd)
-        except extract.PackageError as e:
-            raise InstallError(str(e))
-        except EnvironmentError as e:
-            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e))
+    def report(entry):
         if progress is not None:
             with lock:
                 done[0] += 1
                 n = done[0]
             progress("extract", n, total, _pkg(entry))
-        return d
 
-    # biggest first: the longest job should not start last
-    order = sorted(range(total), key=lambda i: -int(entries[i].get("stored_size")
-                                                      or entries[i].get("size") or 0))
-    dirs = _pmap(lambda i: one(entries[i]), order, _jobs(jobs, total))
+    def one(entry):
+        try:
+            return extract.extract_to_cache(entry, open_payload, pkgs_dir, libzstd=libzstd)
+        except extract.PackageError as e:
+            raise InstallError(str(e))
+        except EnvironmentError as e:
+            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e))
+
     out = [None] * total
-    for i, d in zip(order, dirs):
+    todo = []
+    for i, e in enumerate(entries):
+        d = os.path.join(pkgs_dir, e.get("stored_sha256") or e["sha256"])
+        if os.path.isdir(d) and extract.cached_package_intact(d):
+            out[i] = d
+            report(e)
+        else:
+            todo.append(i)
+    # biggest first: the longest job should not start last
+    todo.sort(key=lambda i: -int(entries[i].get("stored_size") or entries[i].get("size") or 0))
+    jobs = _jobs(jobs, len(todo))
+    if jobs > 1 and can_fork():
+        def done_one(k, d):
+            report(entries[todo[k]])
+        dirs = _fork_map(lambda i: one(entries[i]), todo, jobs, done_one,
+                         name=lambda i: "%s (extracting into %s)" % (_pkg(entries[i]), pkgs_dir))
+    else:
+        def threaded(i):
+            d = one(entries[i])
+            report(entries[i])
+            return d
+        dirs = _pmap(threaded, todo, jobs)
+    for i, d in zip(todo, dirs):
         out[i] = d
     return out
 

@@ -38,15 +38,18 @@ def _pkgs_marked(pkgs):
     return [p.name for p in pkgs.iterdir() if not p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("workers", ["in-process", "forked"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_bad_package(bad_channel, tiny_channel, tmp_path, name):
+def test_bad_package(bad_channel, tiny_channel, tmp_path, monkeypatch, name, workers):
+    """In this process (jobs=1), and in forked worker processes (the message travels back)."""
     good = helpers.entry_from_file(tiny_channel.file("libtiny", version="1.0"))
     bad = helpers.entry_from_file(bad_channel.file(name))
     pkgs = tmp_path / "pkgs"
     # long enough for the 255-char placeholders, too long for the 20-char one
     prefix = tmp_path / ("env-" + "x" * 60)
+    monkeypatch.setattr(install, "FORK", workers == "forked")
     with pytest.raises(install.InstallError) as ei:
-        helpers.coex_install([good, bad], pkgs, prefix, jobs=1)
+        helpers.coex_install([good, bad], pkgs, prefix, jobs=1 if workers == "in-process" else 2)
     msg = str(ei.value)
     assert bad["filename"] in msg, msg
     assert EXPECTED[name] in msg, msg

@@ -1,0 +1,200 @@
+"""Packages extracted in forked worker processes (each with its own interpreter lock): where
+the work runs, how results and errors travel back, the thread fallback, interrupts; .pyc
+compiled by several processes of the environment's python."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from coex_runtime import install, noarch
+from tests.factory.condapkg import PackageMeta, build_from_files
+from tests.installer import helpers
+
+
+def _pkg(tmp_path, name, files, **kw):
+    meta = PackageMeta(name, "1.0", "h0_0", **kw)
+    path = build_from_files(files, tmp_path / "chan" / "linux-64", meta)
+    return helpers.entry_from_file(path, meta.index_json())
+
+
+def _three(tmp_path):
+    return [_pkg(tmp_path, "p%d" % k, dict(("share/p%d/f%d.txt" % (k, j), "%d %d\n" % (k, j))
+                                           for j in range(20))) for k in range(3)]
+
+
+def _pid_recorder(tmp_path):
+    """open_payload that notes which process opened which package (one file per call)."""
+    log = tmp_path / "opened"
+    log.mkdir()
+
+    def open_payload(entry):
+        (log / ("%s-%d" % (entry["name"], os.getpid()))).write_text("")
+        return helpers.open_payload(entry)
+    return open_payload, log
+
+
+def _install(entries, tmp_path, open_payload, jobs, progress=None):
+    staging, prefix = tmp_path / "st", tmp_path / "env"
+    install.install_env(entries, open_payload, str(tmp_path / "pkgs"), str(staging), str(prefix),
+                        jobs=jobs, progress=progress)
+    os.rename(str(staging), str(prefix))
+    install.finalize_env(str(prefix), entries)
+    return prefix
+
+
+def test_packages_are_extracted_in_forked_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "FORK", True)
+    entries = _three(tmp_path)
+    open_payload, log = _pid_recorder(tmp_path)
+    seen = []
+    env = _install(entries, tmp_path, open_payload, jobs=2,
+                   progress=lambda *a: seen.append(a[:3]))
+    opened = dict(n.rsplit("-", 1) for n in os.listdir(str(log)))
+    assert sorted(opened) == ["p0", "p1", "p2"]
+    pids = set(int(p) for p in opened.values())
+    assert os.getpid() not in pids and len(pids) == 3       # one worker per package
+    for k in range(3):
+        assert (env / ("share/p%d/f7.txt" % k)).read_text() == "%d 7\n" % k
+        assert os.path.isdir(str(tmp_path / "pkgs" / entries[k]["stored_sha256"]))
+    # progress is reported by this process, once per package, as workers finish
+    assert sorted(x for x in seen if x[0] == "extract") == [("extract", n, 3) for n in (1, 2, 3)]
+    assert [p for p in os.listdir(str(tmp_path / "pkgs")) if p.startswith(".")] == []
+
+
+def test_without_fork_threads_of_this_process_extract(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "FORK", False)
+    open_payload, log = _pid_recorder(tmp_path)
+    env = _install(_three(tmp_path), tmp_path, open_payload, jobs=2)
+    assert set(n.rsplit("-", 1)[1] for n in os.listdir(str(log))) == {str(os.getpid())}
+    assert (env / "share/p2/f3.txt").read_text() == "2 3\n"
+
+
+def test_no_fork_while_another_thread_runs(monkeypatch):
+    monkeypatch.setattr(install, "FORK", None)
+    alone = threading.active_count() == 1   # not so under pytest-xdist (execnet's thread)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not install.can_fork()
+    finally:
+        stop.set()
+        t.join()
+    assert install.can_fork() == alone
+    monkeypatch.setattr(install, "FORK", False)
+    assert not install.can_fork()
+
+
+def test_a_worker_killed_by_a_signal_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(install, "FORK", True)
+    entries = _three(tmp_path)
+
+    def open_payload(entry):
+        if entry["name"] == "p1":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return helpers.open_payload(entry)
+
+    with pytest.raises(install.InstallError) as ei:
+        _install(entries, tmp_path, open_payload, jobs=2)
+    msg = str(ei.value)
+    assert entries[1]["filename"] in msg and "killed by signal %d" % signal.SIGKILL in msg, msg
+    assert not (tmp_path / "st").exists() and not (tmp_path / "env").exists()
+    assert entries[1]["stored_sha256"] not in os.listdir(str(tmp_path / "pkgs"))
+
+
+def test_an_unexpected_worker_exception_comes_back_with_its_traceback(monkeypatch):
+    def fn(x):
+        if x == 2:
+            raise ZeroDivisionError("boom in the worker")
+        return [x, x * x]
+
+    assert install._fork_map(fn, [0, 1, 3], 2) == [[0, 0], [1, 1], [3, 9]]
+    with pytest.raises(install.InstallError) as ei:
+        install._fork_map(fn, [0, 1, 2, 3], 2)
+    assert "ZeroDivisionError: boom in the worker" in str(ei.value)
+    assert "Traceback" in str(ei.value)
+    with pytest.raises(install.LinkScriptError):
+        install._fork_map(lambda x: (_ for _ in ()).throw(install.LinkScriptError("s")), [0, 1], 2)
+
+
+def test_first_error_in_item_order_wins_and_no_new_workers_start(tmp_path):
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def fn(x):
+        (started / str(x)).write_text("")
+        if x in (0, 1):
+            time.sleep(0.2 if x == 0 else 0)
+            raise install.InstallError("item %d failed" % x)
+        return x
+
+    with pytest.raises(install.InstallError) as ei:
+        install._fork_map(fn, [0, 1, 2, 3, 4], 2)
+    assert str(ei.value) == "item 0 failed"
+    assert sorted(os.listdir(str(started))) == ["0", "1"]   # nothing started after a failure
+
+
+def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
+    """SIGTERM to the workers unwinds them (try/finally cleanup runs, as extract_to_cache's
+    removal of its temp dir does); the parent's exception propagates without waiting."""
+    marker = tmp_path / "half-done"
+
+    def fn(x):
+        if x == 0:
+            return x
+        marker.write_text("x")
+        try:
+            time.sleep(30)
+        finally:
+            marker.unlink()
+        return x
+
+    def on_done(k, result):
+        while not marker.exists():
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        install._fork_map(fn, [0, 1], 2, on_done)
+    assert time.time() - t0 < 20
+    assert not marker.exists()
+
+
+def test_pyc_compiled_by_several_processes(tmp_path, monkeypatch):
+    """Enough source for several compiling processes: every file that compiles gets its .pyc,
+    recorded in conda-meta; one that does not is skipped."""
+    import json
+    import subprocess
+    import sys
+
+    host = "/root/.pyenv/versions/3.9.18/bin/python3.9"
+    if not os.path.exists(host):
+        host = sys.executable
+    py = _pkg(tmp_path, "python", {"bin/python3.9": ("exec", '#!/bin/sh\nexec "%s" "$@"\n' % host)})
+    py["version"] = "3.9.18"
+    files = dict(("site-packages/many/m%02d.py" % k, "X = %d\n" % k + "# pad\n" * 400)
+                 for k in range(12))
+    files["site-packages/many/bad.py"] = "def broken(:\n"
+    many = _pkg(tmp_path, "many", files, noarch="python")
+    calls = []
+    real_popen = subprocess.Popen
+
+    def counting_popen(args, **kw):
+        calls.append(args)
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(noarch, "PYC_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(subprocess, "Popen", counting_popen)
+    env = helpers.coex_install([py, many], tmp_path / "pkgs", tmp_path / "env")
+    compilers = [a for a in calls if noarch._COMPILE in a]
+    assert len(compilers) == min(os.cpu_count() or 1, 13), calls
+    rec = helpers.conda_meta(env)[many["filename"][:-len(".conda")] + ".json"]
+    pycs = sorted(p["_path"] for p in rec["paths_data"]["paths"] if p["path_type"] == "pyc_file")
+    sp = "lib/python3.9/site-packages/many/__pycache__/"
+    assert pycs == [sp + "m%02d.cpython-39.pyc" % k for k in range(12)]
+    assert all((env / p).is_file() for p in pycs)
+    assert not list((env / sp).glob("bad.*"))
+    assert set(pycs) <= set(rec["files"])
