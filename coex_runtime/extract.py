@@ -766,15 +766,19 @@ def verify_paths(pkg, pkgdir, digests):
         pt = p.get("path_type", "hardlink")
         if pt == "directory":
             continue
+        try:
+            is_link = stat.S_ISLNK(os.lstat(full).st_mode)
+        except OSError:
+            is_link = None
         if pt == "softlink":
-            if not os.path.islink(full):
+            if not is_link:
                 raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
                                    "has no such symlink" % (pkg, rel))
             continue
-        if not os.path.lexists(full):
+        if is_link is None:
             raise PackageError("%s: info/paths.json lists %s, but the package does not contain "
                                "it" % (pkg, rel))
-        if os.path.islink(full):
+        if is_link:
             continue  # some builders record symlinks as hardlink entries
         got = digests.get(rel)
         if got is None:

@@ -616,7 +616,9 @@ def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd
             progress("link", n, total, _pkg(plan.entry))
         return result
 
-    results = _pmap(one, plans, _jobs(jobs, total))
+    # one thread: linking is a few syscalls per file, and threads (or forked workers, with
+    # their results sent back) were measured slower on the realistic environment
+    results = [one(plan) for plan in plans]
 
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
