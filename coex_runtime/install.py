@@ -176,7 +176,7 @@ def _fork_map(fn, items, jobs, on_done=None, name=str):
                     msg = json.loads(b"".join(chunks).decode("utf-8"))
                 except ValueError:
                     msg = {}
-                if "ok" in msg and status == 0:
+                if "ok" in msg and status in (0, None):
                     results[k] = msg["ok"]
                     if on_done is not None:
                         on_done(k, results[k])
@@ -200,15 +200,21 @@ def _fork_map(fn, items, jobs, on_done=None, name=str):
 
 
 def _waitpid(pid):
+    """The worker's exit status; None when it cannot be known (SIGCHLD ignored: the kernel
+    reaped it, and its message alone tells how it went)."""
     while True:
         try:
             return os.waitpid(pid, 0)[1]
         except OSError as e:
-            if e.errno != errno.EINTR:  # 3.4 retries EINTR itself; older ones do not
+            if e.errno == errno.ECHILD:
+                return None
+            if e.errno != errno.EINTR:  # 3.5+ retries EINTR itself
                 raise
 
 
 def _died(status):
+    if status is None:
+        return "the worker process ended without a result"
     if os.WIFSIGNALED(status):
         return "the worker process was killed by signal %d" % os.WTERMSIG(status)
     return "the worker process exited with status %d without a result" % (

@@ -144,11 +144,12 @@ def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
     def fn(x):
         if x == 0:
             return x
-        marker.write_text("x")
         try:
+            marker.write_text("x")
             time.sleep(30)
         finally:
-            marker.unlink()
+            if marker.exists():
+                marker.unlink()
         return x
 
     def on_done(k, result):
@@ -198,3 +199,17 @@ def test_pyc_compiled_by_several_processes(tmp_path, monkeypatch):
     assert all((env / p).is_file() for p in pycs)
     assert not list((env / sp).glob("bad.*"))
     assert set(pycs) <= set(rec["files"])
+
+
+def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):
+    """With SIGCHLD ignored the kernel reaps workers itself (waitpid: ECHILD): their messages
+    still tell results from errors."""
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert install._fork_map(lambda x: x + 1, [1, 2, 3], 2) == [2, 3, 4]
+        with pytest.raises(install.InstallError) as ei:
+            install._fork_map(lambda x: os._exit(3) if x == 2 else x, [1, 2], 2,
+                              name=lambda x: "item-%d" % x)
+        assert "item-2" in str(ei.value) and "without a result" in str(ei.value)
+    finally:
+        signal.signal(signal.SIGCHLD, old)
