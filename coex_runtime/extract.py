@@ -34,33 +34,28 @@ class PackageError(Exception):
 
 
 class _HashingReader(object):
-    """Counts and hashes every byte read from `f` (the stored payload)."""
+    """Counts and hashes every byte read from `f` (the stored payload); `update(bytes)` does
+    the hashing (by default here, inline)."""
 
-    def __init__(self, f):
+    def __init__(self, f, update=None):
         self._f = f
         self.sha = hashlib.sha256()
         self.size = 0
+        self._update = update or self.sha.update
 
     def read(self, n=-1):
         data = self._f.read(n) if n is not None and n >= 0 else self._f.read()
         if data:
-            self.sha.update(data)
+            self._update(data)
             self.size += len(data)
         return data
-
-    def readinto(self, b):
-        n = self._f.readinto(b)
-        if n:
-            self.sha.update(memoryview(b)[:n])
-            self.size += n
-        return n
 
     def drain(self):
         while True:
             data = self._f.read(COPY_BUFSIZE)
             if not data:
                 return
-            self.sha.update(data)
+            self._update(data)
             self.size += len(data)
 
 
@@ -173,7 +168,8 @@ HASH_THREAD = True
 
 class _Files(object):
     """Creates and writes the extracted files of one package in the reading thread; files over
-    64 kB are hashed by one helper thread (hashlib releases the GIL), smaller ones inline.
+    64 kB, and the stored bytes (`stored_update`, digest in `stored_sha` after close()), are
+    hashed by one helper thread (hashlib releases the GIL), smaller files inline.
 
     (Writer threads were measured: with the GIL handed back and forth around each syscall they
     made extraction slower, not faster; packages are extracted in parallel instead. The hash
@@ -185,6 +181,7 @@ class _Files(object):
     def __init__(self, pkg, dest, digests, hash_thread=None):
         self.pkg, self.dest, self.digests = pkg, dest, digests
         self.made = set([""])
+        self.stored_sha = hashlib.sha256()
         self._q = None
         if HASH_THREAD if hash_thread is None else hash_thread:
             import queue
@@ -200,7 +197,17 @@ class _Files(object):
             if item is None:
                 return
             rel, data = item
-            self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+            if rel is None:
+                self.stored_sha.update(data)
+            else:
+                self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+
+    def stored_update(self, data):
+        """Hash the next bytes of the stored payload (in order)."""
+        if self._q is not None:
+            self._q.put((None, data))
+        else:
+            self.stored_sha.update(data)
 
     def close(self):
         if self._q is not None:
@@ -620,14 +627,15 @@ def extract_stream(entry, payload, dest, libzstd=None):
     `dest`, checking the stored sha256/size and info/paths.json. Raises PackageError."""
     pkg = entry.get("filename") or entry.get("name", "?")
     encoding = entry.get("encoding") or encoding_for(pkg)
-    src = _HashingReader(payload)
     digests = {}
     files = _Files(pkg, dest, digests)
+    src = _HashingReader(payload, files.stored_update)
     try:
         _extract_any(pkg, encoding, src, dest, digests, libzstd, files)
+        src.drain()
     finally:
         files.close()
-    src.drain()
+    src.sha = files.stored_sha
     want_sha = entry.get("stored_sha256") or entry.get("sha256")
     want_size = entry.get("stored_size", entry.get("size"))
     got_sha = src.sha.hexdigest()
