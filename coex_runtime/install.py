@@ -43,9 +43,17 @@ class LinkScriptError(InstallError):
     """A pre-/post-link script failed; the message holds its output."""
 
 
+def _cpus():
+    """CPUs this process may run on (a container's CPU set), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _jobs(jobs, n):
     if jobs is None:
-        jobs = min(4, os.cpu_count() or 1)
+        jobs = min(4, _cpus())
     return max(1, min(int(jobs), max(1, n)))
 
 
@@ -713,7 +721,7 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         to_compile.extend(p["compile"])
     if to_compile:
         try:
-            compiled = noarch.compile_pyc(prefix, pyver, to_compile)
+            compiled = noarch.compile_pyc(prefix, pyver, to_compile, jobs=_cpus())
         except noarch.NoarchError as e:
             raise InstallError(str(e))
         for p in pkgs:
