@@ -1,7 +1,6 @@
 """The installer is stdlib-only and runs on every CPython 3.6-3.13 (forked extraction workers
-included): install the tiny environment
-with each interpreter found in the image (the environment's own python is the tiny tier's fake
-3.9 in every case) and check the result."""
+included): install the tiny environment with each interpreter found in the image (the
+environment's own python is the tiny tier's fake 3.9 in every case) and check the result."""
 import json
 import os
 import subprocess
