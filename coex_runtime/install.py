@@ -9,8 +9,16 @@ tests/installer/): paths.json driven linking (or old info/files + info/has_prefi
 NUL-padded binary prefix replacement, long shebangs, noarch python (site-packages, scripts,
 entry points, .pyc), pre-/post-link scripts, conda-meta records and history.
 
+Speed: the missing packages are extracted by forked worker processes, biggest first, at most
+`jobs` (default: min(4, usable CPUs)) at once, each with its own interpreter lock; a worker's
+error comes back as an InstallError naming the package (threads of this process are used
+instead when os.fork is missing or another thread runs, see can_fork). Linking runs in one
+thread (measured faster than threads or workers); .pyc compile in several processes of the
+environment's python when there is enough source (noarch.compile_pyc).
+
 `progress`, when given, is called as progress(phase, done, total, name) with phase "extract",
-"link" or "finalize"; it must be cheap and thread-safe (it is called from worker threads).
+"link" or "finalize", always in this process; it must be cheap and thread-safe (in the thread
+fallback it is called from worker threads).
 
 Every error is an InstallError (LinkScriptError for a failing link script) whose message
 names the package and the file; the staging directory is removed if install_env created it.
