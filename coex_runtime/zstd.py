@@ -74,11 +74,15 @@ def load_libzstd(libzstd=None):
     if libzstd:
         candidates.append(str(libzstd))
     candidates.append("libzstd.so.1")
-    found = ctypes.util.find_library("zstd")
-    if found and found not in candidates:
-        candidates.append(found)
     for cand in candidates:
         lib = _load_one(cand)
+        if not isinstance(lib, str):
+            return lib
+        tried.append(lib)
+    # only now: find_library runs `ldconfig -p` (a subprocess) on every call
+    found = ctypes.util.find_library("zstd")
+    if found and found not in candidates:
+        lib = _load_one(found)
         if not isinstance(lib, str):
             return lib
         tried.append(lib)

@@ -457,3 +457,15 @@ def test_noarch_python_site_packages_path_cep17(tmp_path, tiny_channel):
     pycs = [p["_path"] for p in rec["paths_data"]["paths"] if p["path_type"] == "pyc_file"]
     assert "lib/python3.9t/site-packages/tinypy/__pycache__/cli.cpython-39.pyc" in pycs
     assert all((env / p).exists() for p in pycs)
+
+
+def test_zstd_host_library_found_without_a_subprocess(monkeypatch):
+    """libzstd.so.1 loads by name: ctypes.util.find_library (which runs `ldconfig -p` in a
+    subprocess, once per stream before) is not consulted."""
+    zstd.load_libzstd()  # the host's library is there
+
+    def boom(name):
+        raise AssertionError("find_library called")
+    monkeypatch.setattr(zstd.ctypes.util, "find_library", boom)
+    data = b"abc" * 1000
+    assert zstd.open_reader(io.BytesIO(_frames(data))).read() == data
