@@ -138,8 +138,7 @@ def _fork_map(fn, items, jobs, on_done=None, name=str):
     worker comes back as an InstallError with its message (the first in item order is raised
     after every worker finished). on_done(k, result) runs in this process as item k
     finishes; name(item) names it when its worker dies without a word. Each process has its
-    own interpreter lock: CPU-bound Python code, syscalls and
-    decompression of different items really run at the same time."""
+    own interpreter lock, so the Python code of different items runs at the same time too."""
     import select
     import signal
     items = list(items)
