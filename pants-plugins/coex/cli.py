@@ -32,21 +32,15 @@ def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
     """A solve REQ from an environment file plus command-line channels/platforms.
     `--channel`s come first (higher priority), then the file's channels."""
     from coex.lib.envspec import load_environment_file
+    from coex.lib.lockfile import local_channel
 
     spec = load_environment_file(env_file)
     env_dir = os.path.dirname(os.path.abspath(env_file))
 
-    def local(c, base):
-        if "://" in c or c.startswith("file:"):
-            return c
-        c = os.path.expanduser(c)
-        if c.startswith((".", "/")) or os.path.isdir(os.path.join(base, c)):
-            return os.path.normpath(os.path.join(base, c))
-        return c
-
     chans = []
     # command-line channel paths are relative to the current directory, the file's to the file
-    for c in [local(c, os.getcwd()) for c in channels] + [local(c, env_dir) for c in spec.channels]:
+    for c in [local_channel(c, os.getcwd()) for c in channels] + [
+            local_channel(c, env_dir) for c in spec.channels]:
         if c not in chans:
             chans.append(c)
     if not chans:
@@ -59,7 +53,20 @@ def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
             "origin": env_file}
 
 
-def _ensure_lock(req, lockfile, env_file):
+def lock_command(env_file, lockfile, req, cli_channels=()):
+    """The `./coex lock` command line that writes `lockfile` for `req` (its platforms, and the
+    --channel/--virtual-package options it was built from)."""
+    args = ["./coex", "lock", "-f", env_file, "-o", os.path.relpath(lockfile)]
+    for c in cli_channels:
+        args += ["--channel", c]
+    for p in req["platforms"]:
+        args += ["--platform", p]
+    for v in req.get("virtual_packages") or ():
+        args += ["--virtual-package", v]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _ensure_lock(req, lockfile, env_file, cli_channels=()):
     """Use `lockfile` if it exists and is fresh; solve into it if it does not exist."""
     from coex.lib.lockfile import read_header, solve_to_lockfile, stale_reason
 
@@ -71,9 +78,10 @@ def _ensure_lock(req, lockfile, env_file):
         reason = stale_reason(header, req)
         if reason:
             raise CoexError(
-                "Lockfile {} is stale ({}): regenerate it with `./coex lock -f {} -o {}` (plus the "
-                "same --channel/--platform options), or delete it.".format(
-                    lockfile, reason, env_file, lockfile))
+                "Lockfile {} is stale ({}): regenerate it with `{}`, or delete it.".format(
+                    lockfile, reason, lock_command(env_file, lockfile, dict(
+                        req, platforms=sorted(set(req["platforms"]) | set(
+                            header.get("platforms") or []))), cli_channels)))
         return lockfile
     solve_to_lockfile(req, lockfile)
     return lockfile
@@ -103,11 +111,47 @@ def fetch_packages(packages, cache, level):
     return items
 
 
+_SKIP_SOURCES = ("__pycache__", ".git")
+
+
+def _copy_source_tree(src_dir, dest, shown, ancestors):
+    """Copy the directory `src_dir` to `dest`, following symlinks (the archive stores files only).
+    `shown` names `src_dir` in messages; `ancestors` holds the real paths of the directories
+    being copied, so a symlink back into one of them is reported instead of copied forever."""
+    os.makedirs(dest, exist_ok=True)
+    for name in sorted(os.listdir(src_dir)):
+        if name in _SKIP_SOURCES or name.endswith(".pyc"):
+            continue
+        path = os.path.join(src_dir, name)
+        where = os.path.join(shown, name)
+        if os.path.islink(path) and not os.path.exists(path):
+            raise CoexError(
+                "Source {} is a dangling symlink (to {}): remove it, point it at an existing "
+                "file, or leave it out of the SRC arguments.".format(where, os.readlink(path)))
+        if os.path.isdir(path):
+            real = os.path.realpath(path)
+            if real in ancestors:
+                raise CoexError(
+                    "Source {} is a symlink loop: it leads back to {}, which contains it. "
+                    "Remove the link, or leave it out of the SRC arguments.".format(where, real))
+            _copy_source_tree(path, os.path.join(dest, name), where, ancestors + (real,))
+        elif os.path.isfile(path):
+            shutil.copy2(path, os.path.join(dest, name))
+        else:
+            raise CoexError("Source {} is not a regular file or directory (a fifo, socket or "
+                            "device?): leave it out of the SRC arguments.".format(where))
+
+
 def stage_sources(sources, dest):
     """Copy SRC files/dirs into `dest` (the app layer root). Paths under the current directory
-    keep their relative path (so `python src/main.py` works); others go in by basename."""
+    keep their relative path (so `python src/main.py` works); others go in by basename.
+    Symlinks are followed (their targets' contents are stored); dangling ones and loops are
+    errors."""
     cwd = os.getcwd()
     for src in sources:
+        if os.path.islink(src) and not os.path.exists(src):
+            raise CoexError("Source {} is a dangling symlink (to {}).".format(
+                src, os.readlink(src)))
         if not os.path.exists(src):
             raise CoexError("Source {} does not exist.".format(src))
         full = os.path.abspath(src)
@@ -116,8 +160,8 @@ def stage_sources(sources, dest):
             rel = os.path.basename(full.rstrip(os.sep))
         target = os.path.join(dest, rel)
         if os.path.isdir(full):
-            shutil.copytree(full, target, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+            _copy_source_tree(full, target, src.rstrip(os.sep) or src,
+                              (os.path.realpath(full),))
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copy2(full, target)
@@ -168,7 +212,8 @@ def cmd_create(a):
     cache = _cache_root(a.cache_dir)
     tmp = tempfile.mkdtemp(prefix="coex-create-")
     try:
-        lockfile = _ensure_lock(req, os.path.abspath(a.lockfile), a.file) if a.lockfile else None
+        lockfile = (_ensure_lock(req, os.path.abspath(a.lockfile), a.file, a.channel)
+                    if a.lockfile else None)
         if lockfile is None:
             from coex.lib.lockfile import solve_to_lockfile
 

@@ -70,6 +70,20 @@ def canonical_channel(channel, origin=None):
     return c.rstrip("/")
 
 
+def local_channel(channel, base_dir):
+    """A channel as written by a user, with a relative path made absolute against `base_dir`
+    (the environment file's directory, the build root, or the current directory). A path is
+    what starts with `.`, `/` or `~`, or names an existing directory under `base_dir`; names
+    (`conda-forge`, `conda-forge/label/dev`) and URLs are returned unchanged."""
+    c = str(channel).strip()
+    if "://" in c or c.startswith("file:"):
+        return c
+    c = os.path.expanduser(c)
+    if c.startswith((".", "/")) or (c and os.path.isdir(os.path.join(base_dir, c))):
+        return os.path.normpath(os.path.join(base_dir, c))
+    return c
+
+
 def normalize_request(req):
     """Validate a REQ dict and return its canonical form (sorted specs/platforms, canonical
     channels, per-platform effective virtual packages). Raises CoexError on bad input."""
@@ -295,7 +309,8 @@ def lock_records(lock_path, platform):
     try:
         lf = LockFile.from_path(os.fspath(lock_path))
     except Exception as e:
-        raise CoexError("Cannot parse lockfile {}: {}; regenerate it.".format(lock_path, e))
+        raise CoexError("Cannot parse lockfile {}: {}{}; regenerate it.".format(
+            lock_path, e, _diagnose_lock_text(lock_path)))
     env = lf.default_environment()
     plats = {p.name: p for p in (env.platforms() if env is not None else [])}
     if platform not in plats:
@@ -307,6 +322,37 @@ def lock_records(lock_path, platform):
     by_name = {r.name.normalized: r for r in records}
     ordered = [by_name[p.name.normalized] for p in PackageRecord.sort_topologically(records)]
     return header, ordered
+
+
+_HEX_FIELDS = (("sha256", 64), ("md5", 32))
+
+
+def _diagnose_lock_text(lock_path):
+    """Name the package whose digest fields are malformed (rattler only says "failed to parse
+    digest"), e.g. after a hand edit or a merge: " (package X: sha256 'abc' is not 64 hex
+    digits)", or "" when nothing specific is found."""
+    import re
+
+    import yaml
+
+    try:
+        with open(lock_path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except Exception as e:  # not YAML at all: say where
+        return " (not valid YAML: {})".format(" ".join(str(e).split()))
+    packages = data.get("packages") if isinstance(data, dict) else None
+    for p in packages if isinstance(packages, list) else ():
+        if not isinstance(p, dict) or "conda" not in p:
+            continue
+        name = str(p["conda"]).rstrip("/").rsplit("/", 1)[-1]
+        for field, digits in _HEX_FIELDS:
+            value = p.get(field)
+            if value is not None and not re.match(r"^[0-9a-fA-F]{%d}$" % digits, str(value)):
+                return " (package {}: {} {!r} is not {} hex digits)".format(
+                    name, field, value, digits)
+        if "size" in p and not isinstance(p["size"], int):
+            return " (package {}: size {!r} is not a number)".format(name, p["size"])
+    return ""
 
 
 def _noarch(rec):
