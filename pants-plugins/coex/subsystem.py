@@ -48,7 +48,10 @@ class CoexSubsystem(Subsystem):
             """
             Conda channels to solve against, in priority order: channel names (e.g.
             `conda-forge`, meaning https://conda.anaconda.org/conda-forge), `https://` URLs, or
-            local `file:///abs/path` channels.
+            local channels: `file:///abs/path`, or a directory relative to the build root
+            (`./3rdparty/channel`, or `3rdparty/channel` when that directory exists). A local
+            channel is locked by its absolute path (package URLs too), so its lockfile only
+            fits checkouts at the same path.
 
             Used for a resolve unless the `environment_file`s of its targets list `channels:`,
             in which case those (in order of first appearance) are used instead, as conda does.

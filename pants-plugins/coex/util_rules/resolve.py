@@ -27,7 +27,7 @@ from pants.util.strutil import softwrap
 from coex.lib.envspec import check_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.lockfile import spec_name  # py-rattler's MatchSpec name
-from coex.lib.lockfile import inputs_sha256, parse_header, stale_reason
+from coex.lib.lockfile import inputs_sha256, local_channel, parse_header, stale_reason
 from coex.lib.platforms import check_platform
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
@@ -127,7 +127,7 @@ class CoexResolveInputs:
 
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
 async def coex_resolve_inputs(
-    name: CoexResolveName, binaries: AllCoexBinaries, coex: CoexSubsystem
+    name: CoexResolveName, binaries: AllCoexBinaries, coex: CoexSubsystem, build_root: BuildRoot
 ) -> CoexResolveInputs:
     resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
     members = [t for t in binaries.targets if t[CoexResolveField].normalized_value(coex) == resolve]
@@ -158,7 +158,9 @@ async def coex_resolve_inputs(
                 raise CoexBuildError(str(e))
             specs.extend(env.specs)
             own.extend(env.specs)
-            env_channels.extend(env.channels)
+            # a relative channel path is relative to the environment file, as with conda
+            env_dir = os.path.join(build_root.path, os.path.dirname(file_content.path))
+            env_channels.extend(local_channel(c, env_dir) for c in env.channels)
             origins.append(origin)
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
@@ -176,7 +178,8 @@ async def coex_resolve_inputs(
     request = {
         "resolve": resolve,
         "specs": sorted(set(specs)),
-        "channels": list(dict.fromkeys(env_channels)) or list(coex.channels),
+        "channels": list(dict.fromkeys(env_channels))
+        or [local_channel(c, build_root.path) for c in coex.channels],
         "platforms": sorted(set(platforms)),
         "virtual_packages": list(coex.virtual_packages),
         "origin": f"resolve {resolve!r}: " + ("; ".join(origins) if origins else "no targets"),
