@@ -29,10 +29,12 @@ fast one (floor ~0.3-0.45 s) where user CPU matters: there the best rounds were 
 rattler 0.482, coex 0.510 s (1.06x rattler, 1.16x floor), once rattler 0.305 vs coex 0.375 s.
 coex does more work than rattler: sha256 of the stored bytes and of every file (checked against
 paths.json, ~0.15 s of CPU for this environment at 1 GB/s) and Python per tar member.
-Before this change (threads in one process, .pyc by py_compile), side by side with the new code
-in one run of 10 alternating rounds: install_env per-round ratio new/old median 1.01 (best
-rounds 0.314 vs 0.357 s: workers help when CPU, not the kernel, is the limit), finalize median
-0.194 -> 0.083 s, install + finalize new/old median 0.88x.
+Before this change (threads in one process, .pyc by py_compile, ldconfig run per zstd stream),
+side by side with the new code in one run of 14 alternating rounds (each in a fresh process):
+install_env per-round new/old median 0.92x (medians 1.040 -> 0.807 s, best 0.675 -> 0.582 s),
+finalize median 0.174 -> 0.078 s, install + finalize new/old median 0.86x. When the kernel's
+file creation dominates (slow state) threads already overlapped it, so workers help most in
+the fast state, where Python code and hashing are the limit.
 """
 import argparse
 import asyncio
