@@ -15,12 +15,13 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     tmp/                        staging dirs and trash; anything here is debris once unlocked
     gc.lock                     installs hold it shared, ``gc`` exclusive
 
-Root selection (``select_root``): the configured root if it can be created, written (a real file
-is created and removed) and is not on a ``noexec`` mount (``statvfs`` ``ST_NOEXEC``); otherwise
-the first usable of ``${TMPDIR:-/tmp}/coex-<uid>``, ``/var/tmp/coex-<uid>``,
-``/dev/shm/coex-<uid>``. A fallback root must be a directory owned by the user and not writable
-by others (mode 0700), or it is skipped. Using a fallback is reported once per process on stderr;
-the sh preamble looks for launchers in the same fallback place, so warm runs stay Python-free.
+Root selection (``select_root``): the configured root (``configured_root``: no root at all when
+HOME is unset or relative and COEX_ROOT unset; a relative XDG_CACHE_HOME is ignored) if it can be
+created, written (a real file is created and removed) and is not on a ``noexec`` mount (``statvfs``
+``ST_NOEXEC``); otherwise the first usable of ``${TMPDIR:-/tmp}/coex-<uid>`` (TMPDIR only when
+absolute), ``/var/tmp/coex-<uid>``, ``/dev/shm/coex-<uid>``. A fallback root must be a directory
+owned by the user and not writable by others (mode 0700), or it is skipped. Using a fallback is
+reported once per process on stderr; the sh preamble looks for launchers in the same fallback place, so warm runs stay Python-free.
 
 Atomicity: every directory is built under ``tmp/`` and renamed into place; an environment is
 ready only once its marker exists (the marker is written with write-temp + fsync + rename after
@@ -47,18 +48,30 @@ class CacheError(Exception):
 
 
 def configured_root(environ=None):
+    """The root the user configured: ``$COEX_ROOT``, else ``$XDG_CACHE_HOME/coex``, else
+    ``$HOME/.cache/coex``; None when there is none (no COEX_ROOT and no usable HOME). A relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG spec says; a relative or unset ``HOME`` gives no
+    root (never a cache per working directory, nor a made-up ``/nonexistent`` created as root).
+    A relative ``COEX_ROOT`` is taken as given (relative to the working directory). The sh
+    preamble computes the same (see format.PREAMBLE_TEMPLATE)."""
     environ = os.environ if environ is None else environ
     if environ.get("COEX_ROOT"):
         return environ["COEX_ROOT"]
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or "/nonexistent", ".cache")
-    return os.path.join(base, "coex")
+    xdg = environ.get("XDG_CACHE_HOME") or ""
+    if xdg.startswith("/"):
+        return os.path.join(xdg, "coex")
+    home = environ.get("HOME") or ""
+    if home.startswith("/"):
+        return os.path.join(home, ".cache", "coex")
+    return None
 
 
 def fallback_roots(environ=None):
     environ = os.environ if environ is None else environ
     uid = os.getuid()
     out = []
-    for base in (environ.get("TMPDIR") or "/tmp", "/var/tmp", "/dev/shm"):
+    tmpdir = environ.get("TMPDIR") or ""
+    for base in (tmpdir if tmpdir.startswith("/") else "/tmp", "/var/tmp", "/dev/shm"):
         p = os.path.join(base, "coex-%d" % uid)
         if p not in out:
             out.append(p)
@@ -105,10 +118,14 @@ _NOTED = []
 def select_root(environ=None, stderr=None):
     """(root, note): the root to use and, when it is a fallback, why (already printed)."""
     environ = os.environ if environ is None else environ
-    want = os.path.abspath(configured_root(environ))
-    why = check_root(want)
-    if why is None:
-        return want, None
+    want = configured_root(environ)
+    if want is None:
+        why = "location unknown (HOME is not set or not an absolute path, nor is COEX_ROOT)"
+    else:
+        want = os.path.abspath(want)
+        why = check_root(want)
+        if why is None:
+            return want, None
     reasons = [why]
     for cand in fallback_roots(environ):
         w = check_root(cand, private=True)

@@ -233,16 +233,23 @@ PREAMBLE_TEMPLATE = r'''#!/bin/sh
 # This is a coex archive (format @FORMAT@): a POSIX sh preamble followed by a zip.
 # Inspect it with `unzip -l` or `COEX_TOOLS=1 ./archive info`.
 # Warm path: when the cache holds this archive's launcher, exec the entry point with no Python.
+# The archive is a program: `sh -eu app.coex` must not change how it (or activate.d) runs.
+set +aeu
 COEX_ARCHIVE_ID=@ID@
 case "$0" in /*) COEX_ARCHIVE=$0 ;; *) COEX_ARCHIVE=$PWD/$0 ;; esac
 COEX_ARGV0=$0
 export COEX_ARCHIVE COEX_ARGV0
 if [ -z "${COEX_TOOLS:-}" ]; then
-  _coex_l=${COEX_ROOT:-${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/coex}/launch/$COEX_ARCHIVE_ID.sh
-  if [ -f "$_coex_l" ]; then . "$_coex_l"; fi
-  # the runtime's fallback roots (unwritable or noexec cache root): see coex_runtime/cache.py
+  # the root as coex_runtime/cache.py configured_root(): relative XDG_CACHE_HOME / HOME ignored
+  _coex_l=
+  case "${XDG_CACHE_HOME:-}" in /*) _coex_l=$XDG_CACHE_HOME/coex ;; *)
+    case "${HOME:-}" in /*) _coex_l=$HOME/.cache/coex ;; esac ;; esac
+  _coex_l=${COEX_ROOT:-$_coex_l}
+  if [ -n "$_coex_l" ] && [ -f "$_coex_l/launch/$COEX_ARCHIVE_ID.sh" ]; then . "$_coex_l/launch/$COEX_ARCHIVE_ID.sh"; fi
+  # the runtime's fallback roots (no HOME, unwritable or noexec cache root): see cache.py
   _coex_u=$(id -u 2>/dev/null)
-  for _coex_d in "${TMPDIR:-/tmp}" /var/tmp /dev/shm; do
+  case "${TMPDIR:-}" in /*) _coex_t=$TMPDIR ;; *) _coex_t=/tmp ;; esac
+  for _coex_d in "$_coex_t" /var/tmp /dev/shm; do
     _coex_l=$_coex_d/coex-$_coex_u/launch/$COEX_ARCHIVE_ID.sh
     if [ -n "$_coex_u" ] && [ -f "$_coex_l" ] && [ -O "$_coex_d/coex-$_coex_u" ]; then . "$_coex_l"; fi
   done

@@ -18,7 +18,8 @@ program's own. What it does, in order:
    ``CONDA_SHLVL=1``, ``COEX_PREFIX``, ``COEX_APP`` (the app layer), ``PYTHONPATH=<app>:...``
    when the environment has a python and the archive an app layer, then the variables of
    ``etc/conda/env_vars.d/*.json`` (sorted) overridden by ``conda-meta/state``'s ``env_vars``,
-   then the record's ``env``. ``COEX_ARCHIVE`` / ``COEX_ARGV0`` (set by the preamble) are kept.
+   then the record's ``env``. An inherited ``PYTHONHOME`` is unset when the environment has a
+   python (it belongs to some other Python and would stop the environment's from starting). ``COEX_ARCHIVE`` / ``COEX_ARGV0`` (set by the preamble) are kept.
 5. Sources ``etc/conda/activate.d/*.sh`` (sorted) inside a shell function, so the scripts see no
    positional parameters and cannot clobber the program's arguments.
 6. ``exec``s the entry point: ``command`` (argv[0] from the prefix's ``bin/`` when it is there,
@@ -92,7 +93,7 @@ def conda_env_vars(prefix):
 
 
 def activation(prefix, app_dir, info):
-    """[(name, value or (prefix_value, name_of_var_to_append))] in export order."""
+    """[(name, value or (prefix_value, name_of_var_to_append) or None to unset)] in export order."""
     out = [("PATH", (os.path.join(prefix, "bin"), "PATH")),
            ("CONDA_PREFIX", prefix),
            ("CONDA_DEFAULT_ENV", prefix),
@@ -102,6 +103,8 @@ def activation(prefix, app_dir, info):
         out.append(("COEX_APP", app_dir))
         if env_has_python(prefix):
             out.append(("PYTHONPATH", (app_dir, "PYTHONPATH")))
+    if env_has_python(prefix):
+        out.append(("PYTHONHOME", None))  # another Python's home: the env's python cannot start
     out.extend(conda_env_vars(prefix))
     for k in sorted(info.get("env") or {}):
         out.append((k, info["env"][k]))
@@ -173,7 +176,9 @@ def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     lines.append("  esac")
     lines.append("fi")
     for k, v in activation(prefix, app_dir, info):
-        if isinstance(v, tuple):
+        if v is None:
+            lines.append("unset %s" % k)
+        elif isinstance(v, tuple):
             lines.append('%s=%s${%s:+":$%s"}; export %s' % (k, q(v[0]), v[1], v[1], k))
         else:
             lines.append("%s=%s; export %s" % (k, q(v), k))
@@ -207,6 +212,7 @@ EXEC_SCRIPT = ('_coex_l=$1; shift; . "$_coex_l"; '
 def exec_launcher(launcher, argv0, args, environ):
     """Replace this process with ``/bin/sh`` sourcing the launcher, ``$0`` = ``argv0``."""
     sh = "/bin/sh" if os.path.exists("/bin/sh") else "sh"
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
     os.execve(sh, ["sh", "-c", EXEC_SCRIPT, argv0, launcher] + list(args), environ)

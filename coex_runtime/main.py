@@ -6,7 +6,9 @@ archive (first run, other cache root, deleted env), or when the archive is run a
 of each phase on stderr):
 
 1. ``open``: read and validate COEX-INFO (unknown major format -> clear error).
-2. ``root``: pick the cache root (``cache.select_root``; a fallback is announced on stderr).
+   A ``COEX_ENTRYPOINT`` the archive does not declare stops here (exit 2), before any install.
+2. ``root``: the configured root when this archive's launcher there is ready (even if the root
+   is read-only now), else pick one (``cache.select_root``; a fallback is announced on stderr).
 3. If this archive's launcher exists and its environment is ready, exec it (no install).
 4. ``check``: the archive's platform must be the host's conda subdir and its virtual-package
    needs must hold (``vpkgs.check``; ``CONDA_OVERRIDE_*`` honoured): else stop before touching
@@ -25,7 +27,8 @@ of each phase on stderr):
 7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), record
    the use, and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
 
-``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc).
+``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc). Closed standard streams
+(``2>&-``) are fine: messages to them vanish, and the program inherits them closed.
 Exit statuses of coex itself: 1 bad archive / host mismatch / install failure (message on stderr),
 2 usage errors of the tools, 130 interrupted; after the exec every status is the program's own.
 """
@@ -107,11 +110,16 @@ class Progress(object):
 
 
 def archive_identity(argv, environ):
-    """(archive path, argv0): keep the preamble's COEX_ARGV0 only when it is about this archive."""
+    """(archive path, argv0): keep the preamble's COEX_ARCHIVE and COEX_ARGV0 when they are about
+    this archive (the preamble's ``$PWD/./app.coex`` is this file too), so the program sees the
+    same values on its first run as on every warm one."""
     path = os.path.abspath(argv[0]) if argv and argv[0] else os.path.abspath(".")
     argv0 = environ.get("COEX_ARGV0")
-    if environ.get("COEX_ARCHIVE") != path or not argv0:
-        argv0 = argv[0] if argv else path
+    given = environ.get("COEX_ARCHIVE")
+    if given and argv0 and os.path.abspath(given) == path:
+        environ["COEX_ARGV0"] = argv0
+        return path, argv0
+    argv0 = argv[0] if argv else path
     environ["COEX_ARCHIVE"] = path
     environ["COEX_ARGV0"] = argv0
     return path, argv0
@@ -380,19 +388,55 @@ def main(argv=None, environ=None):
         raise
 
 
+class _Closed(object):
+    """Stands for a standard stream the process was started without (``2>&-``): writes vanish.
+    Nothing is opened, so no file lands on fd 0-2 and the program gets the same closed fds."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def check_entry_point(info, environ):
+    """A COEX_ENTRYPOINT the archive does not declare stops before anything is installed (the
+    launcher gives the same message on warm runs)."""
+    want = environ.get("COEX_ENTRYPOINT")
+    eps = info["entry_points"]
+    if want and want not in eps:
+        raise CoexError("coex: this archive has no entry point named '%s' (COEX_ENTRYPOINT); choose "
+                        "one of: %s" % (want, ", ".join(sorted(eps))), code=2)
+
+
 def _main(argv, environ, phases):
+    closed_stdout = sys.stdout is None
+    if closed_stdout:
+        sys.stdout = _Closed()
+    if sys.stderr is None:
+        sys.stderr = _Closed()
     path, argv0 = archive_identity(argv, environ)
     args = argv[1:]
     archive = open_checked(path)
     phases.done("open")
     if environ.get("COEX_TOOLS"):
+        if closed_stdout:
+            raise CoexError("coex: standard output is closed; the tools write their results there")
         from coex_runtime import tools
         return tools.run(archive, args, environ)
-    root, _ = C.select_root(environ)
-    cache = C.Cache(root)
-    phases.done("root")
+    check_entry_point(archive.info, environ)
     progress = Progress(sys.stderr.isatty(), archive.info["packages"])
-    rt = Runtime(archive, cache, phases, progress)
+    # A ready launcher under the configured root is used as the preamble uses it, even when that
+    # root is read-only now (a cache baked into an image): `python app.coex` == `./app.coex`.
+    want = C.configured_root(environ)
+    rt = Runtime(archive, C.Cache(os.path.abspath(want)), phases, progress) if want else None
+    if rt is None or not rt.ready():
+        root, _ = C.select_root(environ)
+        rt = Runtime(archive, C.Cache(root), phases, progress)
+    phases.done("root")
     if not rt.ready():
         check_host(archive.info, environ)
         phases.done("check")

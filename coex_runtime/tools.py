@@ -13,9 +13,10 @@
   whose last use (``launch/<id>.used``, touched by every run) is older than DURATION, launchers
   first; then environments and app layers no remaining launcher uses (and not themselves newer
   than DURATION), packages in ``pkgs/`` no remaining environment lists (and older than
-  DURATION), old libzstd copies, and all debris in ``tmp/``. A program started from an
-  environment more than DURATION ago and still running is not protected (it recorded its use
-  only when it started).
+  DURATION), old libzstd copies, and all debris in ``tmp/``. Environments and app layers that
+  running programs use (found through the ``COEX_PREFIX`` / ``COEX_APP`` in their
+  ``/proc/<pid>/environ``, which the launcher exported and children inherit) are kept however
+  old their last start is.
 
 Exit statuses: 0 ok, 1 failure (message on stderr), 2 usage error.
 """
@@ -208,6 +209,38 @@ def _size(path):
     return total
 
 
+def in_use(cache):
+    """(env16s, app16s) of this cache that running processes use, from the ``COEX_PREFIX`` /
+    ``COEX_APP`` the launcher exported to them (and their children inherit): every
+    ``/proc/<pid>/environ`` this user may read. Empty where there is no /proc."""
+    envs, apps = set(), set()
+    try:
+        pids = [n for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return envs, apps
+    where = {}
+    for d, out in ((cache.envs, envs), (cache.apps, apps)):
+        for p in set((d, os.path.realpath(d))):
+            where[p] = out
+    for pid in pids:
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                data = f.read()
+        except (IOError, OSError):
+            continue
+        for item in data.split(b"\0"):
+            if not (item.startswith(b"COEX_PREFIX=") or item.startswith(b"COEX_APP=")):
+                continue
+            value = os.fsdecode(item.split(b"=", 1)[1])
+            parent, name = os.path.split(value.rstrip("/"))
+            out = where.get(parent)
+            if out is None:
+                out = where.get(os.path.realpath(parent))
+            if out is not None:
+                out.add(name)
+    return envs, apps
+
+
 def gc(archive, args, environ):
     older, older_text = _parse_gc_args(args)
     root, _ = C.select_root(environ)
@@ -225,7 +258,8 @@ def gc(archive, args, environ):
             removed[kind] += 1
 
     with C.Lock(os.path.join(root, "gc.lock")):
-        live_envs, live_apps, kept = set(), set(), 0
+        running_envs, running_apps = in_use(cache)
+        live_envs, live_apps, kept = set(running_envs), set(running_apps), 0
         for n in sorted(os.listdir(cache.launch)):
             if not n.endswith(".sh"):
                 continue
@@ -288,7 +322,9 @@ def gc(archive, args, environ):
                 drop(p)
         for n in sorted(os.listdir(cache.tmp)):
             drop(os.path.join(cache.tmp, n))
-    sys.stdout.write("coex gc: %s; %.1f MB freed; %d launcher%s kept (used within %s)\n" % (
+    busy = len(running_envs & set(os.listdir(cache.envs)))
+    sys.stdout.write("coex gc: %s; %.1f MB freed; %d launcher%s kept (used within %s)%s\n" % (
         ", ".join("removed %d %s" % (v, k) for k, v in sorted(removed.items())), freed[0] / 1e6,
-        kept, "" if kept == 1 else "s", older_text))
+        kept, "" if kept == 1 else "s", older_text,
+        "; %d environment%s kept for running programs" % (busy, "" if busy == 1 else "s") if busy else ""))
     return 0
