@@ -209,10 +209,25 @@ EXEC_SCRIPT = ('_coex_l=$1; shift; . "$_coex_l"; '
                'exit 127')
 
 
+def restore_signals():
+    """Python ignores SIGPIPE and SIGXFSZ at startup, and ignored signals stay ignored across
+    exec: put them back to the default (as ``subprocess``'s ``restore_signals`` does), so that on
+    the first run too ``prog | head`` ends ``prog`` quietly instead of making it see EPIPE."""
+    import signal
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+
+
 def exec_launcher(launcher, argv0, args, environ):
     """Replace this process with ``/bin/sh`` sourcing the launcher, ``$0`` = ``argv0``."""
     sh = "/bin/sh" if os.path.exists("/bin/sh") else "sh"
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
+    restore_signals()
     os.execve(sh, ["sh", "-c", EXEC_SCRIPT, argv0, launcher] + list(args), environ)

@@ -30,7 +30,8 @@ of each phase on stderr):
 ``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc). Closed standard streams
 (``2>&-``) are fine: messages to them vanish, and the program inherits them closed.
 Exit statuses of coex itself: 1 bad archive / host mismatch / install failure (message on stderr),
-2 usage errors of the tools, 130 interrupted; after the exec every status is the program's own.
+2 usage errors of the tools and unknown entry points; Ctrl-C ends it by SIGINT (after its message),
+as the program would be; after the exec every status is the program's own.
 """
 
 import hashlib
@@ -355,6 +356,18 @@ def extract_app(archive, dest):
                         % (archive.path, F.app_digest(files), rec.get("digest")))
 
 
+def die_of_sigint():
+    """End the process by SIGINT itself rather than exit(130): a calling shell then knows the
+    user pressed Ctrl-C and stops its script too (a loop over ``./app.coex`` does not go on)."""
+    import signal
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the signal is delivered at once; not reached
+    except (OSError, ValueError):
+        pass
+
+
 def _errors():
     errs = [F.FormatError, C.CacheError, OSError]
     for mod, name in (("coex_runtime.extract", "PackageError"), ("coex_runtime.install", "InstallError"),
@@ -367,6 +380,7 @@ def _errors():
 
 
 def main(argv=None, environ=None):
+    is_process = argv is None  # run by the archive's __main__, not called by a test
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
     phases = Phases(bool(environ.get("COEX_VERBOSE")))
@@ -377,6 +391,9 @@ def main(argv=None, environ=None):
         return e.code
     except KeyboardInterrupt:
         sys.stderr.write("coex: interrupted; nothing was left half-installed\n")
+        sys.stderr.flush()
+        if is_process:
+            die_of_sigint()
         return 130
     except Exception as e:  # noqa: BLE001 - one clear line for every known failure
         if isinstance(e, _errors()):

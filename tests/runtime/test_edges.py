@@ -329,3 +329,46 @@ def test_python_app_coex_uses_a_ready_read_only_cache(std_archive, tmp_path):
         assert r.stderr.decode() == ""
     finally:
         subprocess.run(["umount", str(root)])
+
+
+# ---------------------------------------------------------------------------------------------
+# signals
+
+
+def test_first_run_program_has_default_sigpipe(std_archive, root):
+    """Python ignores SIGPIPE/SIGXFSZ and ignored signals survive exec: the first run's program
+    must not inherit that (`prog | head` would make prog print 'Broken pipe' errors)."""
+    arc, _ = std_archive
+    prog = "grep SigIgn /proc/self/status; yes | head -n 1"
+    outs = []
+    for _ in ("cold", "warm"):
+        r = H.run(arc, prog, root=root, env={"COEX_ENTRYPOINT": "sh"})
+        assert r.returncode == 0, H.text(r)
+        outs.append((r.stdout.decode(), r.stderr.decode()))
+    assert outs[0] == outs[1], outs
+    ign = int(outs[0][0].split()[1], 16)
+    assert not ign & (1 << (13 - 1)) and not ign & (1 << (25 - 1)), outs  # SIGPIPE, SIGXFSZ
+    assert "Broken pipe" not in outs[0][1]
+
+
+def test_ctrl_c_during_the_first_run_ends_it_by_sigint(std_archive, root):
+    """Interrupted while installing: a message, nothing left ready, and the process ends by
+    SIGINT (not exit 130), so a calling shell's loop stops as it would for the program."""
+    import signal
+    arc, info = std_archive
+    env = H.base_env(root, COEX_VERBOSE="1")
+    p = subprocess.Popen([str(arc)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = p.stderr.readline()
+        assert line.startswith(b"coex: open"), line  # Python runs the cold path now
+        p.send_signal(signal.SIGSTOP)
+        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGCONT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == -signal.SIGINT, err.decode()
+    assert b"coex: interrupted; nothing was left half-installed" in err
+    assert not os.path.exists(os.path.join(_prefix(root, info), ".coex-ready"))
