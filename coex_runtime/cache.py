@@ -141,6 +141,25 @@ def select_root(environ=None, stderr=None):
                      "on a file system that allows executing programs." % "; ".join(reasons))
 
 
+def existing_root(environ=None):
+    """(root, note, exists) of the cache a run would use, creating nothing (for ``info``): the
+    configured root when it exists and is usable, else an existing usable fallback root, else
+    the root a first run would try (``exists`` False)."""
+    environ = os.environ if environ is None else environ
+    want = configured_root(environ)
+    want = os.path.abspath(want) if want else None
+    if want and os.path.isdir(want):
+        why = check_root(want)
+        if why is None:
+            return want, None, True
+    else:
+        why = "%s does not exist" % want if want else "location unknown (HOME is not set)"
+    for cand in fallback_roots(environ):
+        if os.path.isdir(cand) and check_root(cand, private=True) is None:
+            return cand, "coex: cache %s; using %s instead" % (why, cand), True
+    return want or fallback_roots(environ)[0], None, False
+
+
 def makedirs(path, mode=0o755):
     try:
         os.makedirs(path, mode)

@@ -1,6 +1,7 @@
 """``COEX_TOOLS=1 ./app.coex <tool> [args]``: look inside an archive and manage the cache.
 
-* ``info``: the record (COEX-INFO) and the cache state for this archive, as JSON on stdout.
+* ``info``: the record (COEX-INFO) and the cache state for this archive, as JSON on stdout;
+  it creates nothing (a never-run archive reports ``"exists": false`` for a cache not made yet).
 * ``verify``: check every stored package (sha256, size), the libzstd and the app layer against
   the record; exit 0 and "OK" when all match, else exit 1 naming the damaged member.
 * ``extract DIR``: install the archive's environment into ``DIR`` (absent or empty) with every
@@ -73,13 +74,13 @@ def info(archive, args, environ):
     rec = archive.info
     out = {"archive": archive.path, "archive_id": archive.id, "record": rec}
     try:
-        root, note = C.select_root(environ)
+        root, note, exists = C.existing_root(environ)  # creates nothing
         rt = Runtime(archive, C.Cache(root))
         used = C.mtime(rt.cache.used_file(rt.id16), None)
         present = [p["filename"] for p in rec["packages"]
                    if os.path.isdir(os.path.join(rt.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
         out["cache"] = {
-            "root": root, "fallback": note,
+            "root": root, "fallback": note, "exists": exists,
             "env_dir": rt.prefix, "env_ready": rt.cache.env_ready(rt.env16),
             "app_dir": rt.app_dir, "app_ready": bool(rt.app_dir and os.path.isdir(rt.app_dir)),
             "launcher": rt.launcher, "launcher_ready": rt.ready(),

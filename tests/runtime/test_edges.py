@@ -372,3 +372,26 @@ def test_ctrl_c_during_the_first_run_ends_it_by_sigint(std_archive, root):
     assert p.returncode == -signal.SIGINT, err.decode()
     assert b"coex: interrupted; nothing was left half-installed" in err
     assert not os.path.exists(os.path.join(_prefix(root, info), ".coex-ready"))
+
+
+# ---------------------------------------------------------------------------------------------
+# tools
+
+
+def test_info_of_a_never_run_archive_creates_nothing(std_archive, tmp_path):
+    import json
+    arc, info = std_archive
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "HOME": str(home), "COEX_TOOLS": "1"}
+    r = subprocess.run([str(arc), "info"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    c = json.loads(r.stdout.decode())["cache"]
+    assert c["root"] == str(home / ".cache" / "coex") and c["exists"] is False
+    assert (c["env_ready"], c["launcher_ready"], c["packages_cached"], c["last_use"]) == (False, False, 0, None)
+    assert os.listdir(str(home)) == []
+    del env["COEX_TOOLS"]
+    assert subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE).returncode == 0
+    r = subprocess.run([str(arc), "info"], env=dict(env, COEX_TOOLS="1"), stdout=subprocess.PIPE)
+    c = json.loads(r.stdout.decode())["cache"]
+    assert c["exists"] is True and c["launcher_ready"] is True and c["last_use"] is not None
