@@ -34,6 +34,7 @@ Exit statuses of coex itself: 1 bad archive / host mismatch / install failure (m
 as the program would be; after the exec every status is the program's own.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -457,7 +458,17 @@ def _main(argv, environ, phases):
     if not rt.ready():
         check_host(archive.info, environ)
         phases.done("check")
-        rt.install()
+        try:
+            rt.install()
+        except (IOError, OSError) as e:
+            if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in archive.info["packages"])
+            raise CoexError("coex: no space left to install this archive's environment into %s (%s; nothing "
+                            "was left half-installed): free some space there or set COEX_ROOT to a file "
+                            "system with room (its %d packages take %s compressed, several times that "
+                            "installed)" % (rt.cache.root, e.strerror or e, len(archive.info["packages"]),
+                                            "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000)))
     archive.close()
     phases.total()
     L.exec_launcher(rt.launcher, argv0, args, environ)

@@ -395,3 +395,22 @@ def test_info_of_a_never_run_archive_creates_nothing(std_archive, tmp_path):
     r = subprocess.run([str(arc), "info"], env=dict(env, COEX_TOOLS="1"), stdout=subprocess.PIPE)
     c = json.loads(r.stdout.decode())["cache"]
     assert c["exists"] is True and c["launcher_ready"] is True and c["last_use"] is not None
+
+
+def test_a_full_disk_is_explained_and_leaves_nothing(std_archive, tmp_path):
+    arc, info = std_archive
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        root = mnt / "root"
+        r = H.run(arc, root=root)
+        assert r.returncode == 1, H.text(r)
+        err = r.stderr.decode()
+        assert "no space left" in err and str(root) in err and "COEX_ROOT" in err, err
+        assert os.listdir(str(root / "tmp")) == [] and os.listdir(str(root / "pkgs")) == []
+        assert [n for n in os.listdir(str(root / "envs")) if not n.endswith(".lock")] == []
+    finally:
+        subprocess.run(["umount", str(mnt)])
