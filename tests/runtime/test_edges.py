@@ -26,6 +26,16 @@ def _no_python_path(d):
     return d
 
 
+def _tmpfs(mnt, options):
+    """Mount a tmpfs with ``options`` on the new directory ``mnt`` (skip where we may not);
+    the caller unmounts it."""
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (%s) here" % options)
+    return mnt
+
+
 def _sh(cmd, env, cwd=None, timeout=60):
     """Run a shell command line (for redirections and `sh -u archive`)."""
     return subprocess.run(["/bin/sh", "-c", cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
@@ -294,11 +304,7 @@ def test_read_only_archive_and_archive_on_a_noexec_mount(std_archive, tmp_path):
     for _ in ("cold", "warm"):
         r = subprocess.run(["sh", str(ro)], env=H.base_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert r.returncode == 0 and r.stdout.decode().strip() == _prefix(root, info), H.text(r)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs", str(mnt)],
-                      stderr=subprocess.DEVNULL).returncode != 0:
-        pytest.skip("cannot mount a noexec tmpfs here")
+    mnt = _tmpfs(tmp_path / "mnt", "noexec")
     try:
         shutil.copy(str(arc), str(mnt / "app.coex"))
         root2 = tmp_path / "root2"
@@ -399,11 +405,7 @@ def test_info_of_a_never_run_archive_creates_nothing(std_archive, tmp_path):
 
 def test_a_full_disk_is_explained_and_leaves_nothing(std_archive, tmp_path):
     arc, info = std_archive
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
-                      stderr=subprocess.DEVNULL).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
+    mnt = _tmpfs(tmp_path / "small", "size=600k")
     try:
         root = mnt / "root"
         r = H.run(arc, root=root)
