@@ -380,10 +380,62 @@ def _errors():
     return tuple(errs)
 
 
+_LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
+_REEXEC = "COEX_LC_REEXEC"
+
+
+def utf8_reexec(argv, environ):
+    """Python 3.6 in the C/POSIX locale decodes file names as ASCII (3.7+ coerces the locale to
+    UTF-8): a non-ASCII archive path or cache root then cannot be written into launchers and
+    text files. Run this same Python again in a UTF-8 locale; the caller's locale variables are
+    kept in COEX_LC_REEXEC and given back to the program (``restore_locale``)."""
+    if sys.version_info >= (3, 7) or _REEXEC in environ or not sys.executable:
+        return
+    if sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") not in ("ascii", "ansix3.41968"):
+        return
+    texts = [os.path.abspath(argv[0]) if argv else "", C.configured_root(environ) or "",
+             environ.get("TMPDIR") or ""]
+    if not any("\udc80" <= ch <= "\udcff" for t in texts for ch in t):
+        return
+    import locale
+    saved = locale.setlocale(locale.LC_CTYPE)
+    for loc in ("C.UTF-8", "C.utf8", "en_US.UTF-8", "UTF-8"):
+        try:
+            locale.setlocale(locale.LC_CTYPE, loc)
+        except locale.Error:
+            continue
+        locale.setlocale(locale.LC_CTYPE, saved)
+        env = dict(environ)
+        env[_REEXEC] = json.dumps(dict((k, environ.get(k)) for k in _LOCALE_VARS))
+        env["LC_ALL"] = loc
+        sys.stdout.flush() if sys.stdout is not None else None
+        os.execve(sys.executable, [sys.executable, "-E", "-S"] + list(argv), env)
+    return
+
+
+def restore_locale(environ):
+    """Give the program the locale variables its caller set (see ``utf8_reexec``)."""
+    saved = environ.pop(_REEXEC, None)
+    if saved is None:
+        return
+    try:
+        values = json.loads(saved)
+    except ValueError:
+        return
+    for k in _LOCALE_VARS:
+        if values.get(k) is None:
+            environ.pop(k, None)
+        else:
+            environ[k] = values[k]
+
+
 def main(argv=None, environ=None):
     is_process = argv is None  # run by the archive's __main__, not called by a test
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
+    if is_process:
+        utf8_reexec(argv, environ)
+        restore_locale(environ)
     phases = Phases(bool(environ.get("COEX_VERBOSE")))
     try:
         return _main(argv, environ, phases)

@@ -416,3 +416,20 @@ def test_a_full_disk_is_explained_and_leaves_nothing(std_archive, tmp_path):
         assert [n for n in os.listdir(str(root / "envs")) if not n.endswith(".lock")] == []
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_python36_in_the_c_locale_with_a_non_ascii_cache_path(std_archive, tmp_path):
+    """Python 3.6 in the C locale (no LANG: cron, `env -i`, bare images) decodes paths as ASCII;
+    a cache under a non-ASCII directory must still install, and the program must get the
+    caller's locale variables, not the ones coex used for itself."""
+    arc, info = std_archive
+    d = tmp_path / "caché ü"
+    d.mkdir()
+    root = d / "root"
+    env = {"PATH": "/usr/bin:/bin", "COEX_PYTHON": H.PYTHONS["3.6"], "COEX_ROOT": str(root),
+           "COEX_ENTRYPOINT": "sh", "LC_CTYPE": "C"}
+    prog = 'echo "$CONDA_PREFIX|${LC_ALL-unset}|${LC_CTYPE-unset}|${LANG-unset}|$COEX_LC_REEXEC"'
+    for _ in ("cold", "warm"):
+        r = subprocess.run([str(arc), prog], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert r.returncode == 0, H.text(r)
+        assert r.stdout.decode() == "%s|unset|C|unset|\n" % _prefix(root, info), H.text(r)
