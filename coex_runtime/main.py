@@ -393,8 +393,9 @@ def utf8_reexec(argv, environ):
         return
     if sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") not in ("ascii", "ansix3.41968"):
         return
+    # the archive, the cache root, and the arguments (``COEX_TOOLS=1 ... extract DIR``)
     texts = [os.path.abspath(argv[0]) if argv else "", C.configured_root(environ) or "",
-             environ.get("TMPDIR") or ""]
+             environ.get("TMPDIR") or ""] + list(argv[1:])
     if not any("\udc80" <= ch <= "\udcff" for t in texts for ch in t):
         return
     import locale
