@@ -233,8 +233,8 @@ PREAMBLE_TEMPLATE = r'''#!/bin/sh
 # This is a coex archive (format @FORMAT@): a POSIX sh preamble followed by a zip.
 # Inspect it with `unzip -l` or `COEX_TOOLS=1 ./archive info`.
 # Warm path: when the cache holds this archive's launcher, exec the entry point with no Python.
-# The archive is a program: `sh -eu app.coex` must not change how it (or activate.d) runs.
-set +aeu
+# The archive is a program: `sh -eu app.coex` (or -a -C -f) must not change how it runs.
+set +aCefu
 COEX_ARCHIVE_ID=@ID@
 case "$0" in /*) COEX_ARCHIVE=$0 ;; *) COEX_ARCHIVE=$PWD/$0 ;; esac
 COEX_ARGV0=$0

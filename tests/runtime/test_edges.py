@@ -145,23 +145,35 @@ def strict_archive(tiny_channel, tmp_path_factory):
         "etc/conda/activate.d/strictact.sh":
             'if [ -n "$STRICTACT_UNSET_VAR" ]; then echo never; fi\n'
             'false\n'
-            'STRICTACT=on; export STRICTACT\n'})
+            'set -- "$CONDA_PREFIX"/etc/conda/activate.d/*.sh\n'
+            'if [ -e "$1" ]; then STRICTACT=on; else STRICTACT=noglob; fi; export STRICTACT\n'})
     H.make_archive(tiny_channel.path, d / "strict.coex", names=("libtiny", "prefixprog"), extra=[pkg],
                    entry_points={"sh": "sh -c", "my-tool.v2": "sh -c 'echo tool \"$STRICTACT\" \"$@\"' tool"},
                    default="my-tool.v2", app={})
     return d / "strict.coex"
 
 
-@pytest.mark.parametrize("opts", ["-u", "-e", "-eu"])
-def test_sh_with_e_or_u_runs_the_archive_like_a_program(strict_archive, tmp_path, opts):
-    """`sh -eu app.coex` (COEX_ENTRYPOINT unset, an activate.d script that is not -eu clean)
-    behaves exactly like `./app.coex`: the archive's shell options are its own business."""
+@pytest.mark.parametrize("opts", ["-u", "-e", "-eu", "-f", "-C", "-a"])
+def test_sh_options_do_not_change_how_the_archive_runs(strict_archive, tmp_path, opts):
+    """`sh -eu app.coex` (COEX_ENTRYPOINT unset, an activate.d script that is not -eu clean),
+    `sh -f` (no globbing), `sh -C` (noclobber: the last-use stamp must still be updated), `sh -a`
+    (the preamble's variables must not be exported to the program) behave exactly like
+    `./app.coex`: the archive's shell options are its own business."""
     root = tmp_path / "root"
     env = H.base_env(root)
-    for _ in ("cold", "warm"):
+    for run in ("cold", "warm"):
+        if run == "warm":
+            used = [os.path.join(str(root), "launch", n) for n in os.listdir(str(root / "launch"))
+                    if n.endswith(".used")]
+            old = time.time() - 86400
+            os.utime(used[0], (old, old))
         r = subprocess.run(["/bin/sh", opts, str(strict_archive), "x y"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert r.returncode == 0 and r.stdout.decode() == "tool on x y\n", H.text(r)
+        r = subprocess.run(["/bin/sh", opts, str(strict_archive), "env"], env=dict(env, COEX_ENTRYPOINT="sh"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert "_coex" not in r.stdout.decode(), r.stdout.decode()
+    assert os.stat(used[0]).st_mtime > time.time() - 600
 
 
 def test_entry_point_names_with_dash_and_dot(strict_archive, tmp_path):
