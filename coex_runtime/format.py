@@ -239,7 +239,8 @@ COEX_ARCHIVE_ID=@ID@
 case "$0" in /*) COEX_ARCHIVE=$0 ;; *) COEX_ARCHIVE=$PWD/$0 ;; esac
 COEX_ARGV0=$0
 export COEX_ARCHIVE COEX_ARGV0
-if [ -z "${COEX_TOOLS:-}" ]; then
+case "${COEX_TOOLS:-0}" in 0|false|no|off|FALSE|NO|OFF|False|No|Off) _coex_x=0 ;; *) _coex_x=1 ;; esac
+if [ "$_coex_x" = 0 ]; then
   # the root as coex_runtime/cache.py configured_root(): relative XDG_CACHE_HOME / HOME ignored
   _coex_l=
   case "${XDG_CACHE_HOME:-}" in /*) _coex_l=$XDG_CACHE_HOME/coex ;; *)

@@ -437,7 +437,7 @@ def main(argv=None, environ=None):
     if is_process:
         utf8_reexec(argv, environ)
         restore_locale(environ)
-    phases = Phases(bool(environ.get("COEX_VERBOSE")))
+    phases = Phases(flag(environ, "COEX_VERBOSE"))
     try:
         return _main(argv, environ, phases)
     except CoexError as e:
@@ -473,6 +473,12 @@ class _Closed(object):
         return False
 
 
+def flag(environ, name):
+    """A yes/no variable: unset, empty, ``0``, ``false``, ``no``, ``off`` (any case) mean no (as
+    the sh preamble reads COEX_TOOLS)."""
+    return (environ.get(name) or "0").strip().lower() not in ("0", "false", "no", "off")
+
+
 def check_entry_point(info, environ):
     """A COEX_ENTRYPOINT the archive does not declare stops before anything is installed (the
     launcher gives the same message on warm runs)."""
@@ -493,7 +499,7 @@ def _main(argv, environ, phases):
     args = argv[1:]
     archive = open_checked(path)
     phases.done("open")
-    if environ.get("COEX_TOOLS"):
+    if flag(environ, "COEX_TOOLS"):
         if closed_stdout:
             raise CoexError("coex: standard output is closed; the tools write their results there")
         from coex_runtime import tools

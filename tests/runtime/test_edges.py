@@ -445,3 +445,14 @@ def test_python36_in_the_c_locale_with_a_non_ascii_cache_path(std_archive, tmp_p
         r = subprocess.run([str(arc), prog], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert r.returncode == 0, H.text(r)
         assert r.stdout.decode() == "%s|unset|C|unset|\n" % _prefix(root, info), H.text(r)
+
+
+def test_coex_tools_and_verbose_set_to_0_mean_off(std_archive, root):
+    arc, info = std_archive
+    for _ in ("cold", "warm"):
+        for off in ("0", "false", "no", "off"):
+            r = H.run(arc, root=root, env={"COEX_TOOLS": off, "COEX_VERBOSE": off})
+            assert r.returncode == 0 and r.stdout.decode().strip() == _prefix(root, info), H.text(r)
+            assert r.stderr.decode() == ""
+    r = H.run(arc, root=root, env={"COEX_TOOLS": "yes"})
+    assert r.returncode == 2 and "usage: COEX_TOOLS=1" in r.stdout.decode()
