@@ -259,11 +259,18 @@ fi
 # and site-packages, and starts faster); a zip without its end record (truncated) is reported here.
 _coex_try() {
   "$1" -E -S -c 'import sys
-f = open(sys.argv[1], "rb"); f.seek(0, 2); f.seek(max(0, f.tell() - 65558)); d = f.read(); i = d.rfind(b"PK\x05\x06")
-sys.exit(1 if sys.version_info < (3, 6) else 0 if i >= 0 and len(d) - i >= 22 and len(d) - i == 22 + d[i + 20] + 256 * d[i + 21] else 3)' "$COEX_ARCHIVE" 2>/dev/null
+if sys.version_info < (3, 6): sys.exit(1)
+try: f = open(sys.argv[1], "rb")
+except OSError: sys.exit(4)
+f.seek(0, 2); f.seek(max(0, f.tell() - 65558)); d = f.read(); i = d.rfind(b"PK\x05\x06")
+sys.exit(0 if i >= 0 and len(d) - i >= 22 and len(d) - i == 22 + d[i + 20] + 256 * d[i + 21] else 3)' "$COEX_ARCHIVE" 2>/dev/null
   _coex_s=$?
   if [ "$_coex_s" = 3 ]; then
     echo "coex: $COEX_ARCHIVE is damaged: its zip part cannot be read (truncated or altered); copy or rebuild it" >&2
+    exit 1
+  fi
+  if [ "$_coex_s" = 4 ]; then
+    echo "coex: cannot read the archive at $COEX_ARCHIVE (from \$0=$0): it must be a readable file run by its path (./app.coex or sh path/to/app.coex), not fed on stdin" >&2
     exit 1
   fi
   return "$_coex_s"

@@ -456,3 +456,12 @@ def test_coex_tools_and_verbose_set_to_0_mean_off(std_archive, root):
             assert r.stderr.decode() == ""
     r = H.run(arc, root=root, env={"COEX_TOOLS": "yes"})
     assert r.returncode == 2 and "usage: COEX_TOOLS=1" in r.stdout.decode()
+
+
+def test_archive_fed_on_stdin_says_it_must_be_run_by_path(std_archive, tmp_path):
+    arc, _ = std_archive
+    with open(str(arc), "rb") as f:
+        r = subprocess.run(["sh", "-s"], stdin=f, env=H.base_env(tmp_path / "root"), cwd=str(tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 1, H.text(r)
+    assert "cannot read the archive" in r.stderr.decode() and "run by its path" in r.stderr.decode()
