@@ -109,6 +109,12 @@ def check_root(path, private=False):
         return "%s is not writable (%s)" % (path, e.strerror or e)
     if _noexec(path):
         return "%s is on a noexec file system" % path
+    # a root shared with another user who made its parts unwritable to us (umask 077)
+    for name in ("gc.lock", "pkgs", "envs", "apps", "lib", "launch", "tmp"):
+        p = os.path.join(path, name)
+        if os.path.lexists(p) and not os.access(p, os.W_OK | (os.X_OK if os.path.isdir(p) else 0)):
+            return "%s is not writable by uid %d (%s belongs to uid %d)" % (
+                path, os.getuid(), name, os.lstat(p).st_uid)
     return None
 
 

@@ -465,3 +465,46 @@ def test_archive_fed_on_stdin_says_it_must_be_run_by_path(std_archive, tmp_path)
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 1, H.text(r)
     assert "cannot read the archive" in r.stderr.decode() and "run by its path" in r.stderr.decode()
+
+
+def test_a_root_shared_with_a_user_of_umask_077_falls_back(tiny_channel, tmp_path):
+    """root installed into a shared COEX_ROOT with umask 077; another user then gets a private
+    fallback with a note, not 'Permission denied: gc.lock'."""
+    arc = tmp_path / "nopy.coex"  # no python: the tiny channel's fake one execs a 0700 pyenv one
+    info = H.make_archive(tiny_channel.path, arc, names=("libtiny", "prefixprog"),
+                          entry_points={"prefixprog": "prefixprog"}, app={})
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv")
+    import tempfile
+    from pathlib import Path
+    tmp_path = Path(tempfile.mkdtemp(prefix="coex-umask-", dir="/tmp"))  # pytest's is 0700
+    os.chmod(str(tmp_path), 0o755)
+    try:
+        _shared_root_077(arc, info, tmp_path)
+    finally:
+        shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+def _shared_root_077(arc, info, tmp_path):
+    (tmp_path / "t").mkdir()
+    os.chmod(str(tmp_path / "t"), 0o1777)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(str(shared), 0o777)
+    pub = tmp_path / "app.coex"
+    shutil.copy(str(arc), str(pub))
+    os.chmod(str(pub), 0o755)
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "COEX_ROOT": str(shared),
+           "TMPDIR": str(tmp_path / "t")}
+    r = _sh("umask 077; %s" % pub, dict(env, HOME="/root"))
+    assert r.returncode == 0 and r.stdout.decode().strip() == _prefix(shared, info), H.text(r)
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", H.HOST_PY, "-c", "1"],
+                           stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        pytest.skip("user nobody cannot run the host python here")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(pub)],
+                       env=dict(env, HOME="/nonexistent"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       cwd="/")
+    assert r.returncode == 0, H.text(r)
+    assert r.stdout.decode().strip() == _prefix(tmp_path / "t" / "coex-65534", info), H.text(r)
+    assert "not writable by uid 65534" in r.stderr.decode()
