@@ -19,7 +19,10 @@ program's own. What it does, in order:
    when the environment has a python and the archive an app layer, then the variables of
    ``etc/conda/env_vars.d/*.json`` (sorted) overridden by ``conda-meta/state``'s ``env_vars``,
    then the record's ``env``. An inherited ``PYTHONHOME`` is unset when the environment has a
-   python (it belongs to some other Python and would stop the environment's from starting). ``COEX_ARCHIVE`` / ``COEX_ARGV0`` (set by the preamble) are kept.
+   python (it belongs to some other Python and would stop the environment's from starting).
+   Started by another coex program, the outer app layer (first on the inherited
+   ``PYTHONPATH``, named by ``COEX_APP``) is removed before. ``COEX_ARCHIVE`` / ``COEX_ARGV0``
+   (set by the preamble) are kept.
 5. Sources ``etc/conda/activate.d/*.sh`` (sorted) inside a shell function, so the scripts see no
    positional parameters and cannot clobber the program's arguments.
 6. ``exec``s the entry point: ``command`` (argv[0] from the prefix's ``bin/`` when it is there,
@@ -175,6 +178,11 @@ def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     lines.append("    *) _coex_ep=%s ;;" % q(info["default_entry_point"]))
     lines.append("  esac")
     lines.append("fi")
+    # started by another coex program: drop the app layer its launcher put first on PYTHONPATH
+    lines.append('if [ -n "${COEX_APP:-}" ]; then case "${PYTHONPATH:-}" in')
+    lines.append('  "$COEX_APP") unset PYTHONPATH ;; "$COEX_APP":*) PYTHONPATH=${PYTHONPATH#"$COEX_APP":} ;;')
+    lines.append("esac; fi")
+    lines.append("unset COEX_APP")
     for k, v in activation(prefix, app_dir, info):
         if v is None:
             lines.append("unset %s" % k)

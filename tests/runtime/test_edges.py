@@ -508,3 +508,23 @@ def _shared_root_077(arc, info, tmp_path):
     assert r.returncode == 0, H.text(r)
     assert r.stdout.decode().strip() == _prefix(tmp_path / "t" / "coex-65534", info), H.text(r)
     assert "not writable by uid 65534" in r.stderr.decode()
+
+
+def test_a_coex_program_started_by_another_does_not_see_its_app_layer(std_archive, tiny_channel, tmp_path):
+    """The outer launcher put its app layer first on PYTHONPATH; the inner archive (its own
+    python, no app layer) must not import the outer app's modules. The caller's own PYTHONPATH
+    entries stay."""
+    arc, info = std_archive
+    inner = tmp_path / "inner.coex"
+    H.make_archive(tiny_channel.path, inner, names=("libtiny", "python", "tinypy"),
+                   entry_points={"python": "python"}, app={})
+    root = tmp_path / "root"
+    outer_app = os.path.join(str(root), "apps", H.ids(info)[2])
+    prog = "%s -c 'import os; print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"COEX_APP\"))'" % inner
+    for _ in ("cold", "warm"):
+        r = H.run(arc, prog, root=root, env={"COEX_ENTRYPOINT": "sh", "PYTHONPATH": "/mine"})
+        assert r.returncode == 0, H.text(r)
+        pythonpath, coex_app = r.stdout.decode().split()
+        # (the tiny channel's fake python puts its site-packages first itself)
+        assert outer_app not in pythonpath and pythonpath.split(":")[-1] == "/mine", (outer_app, H.text(r))
+        assert coex_app == "None"
