@@ -158,7 +158,7 @@ def extract(archive, args, environ):
     with C.Lock(os.path.join(root, "gc.lock"), shared=True):
         libzstd = rt.libzstd() if rt._need_extract() else None
         stage = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".coex-", dir=parent)
-        renamed = False
+        renamed, existed = False, os.path.isdir(dest)
         try:
             try:
                 install.install_env(entries, rt._open_payload, rt.cache.pkgs, stage, dest,
@@ -166,13 +166,22 @@ def extract(archive, args, environ):
             except Exception:
                 rt.diagnose_payloads()
                 raise
-            if os.path.isdir(dest):
-                os.rmdir(dest)
-            os.rename(stage, dest)
             renamed = True
+            if existed:  # keep the user's (empty) directory itself: it may be their cwd
+                for n in sorted(os.listdir(stage)):
+                    os.rename(os.path.join(stage, n), os.path.join(dest, n))
+                os.rmdir(stage)
+            else:
+                os.rename(stage, dest)
             install.finalize_env(dest, entries, requested_specs=specs)
         except BaseException:
-            C.rmtree(dest if renamed else stage)
+            if os.path.isdir(stage):
+                C.rmtree(stage)
+            if renamed and existed:
+                for n in os.listdir(dest):
+                    C.rmtree(os.path.join(dest, n))
+            elif renamed:
+                C.rmtree(dest)
             raise
     sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
                      "CONDA_PREFIX=%s)\n" % (len(entries), dest, dest, dest))

@@ -528,3 +528,16 @@ def test_a_coex_program_started_by_another_does_not_see_its_app_layer(std_archiv
         # (the tiny channel's fake python puts its site-packages first itself)
         assert outer_app not in pythonpath and pythonpath.split(":")[-1] == "/mine", (outer_app, H.text(r))
         assert coex_app == "None"
+
+
+def test_extract_into_the_current_directory_keeps_it(std_archive, tmp_path):
+    """`mkdir env && cd env && app.coex extract .`: the caller's cwd must stay the directory that
+    now holds the environment (it was removed and replaced by another one)."""
+    arc, _ = std_archive
+    d = tmp_path / "env"
+    d.mkdir()
+    env = H.base_env(tmp_path / "root", COEX_TOOLS="1")
+    r = _sh("%s extract . >/dev/null && ls bin && bin/prefixprog" % arc, env, cwd=str(d))
+    assert r.returncode == 0, H.text(r)
+    lines = r.stdout.decode().split()
+    assert "prefixprog" in lines and lines[-1] == str(d), H.text(r)
