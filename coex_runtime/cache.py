@@ -338,10 +338,15 @@ def parse_duration(text):
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     try:
         if t and t[-1] in units:
-            return float(t[:-1]) * units[t[-1]]
-        return float(t)
+            seconds = float(t[:-1]) * units[t[-1]]
+        else:
+            seconds = float(t)
     except ValueError:
-        raise CacheError("coex gc: cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w" % text)
+        seconds = None
+    if seconds is None or not seconds >= 0:  # (nan is not)
+        raise CacheError("coex gc: cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w "
+                         "(zero or more)" % text)
+    return seconds
 
 
 def now():

@@ -200,6 +200,8 @@ def _parse_gc_args(args):
         elif a.startswith("--older-than="):
             older = a.split("=", 1)[1]
             i += 1
+        elif a == "--older-than":
+            raise UsageError("--older-than needs a duration, e.g. --older-than 14d")
         else:
             raise UsageError("unknown argument %r" % a)
     try:

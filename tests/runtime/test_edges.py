@@ -541,3 +541,13 @@ def test_extract_into_the_current_directory_keeps_it(std_archive, tmp_path):
     assert r.returncode == 0, H.text(r)
     lines = r.stdout.decode().split()
     assert "prefixprog" in lines and lines[-1] == str(d), H.text(r)
+
+
+@pytest.mark.parametrize("args,msg", [(["--older-than"], "needs a duration"), (["--older-than", "-1d"], "zero or more"),
+                                      (["--older-than=nan"], "zero or more")])
+def test_gc_refuses_missing_negative_and_odd_durations(std_archive, root, args, msg):
+    arc, info = std_archive
+    assert H.run(arc, root=root).returncode == 0
+    r = H.run(arc, "gc", *args, root=root, env={"COEX_TOOLS": "1"})
+    assert r.returncode == 2 and msg in r.stderr.decode(), H.text(r)
+    assert os.path.isfile(os.path.join(_prefix(root, info), ".coex-ready"))
