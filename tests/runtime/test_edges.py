@@ -551,3 +551,17 @@ def test_gc_refuses_missing_negative_and_odd_durations(std_archive, root, args, 
     r = H.run(arc, "gc", *args, root=root, env={"COEX_TOOLS": "1"})
     assert r.returncode == 2 and msg in r.stderr.decode(), H.text(r)
     assert os.path.isfile(os.path.join(_prefix(root, info), ".coex-ready"))
+
+
+def test_two_archives_of_different_envs_sharing_packages_start_cold_at_once(std_archive, strict_archive, tmp_path):
+    """Both need libtiny and prefixprog: their installs extract into the same pkgs/ at once."""
+    arc, info = std_archive
+    for i in range(3):
+        root = tmp_path / ("root%d" % i)
+        env = H.base_env(root, COEX_ENTRYPOINT="sh")
+        procs = [subprocess.Popen([str(a), "echo $CONDA_PREFIX"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for a in (arc, strict_archive, arc, strict_archive)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, outs
+        assert outs[0][0].decode().strip() == _prefix(root, info)
+        assert len(set(o[0] for o in outs)) == 2 and os.listdir(str(root / "tmp")) == []
