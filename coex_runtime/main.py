@@ -479,6 +479,24 @@ def flag(environ, name):
     return (environ.get(name) or "0").strip().lower() not in ("0", "false", "no", "off")
 
 
+def out_of_space(exc):
+    """The strerror when ``exc`` is (or was caused by, or says it comes from) a full disk or
+    quota, else None. The installer wraps OS errors (and its workers report them as text)."""
+    codes = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    seen = set()
+    e = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, EnvironmentError) and e.errno in codes:
+            return e.strerror or os.strerror(e.errno)
+        e = e.__cause__ or e.__context__
+    text = str(exc)
+    for code in codes:
+        if os.strerror(code) in text or "[Errno %d]" % code in text:
+            return os.strerror(code)
+    return None
+
+
 def check_entry_point(info, environ):
     """A COEX_ENTRYPOINT the archive does not declare stops before anything is installed (the
     launcher gives the same message on warm runs)."""
@@ -519,14 +537,14 @@ def _main(argv, environ, phases):
         phases.done("check")
         try:
             rt.install()
-        except (IOError, OSError) as e:
-            if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        except Exception as e:
+            if not out_of_space(e):
                 raise
             size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in archive.info["packages"])
             raise CoexError("coex: no space left to install this archive's environment into %s (%s; nothing "
                             "was left half-installed): free some space there or set COEX_ROOT to a file "
                             "system with room (its %d packages take %s compressed, several times that "
-                            "installed)" % (rt.cache.root, e.strerror or e, len(archive.info["packages"]),
+                            "installed)" % (rt.cache.root, out_of_space(e), len(archive.info["packages"]),
                                             "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000)))
     archive.close()
     phases.total()

@@ -415,9 +415,11 @@ def test_info_of_a_never_run_archive_creates_nothing(std_archive, tmp_path):
     assert c["exists"] is True and c["launcher_ready"] is True and c["last_use"] is not None
 
 
-def test_a_full_disk_is_explained_and_leaves_nothing(std_archive, tmp_path):
+@pytest.mark.parametrize("size", ["600k", "300k", "150k"])
+def test_a_full_disk_is_explained_and_leaves_nothing(std_archive, tmp_path, size):
+    """Full at different moments (extracting, linking, the app layer): one clear message."""
     arc, info = std_archive
-    mnt = _tmpfs(tmp_path / "small", "size=600k")
+    mnt = _tmpfs(tmp_path / "small", "size=" + size)
     try:
         root = mnt / "root"
         r = H.run(arc, root=root)
@@ -565,3 +567,22 @@ def test_two_archives_of_different_envs_sharing_packages_start_cold_at_once(std_
         assert [p.returncode for p in procs] == [0] * 4, outs
         assert outs[0][0].decode().strip() == _prefix(root, info)
         assert len(set(o[0] for o in outs)) == 2 and os.listdir(str(root / "tmp")) == []
+
+
+def test_out_of_space_sees_through_the_installers_wrapping():
+    import errno
+    from coex_runtime import main as M
+
+    class Wrapped(Exception):
+        pass
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as inner:
+            raise Wrapped("pkg: cannot extract into /x: %s" % inner)
+    except Wrapped as e:
+        assert M.out_of_space(e) == os.strerror(errno.ENOSPC)
+    # a worker process reports it as text only
+    assert M.out_of_space(Exception("numpy: [Errno 122] Disk quota exceeded")) == os.strerror(errno.EDQUOT)
+    assert M.out_of_space(OSError(errno.EACCES, "Permission denied")) is None
