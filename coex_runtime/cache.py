@@ -98,6 +98,8 @@ def check_root(path, private=False):
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
                 return "%s is not a private directory owned by uid %d" % (path, os.getuid())
         else:
+            if os.path.lexists(path) and not os.path.isdir(path):
+                return "%s is not a directory" % path
             makedirs(path)
         fd, probe = tempfile.mkstemp(prefix=".coex-probe-", dir=path)
         try:

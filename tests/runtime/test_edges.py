@@ -586,3 +586,13 @@ def test_out_of_space_sees_through_the_installers_wrapping():
     # a worker process reports it as text only
     assert M.out_of_space(Exception("numpy: [Errno 122] Disk quota exceeded")) == os.strerror(errno.EDQUOT)
     assert M.out_of_space(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_coex_root_that_is_a_file_is_named_as_such(std_archive, tmp_path):
+    arc, info = std_archive
+    f = tmp_path / "afile"
+    f.write_text("")
+    (tmp_path / "t").mkdir()
+    r = H.run(arc, root=f, env={"TMPDIR": str(tmp_path / "t")})
+    assert r.returncode == 0 and "%s is not a directory" % f in r.stderr.decode(), H.text(r)
+    assert r.stdout.decode().strip() == _prefix(tmp_path / "t" / ("coex-%d" % os.getuid()), info)
