@@ -85,8 +85,17 @@ def _noexec(path):
         return False
 
 
+# Characters a prefix cannot hold: packages' scripts get the prefix by text replacement, inside
+# double quotes (activate.d: export X="<prefix>/share"): these would expand or end the quoting.
+UNSAFE_PREFIX_CHARS = '"$`\\\n'
+
+
 def check_root(path, private=False):
     """None when ``path`` is usable as a cache root (created if needed), else why not."""
+    bad = sorted(set(UNSAFE_PREFIX_CHARS) & set(path))
+    if bad:
+        return ("%s contains %s, which packages' shell scripts cannot take in a prefix"
+                % (path, " ".join(repr(c) for c in bad)))
     try:
         if private:
             try:

@@ -47,9 +47,10 @@ def _sh(cmd, env, cwd=None, timeout=60):
 
 
 def test_odd_paths_and_every_way_of_invoking(std_archive, tmp_path):
-    """Blanks, `$` and unicode in the archive's and the cache's path; via PATH, relative from
-    another cwd, a symlink chain, `sh app.coex`, `python3 app.coex`: each works cold and warm,
-    and the program sees the same COEX_ARCHIVE / COEX_ARGV0 on the cold and the warm run."""
+    """Blanks, `$` and unicode in the archive's path, blanks and unicode in the cache's; via
+    PATH, relative from another cwd, a symlink chain, `sh app.coex`, `python3 app.coex`: each
+    works cold and warm, and the program sees the same COEX_ARCHIVE / COEX_ARGV0 on the cold
+    and the warm run."""
     arc, info = std_archive
     d = tmp_path / "my dir $x ü"
     (d / "bin").mkdir(parents=True)
@@ -57,7 +58,7 @@ def test_odd_paths_and_every_way_of_invoking(std_archive, tmp_path):
     (d / "links").mkdir()
     os.symlink("../bin/my app.coex", str(d / "links" / "one"))
     os.symlink("one", str(d / "links" / "two"))
-    root = d / "cache root"
+    root = tmp_path / "cache root ü"  # ($ is refused in a cache root: see the next test)
     env = H.base_env(root, PATH=str(d / "bin") + ":" + os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin",
                      COEX_ENTRYPOINT="sh")
     prog = "'echo \"$CONDA_PREFIX|$COEX_ARCHIVE|$COEX_ARGV0|$*\"' a 'b c'"
@@ -77,6 +78,23 @@ def test_odd_paths_and_every_way_of_invoking(std_archive, tmp_path):
         prefix, archive, argv0, args = outs[0].rstrip("\n").split("|")
         assert prefix == _prefix(root, info) and args == "b c", outs
         assert os.path.samefile(archive, str(d / "bin" / "my app.coex")), outs
+
+
+@pytest.mark.parametrize("char", ["$", '"', "`", "\\"])
+def test_cache_root_with_shell_special_characters_falls_back(std_archive, tmp_path, char):
+    """Packages' activate.d scripts hold the prefix in double quotes (text replacement): a `$`
+    there expanded silently (PREFIXPROG_HOME lost a part), a `"` was a syntax error. Such a
+    root is not used: the private fallback is, with a note naming the character."""
+    arc, info = std_archive
+    root = tmp_path / ("odd%sroot" % char)
+    (tmp_path / "t").mkdir()
+    fallback = tmp_path / "t" / ("coex-%d" % os.getuid())
+    for _ in ("cold", "warm"):
+        r = H.run(arc, 'echo "$PREFIXPROG_HOME"', root=root,
+                  env={"COEX_ENTRYPOINT": "sh", "TMPDIR": str(tmp_path / "t")})
+        assert r.returncode == 0, H.text(r)
+        assert r.stdout.decode().strip() == _prefix(fallback, info) + "/share/prefixprog", H.text(r)
+    assert repr(char) in H.text(H.run(arc, "gc", root=root, env={"COEX_TOOLS": "1", "TMPDIR": str(tmp_path / "t")}))
 
 
 def test_program_changing_directory_can_still_find_its_archive(std_archive, tmp_path):
