@@ -614,3 +614,11 @@ def test_coex_root_that_is_a_file_is_named_as_such(std_archive, tmp_path):
     r = H.run(arc, root=f, env={"TMPDIR": str(tmp_path / "t")})
     assert r.returncode == 0 and "%s is not a directory" % f in r.stderr.decode(), H.text(r)
     assert r.stdout.decode().strip() == _prefix(tmp_path / "t" / ("coex-%d" % os.getuid()), info)
+
+
+def test_extract_refuses_a_prefix_with_shell_special_characters(std_archive, tmp_path):
+    arc, _ = std_archive
+    dest = tmp_path / "env$HOME"
+    r = H.run(arc, "extract", str(dest), root=tmp_path / "root", env={"COEX_TOOLS": "1"})
+    assert r.returncode == 1 and "contains '$'" in r.stderr.decode(), H.text(r)
+    assert not dest.exists() and not (tmp_path / "root").exists()
