@@ -90,12 +90,19 @@ def _noexec(path):
 UNSAFE_PREFIX_CHARS = '"$`\\\n'
 
 
-def check_root(path, private=False):
-    """None when ``path`` is usable as a cache root (created if needed), else why not."""
+def unsafe_prefix(path):
+    """Why ``path`` cannot hold prefixes (see UNSAFE_PREFIX_CHARS), or None."""
     bad = sorted(set(UNSAFE_PREFIX_CHARS) & set(path))
     if bad:
         return ("%s contains %s, which packages' shell scripts cannot take in a prefix"
                 % (path, " ".join(repr(c) for c in bad)))
+    return None
+
+
+def check_root(path, private=False):
+    """None when ``path`` is usable as a cache root (created if needed), else why not."""
+    if unsafe_prefix(path):
+        return unsafe_prefix(path)
     try:
         if private:
             try:

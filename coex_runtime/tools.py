@@ -144,10 +144,8 @@ def extract(archive, args, environ):
         sys.stderr.write("coex extract: %s already exists and is not an empty directory; choose a new "
                          "path or empty it first\n" % dest)
         return 1
-    bad = sorted(set(C.UNSAFE_PREFIX_CHARS) & set(dest))
-    if bad:
-        sys.stderr.write("coex extract: %s contains %s, which packages' shell scripts cannot take in a "
-                         "prefix; choose a path without them\n" % (dest, " ".join(repr(c) for c in bad)))
+    if C.unsafe_prefix(dest):
+        sys.stderr.write("coex extract: %s; choose a path without them\n" % C.unsafe_prefix(dest))
         return 1
     parent = os.path.dirname(dest)
     if not os.path.isdir(parent):
