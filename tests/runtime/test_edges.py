@@ -622,3 +622,29 @@ def test_extract_refuses_a_prefix_with_shell_special_characters(std_archive, tmp
     r = H.run(arc, "extract", str(dest), root=tmp_path / "root", env={"COEX_TOOLS": "1"})
     assert r.returncode == 1 and "contains '$'" in r.stderr.decode(), H.text(r)
     assert not dest.exists() and not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("home", [None, "", "rel", "abs"])
+@pytest.mark.parametrize("xdg", [None, "", "rel", "abs"])
+def test_preamble_and_runtime_agree_on_the_cache_root(std_archive, tmp_path, home, xdg):
+    """Whatever HOME / XDG_CACHE_HOME look like, the root the Python runtime installs into is the
+    one the sh preamble looks in: the second run needs no Python."""
+    arc, info = std_archive
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (tmp_path / "t").mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "TMPDIR": str(tmp_path / "t")}
+    for name, value in (("HOME", home), ("XDG_CACHE_HOME", xdg)):
+        if value is not None:
+            env[name] = str(tmp_path / name) if value == "abs" else value
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    prefix = r.stdout.decode().strip()
+    want = (str(tmp_path / "XDG_CACHE_HOME" / "coex") if xdg == "abs" else
+            str(tmp_path / "HOME" / ".cache" / "coex") if home == "abs" else
+            str(tmp_path / "t" / ("coex-%d" % os.getuid())))
+    assert prefix == _prefix(want, info), H.text(r)
+    env["PATH"] = _no_python_path(tmp_path / "nopy")
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.decode().strip() == prefix and r.stderr.decode() == "", H.text(r)
+    assert os.listdir(str(cwd)) == []
