@@ -19,7 +19,9 @@ program's own. What it does, in order:
    when the environment has a python and the archive an app layer, then the variables of
    ``etc/conda/env_vars.d/*.json`` (sorted) overridden by ``conda-meta/state``'s ``env_vars``,
    then the record's ``env``. An inherited ``PYTHONHOME`` is unset when the environment has a
-   python (it belongs to some other Python and would stop the environment's from starting).
+   python (it belongs to some other Python and would stop the environment's from starting), and
+   ``PYTHONNOUSERSITE=1`` is set unless the caller set it (even empty, to opt out): the user's
+   ``~/.local`` site-packages would come before the locked ones.
    Started by another coex program, the outer app layer (first on the inherited
    ``PYTHONPATH``, named by ``COEX_APP``) is removed before. ``COEX_ARCHIVE`` / ``COEX_ARGV0``
    (set by the preamble) are kept.
@@ -96,7 +98,8 @@ def conda_env_vars(prefix):
 
 
 def activation(prefix, app_dir, info):
-    """[(name, value or (prefix_value, name_of_var_to_append) or None to unset)] in export order."""
+    """[(name, value or (prefix_value, name_of_var_to_append) or None to unset or
+    {"default": value} when not set)] in export order."""
     out = [("PATH", (os.path.join(prefix, "bin"), "PATH")),
            ("CONDA_PREFIX", prefix),
            ("CONDA_DEFAULT_ENV", prefix),
@@ -108,6 +111,9 @@ def activation(prefix, app_dir, info):
             out.append(("PYTHONPATH", (app_dir, "PYTHONPATH")))
     if env_has_python(prefix):
         out.append(("PYTHONHOME", None))  # another Python's home: the env's python cannot start
+        # ~/.local/lib/pythonX.Y/site-packages comes before the env's own site-packages: a
+        # `pip install --user` must not shadow the locked packages (PYTHONNOUSERSITE= opts out)
+        out.append(("PYTHONNOUSERSITE", {"default": "1"}))
     out.extend(conda_env_vars(prefix))
     for k in sorted(info.get("env") or {}):
         out.append((k, info["env"][k]))
@@ -186,6 +192,8 @@ def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     for k, v in activation(prefix, app_dir, info):
         if v is None:
             lines.append("unset %s" % k)
+        elif isinstance(v, dict):
+            lines.append("%s=${%s-%s}; export %s" % (k, k, q(v["default"]), k))
         elif isinstance(v, tuple):
             lines.append('%s=%s${%s:+":$%s"}; export %s' % (k, q(v[0]), v[1], v[1], k))
         else:

@@ -648,3 +648,43 @@ def test_preamble_and_runtime_agree_on_the_cache_root(std_archive, tmp_path, hom
     r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0 and r.stdout.decode().strip() == prefix and r.stderr.decode() == "", H.text(r)
     assert os.listdir(str(cwd)) == []
+
+
+@pytest.fixture(scope="module")
+def real_py_archive(realistic_channel, tmp_path_factory):
+    """An archive of the realistic channel's real CPython 3.11 and pyflakes (noarch python)."""
+    import json
+    from pathlib import Path
+    from coex_runtime import format as F
+    from tests.factory.fixtures import rattler_solve
+    chan = Path(realistic_channel)
+    pkgs = []
+    recs = sorted(rattler_solve(chan, ["python 3.11.*", "pyflakes"]), key=lambda r: r.name.normalized != "python")
+    for r in recs:  # python first: pyflakes depends on it
+        rd = json.loads((chan / r.subdir / "repodata.json").read_text())
+        rec = rd.get("packages.conda", {}).get(r.file_name) or rd["packages"][r.file_name]
+        entry = dict(rec, filename=r.file_name, subdir=r.subdir, channel=chan.as_uri())
+        pkgs.append({"path": str(chan / r.subdir / r.file_name), "entry": entry,
+                     "encoding": "conda" if r.file_name.endswith(".conda") else "tar.bz2"})
+    out = tmp_path_factory.mktemp("realpy") / "py.coex"
+    F.write_archive(str(out), "linux-64", pkgs, {"pyflakes": "pyflakes.api:main"}, "pyflakes",
+                    libzstd_path=H.LIBZSTD, requested_specs=["python 3.11.*", "pyflakes"])
+    return out
+
+
+def test_user_site_packages_do_not_shadow_the_locked_ones(real_py_archive, tmp_path):
+    """`pip install --user pyflakes` (~/.local/lib/python3.11/site-packages comes before the
+    environment's site-packages in a real CPython) must not replace the locked pyflakes;
+    PYTHONNOUSERSITE= (set, empty) lets the user site in on purpose."""
+    home = tmp_path / "home"
+    evil = home / ".local" / "lib" / "python3.11" / "site-packages" / "pyflakes"
+    evil.mkdir(parents=True)
+    (evil / "__init__.py").write_text("")
+    (evil / "api.py").write_text("def main():\n    print('user site pyflakes')\n")
+    env = H.base_env(tmp_path / "root", HOME=str(home))
+    for _ in ("cold", "warm"):
+        r = subprocess.run([str(real_py_archive), "--version"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        assert r.returncode == 0 and r.stdout.decode().startswith("3.2.0 Python 3.11"), H.text(r)
+    r = subprocess.run([str(real_py_archive)], env=dict(env, PYTHONNOUSERSITE=""), stdout=subprocess.PIPE)
+    assert r.stdout.decode().strip() == "user site pyflakes"
