@@ -133,3 +133,41 @@ def test_relative_channel_paths(rule_runner, tiny_channel):
     )
     req = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]).request
     assert req["channels"] == [os.path.join(root, "3rdparty", "channel")]
+
+
+def test_mode_change_alone_rebuilds_and_resources_keep_modes(rule_runner):
+    rule_runner.write_files(
+        {
+            "app/BUILD": BUILD + 'resources(name="tool", sources=["src/tool.sh"])\n',
+            "app/src/tool.sh": "#!/bin/sh\necho tool\n",
+        }
+    )
+    rule_runner.write_files({"app/BUILD": rule_runner.read_file("app/BUILD").replace(
+        'dependencies=[":srcs", ":data"]', 'dependencies=[":srcs", ":data", ":tool"]')})
+    generate_lockfile(rule_runner)
+
+    def tool_mode():
+        (relpath,) = write_built(rule_runner, package(rule_runner, APP))
+        path, _ = archive_info(rule_runner, relpath)
+        with zipfile.ZipFile(path) as zf:
+            return stat.S_IMODE(zf.getinfo("app/tool.sh").external_attr >> 16)
+
+    assert tool_mode() == 0o644
+    os.chmod(os.path.join(rule_runner.build_root, "app/src/tool.sh"), 0o755)
+    rule_runner.write_files({"app/src/tool.sh": "#!/bin/sh\necho tool\n"})  # same bytes
+    os.chmod(os.path.join(rule_runner.build_root, "app/src/tool.sh"), 0o755)
+    assert tool_mode() == 0o755
+
+
+def test_lockfile_path_outside_the_build_root(rule_runner, tiny_channel, tmp_path):
+    # the engine panicked (and retried forever) on an absolute path; '..' escaped the build root
+    for bad in (str(tmp_path / "x.lock"), "../x.lock"):
+        set_coex_options(rule_runner, tiny_channel.url, resolves={"tiny": bad})
+        expect_error(lambda: generate_lockfile(rule_runner), repr(bad), "inside the build root",
+                     "3rdparty/conda/tiny.lock")
+        expect_error(lambda: package(rule_runner, APP), repr(bad), "inside the build root")
+    # an absolute path inside the build root (e.g. written with %(buildroot)s) just works
+    inside = os.path.join(rule_runner.build_root, LOCK)
+    set_coex_options(rule_runner, tiny_channel.url, resolves={"tiny": inside})
+    generate_lockfile(rule_runner)
+    assert package(rule_runner, APP).artifacts[0].relpath == "app/app.coex"

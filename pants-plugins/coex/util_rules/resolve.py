@@ -61,6 +61,29 @@ def check_resolve_name(coex: CoexSubsystem, resolve: str, who: str) -> str:
     return resolve
 
 
+def lockfile_path(coex: CoexSubsystem, resolve: str, build_root: BuildRoot) -> str:
+    """The resolve's lockfile from `[coex].resolves`, relative to the build root (Pants reads and
+    writes only there). An absolute path inside the build root (e.g. from `%(buildroot)s`) is
+    made relative; one outside it, or a path leaving it with `..`, is an error (the engine would
+    otherwise panic on it)."""
+    path = coex.resolves[resolve]
+    root = os.path.realpath(build_root.path)
+    full = os.path.normpath(os.path.join(root, path))
+    rel = os.path.relpath(full, root)
+    if not path or rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The lockfile path of resolve {resolve!r} in `[coex].resolves`, {path!r}, is not
+                a file inside the build root ({root}): Pants can only read and write lockfiles
+                there. Fix: use a path relative to the build root, e.g.
+                `[coex].resolves = {{"{resolve}": "3rdparty/conda/{resolve}.lock"}}`.
+                """
+            )
+        )
+    return rel.replace(os.sep, "/")
+
+
 def platforms_of(field: CoexPlatformsField, coex: CoexSubsystem) -> tuple[str, ...]:
     """The target's platforms, or `[coex].platforms`, validated."""
     own = field.validated()
@@ -185,14 +208,20 @@ async def coex_resolve_inputs(
         "origin": f"resolve {resolve!r}: " + ("; ".join(origins) if origins else "no targets"),
     }
     if not request["specs"]:
-        return CoexResolveInputs(resolve, coex.resolves[resolve], json.dumps(request), "")
+        return CoexResolveInputs(
+            resolve, lockfile_path(coex, resolve, build_root), json.dumps(request), ""
+        )
     request_json = json.dumps(request, sort_keys=True)
     try:
         digest = inputs_sha256(request)
     except CoexError as e:
         raise CoexBuildError(str(e))
     return CoexResolveInputs(
-        resolve, coex.resolves[resolve], request_json, digest, json.dumps(by_target, sort_keys=True)
+        resolve,
+        lockfile_path(coex, resolve, build_root),
+        request_json,
+        digest,
+        json.dumps(by_target, sort_keys=True),
     )
 
 
@@ -211,7 +240,7 @@ async def coex_lockfile(
     name: CoexResolveName, coex: CoexSubsystem, build_root: BuildRoot
 ) -> CoexLockfile:
     resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
-    path = coex.resolves[resolve]
+    path = lockfile_path(coex, resolve, build_root)
     inputs, snapshot = await MultiGet(
         Get(CoexResolveInputs, CoexResolveName, name), Get(Snapshot, PathGlobs([path]))
     )
