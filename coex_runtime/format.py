@@ -463,12 +463,14 @@ def _copy_into(zf, zinfo, path):
 
 
 class _BoundedReader(io.RawIOBase):
-    """Reads ``size`` bytes of a stored zip member straight from the file (no zipfile machinery,
-    one file descriptor per reader, so threads can read different members at once)."""
+    """Reads ``size`` bytes at ``offset`` of a stored zip member with ``os.pread`` on the archive's
+    one open descriptor: no zipfile machinery, no shared file position (threads can read different
+    members at once), and the bytes come from the file that was opened even if a rebuild renames a
+    new archive over the path meanwhile."""
 
-    def __init__(self, path, offset, size):
-        self._f = open(path, "rb")
-        self._f.seek(offset)
+    def __init__(self, fd, offset, size):
+        self._fd = fd
+        self._pos = offset
         self._left = size
 
     def readable(self):
@@ -478,17 +480,13 @@ class _BoundedReader(io.RawIOBase):
         n = min(len(b), self._left)
         if n <= 0:
             return 0
-        data = self._f.read(n)
-        b[: len(data)] = data
-        self._left -= len(data)
+        data = os.pread(self._fd, n, self._pos)
         if not data:
             raise FormatError("the archive ends inside a stored member: it is truncated")
+        b[: len(data)] = data
+        self._pos += len(data)
+        self._left -= len(data)
         return len(data)
-
-    def close(self):
-        if not self.closed:
-            self._f.close()
-        super().close()
 
 
 class _CheckedZipReader(io.RawIOBase):
@@ -523,11 +521,16 @@ class Archive(object):
     def __init__(self, path):
         self.path = os.path.abspath(path)
         self.is_dir = os.path.isdir(self.path)
-        self._zip = None
+        self._zip = self._file = None
         if not self.is_dir:
             try:
-                self._zip = zipfile.ZipFile(self.path)
+                # One descriptor for the archive's whole life: members are read from the file that
+                # was opened, whatever happens to the path. (Stored members, which forked install
+                # workers read, use pread: the shared file offset is never moved for them.)
+                self._file = open(self.path, "rb")
+                self._zip = zipfile.ZipFile(self._file)
             except (zipfile.BadZipFile, OSError) as e:
+                self.close()
                 raise FormatError("%s is not a readable coex archive (%s): it may be truncated or "
                                   "damaged; copy it again" % (self.path, e))
         try:
@@ -540,6 +543,8 @@ class Archive(object):
     def close(self):
         if self._zip is not None:
             self._zip.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self):
         return self
@@ -580,15 +585,13 @@ class Archive(object):
         zi = self._zip.getinfo(name)
         if zi.compress_type != zipfile.ZIP_STORED:
             return io.BufferedReader(_CheckedZipReader(self.path, name, self._zip.open(zi)), COPY_BUFSIZE)
-        with open(self.path, "rb") as f:
-            f.seek(zi.header_offset)
-            header = f.read(30)
+        header = os.pread(self._file.fileno(), 30, zi.header_offset)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise FormatError("%s: member %s has a bad local header: the archive is damaged"
                               % (self.path, name))
         name_len, extra_len = struct.unpack("<HH", header[26:30])
         return io.BufferedReader(
-            _BoundedReader(self.path, zi.header_offset + 30 + name_len + extra_len, zi.file_size),
+            _BoundedReader(self._file.fileno(), zi.header_offset + 30 + name_len + extra_len, zi.file_size),
             COPY_BUFSIZE)
 
     def verify(self, name, sha256, size):

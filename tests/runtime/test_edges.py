@@ -284,8 +284,6 @@ def test_gc_keeps_the_environment_of_a_running_program(std_archive, root):
 # the archive file itself
 
 
-@pytest.mark.xfail(strict=True, reason="format.Archive reopens the path for stored members; "
-                   "the reader (lead's) must read from the descriptor it opened: see report")
 def test_archive_replaced_by_a_new_build_while_installing(std_archive, strict_archive, tmp_path):
     """A rebuild renames a new archive over the path while an old cold start runs: the old run
     keeps reading the file it opened (the new one has other members at other offsets)."""
