@@ -171,3 +171,24 @@ def test_lockfile_path_outside_the_build_root(rule_runner, tiny_channel, tmp_pat
     set_coex_options(rule_runner, tiny_channel.url, resolves={"tiny": inside})
     generate_lockfile(rule_runner)
     assert package(rule_runner, APP).artifacts[0].relpath == "app/app.coex"
+
+
+def test_run_builds_only_the_host_archive(rule_runner):
+    from pants.core.goals.run import RunRequest
+
+    from coex.goals.package import CoexBinaryFieldSet
+
+    rule_runner.write_files(
+        {"app/BUILD": BUILD.replace('name="app",', 'name="app", platforms=["linux-aarch64", "linux-64"],')}
+    )
+    generate_lockfile(rule_runner)
+    tgt = rule_runner.get_target(APP)
+    run = rule_runner.request(RunRequest, [CoexBinaryFieldSet.create(tgt)])
+    assert run.args == ("{chroot}/app/app-linux-64.coex",)
+    rule_runner.write_digest(run.digest, path_prefix="run-out")
+    assert os.listdir(os.path.join(rule_runner.build_root, "run-out", "app")) == ["app-linux-64.coex"]
+    # no aarch64 package was fetched or transcoded for it
+    metrics = rule_runner.scheduler.get_metrics()
+    built = package(rule_runner, APP)  # package still builds both
+    assert sorted(a.relpath for a in built.artifacts) == ["app/app-linux-64.coex", "app/app-linux-aarch64.coex"]
+    assert rule_runner.scheduler.get_metrics()["local_execution_requests"] > metrics["local_execution_requests"]

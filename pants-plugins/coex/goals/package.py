@@ -119,17 +119,33 @@ def check_output_path_collisions(
             )
 
 
+@dataclass(frozen=True)
+class CoexBuildRequest:
+    """Build the archives of `field_set` for `only` of its platforms (all when empty): `pants run`
+    builds just the host's."""
+
+    field_set: CoexBinaryFieldSet
+    only: tuple[str, ...] = ()
+
+
 @rule(desc="Package a coex_binary", level=LogLevel.DEBUG)
-async def package_coex_binary(
-    field_set: CoexBinaryFieldSet, coex: CoexSubsystem, binaries: AllCoexBinaries
+async def package_coex_binary(field_set: CoexBinaryFieldSet) -> BuiltPackage:
+    return await Get(BuiltPackage, CoexBuildRequest(field_set))
+
+
+@rule(desc="Build coex archives", level=LogLevel.DEBUG)
+async def build_coex_binary(
+    request: CoexBuildRequest, coex: CoexSubsystem, binaries: AllCoexBinaries
 ) -> BuiltPackage:
+    field_set = request.field_set
     address = field_set.address
     resolve = check_resolve_name(
         coex, field_set.resolve.normalized_value(coex), f"The target {address}"
     )
-    platforms = platforms_of(field_set.platforms, coex)
-    paths = output_paths(field_set.output_path, platforms)
+    all_platforms = platforms_of(field_set.platforms, coex)
+    paths = output_paths(field_set.output_path, all_platforms)
     check_output_path_collisions(address, paths, binaries, coex)
+    platforms = tuple(p for p in all_platforms if not request.only or p in request.only)
     entry_points, default_entry_point = entry_points_of(field_set)
 
     lock, inputs, app = await MultiGet(
@@ -206,7 +222,7 @@ async def run_coex_binary(
             f"{', '.join(sorted(by_platform))}, and this machine is {host or platform.value}. "
             f"Add {host!r} to its `platforms` to run it with `pants run`."
         )
-    built = await Get(BuiltPackage, PackageFieldSet, field_set)
+    built = await Get(BuiltPackage, CoexBuildRequest(field_set, (host,)))
     return RunRequest(digest=built.digest, args=(os.path.join("{chroot}", relpath),))
 
 
