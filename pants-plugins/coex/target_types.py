@@ -176,7 +176,8 @@ class CoexDependenciesField(Dependencies):
 class CoexOutputPathField(OutputPathField):
     help = help_text(
         f"""
-        Where the archive is written, relative to `--distdir` (e.g. `dist/`).
+        Where the archive is written, relative to `--distdir` (e.g. `dist/`); a value ending in
+        `/` names a directory, in which the archive is `<name>.coex`.
 
         Defaults to `<path.to.dir>/<name>.coex`: for `src/app:cli`, `src.app/cli.coex`. With
         several `platforms`, `-<platform>` is inserted before `.coex`. Two targets may not

@@ -192,3 +192,18 @@ def test_run_builds_only_the_host_archive(rule_runner):
     built = package(rule_runner, APP)  # package still builds both
     assert sorted(a.relpath for a in built.artifacts) == ["app/app-linux-64.coex", "app/app-linux-aarch64.coex"]
     assert rule_runner.scheduler.get_metrics()["local_execution_requests"] > metrics["local_execution_requests"]
+
+
+def test_output_path_values(rule_runner):
+    def built_with(out):
+        rule_runner.write_files(
+            {"app/BUILD": BUILD.replace('name="app",', f'name="app", output_path="{out}",')}
+        )
+        return [a.relpath for a in package(rule_runner, APP).artifacts]
+
+    generate_lockfile(rule_runner)
+    assert built_with("bins/") == ["bins/app.coex"]  # a directory (was a file named 'bins/')
+    assert built_with("a//b/../c.coex") == ["a/c.coex"]
+    # outside the dist dir: the engine panicked and retried forever on an absolute path
+    for bad in ("/abs/x.coex", "../x.coex", "."):
+        expect_error(lambda: built_with(bad), repr(bad), "app:app", "output_path", "inside the dist dir")

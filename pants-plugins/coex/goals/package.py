@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -76,6 +77,17 @@ class CoexBinaryFieldSet(PackageFieldSet, RunFieldSet):
 def output_paths(output_path: CoexOutputPathField, platforms: tuple[str, ...]) -> dict[str, str]:
     """{platform: path under dist/}: one archive, or `<stem>-<platform><ext>` per platform."""
     base = output_path.value_or_default(file_ending="coex")
+    if output_path.value is not None:
+        if base.endswith("/"):  # a directory: the default file name in it
+            base += f"{output_path.address.target_name}.coex"
+        norm = posixpath.normpath(base)
+        if base.startswith("/") or norm == ".." or norm.startswith("../") or norm == ".":
+            raise CoexBuildError(
+                f"The `output_path` {output_path.value!r} of {output_path.address} is not a file "
+                f"path inside the dist dir: give a relative path such as "
+                f"'bin/{output_path.address.target_name}.coex' (it is relative to `--distdir`)."
+            )
+        base = norm
     if len(platforms) == 1:
         return {platforms[0]: base}
     stem, ext = os.path.splitext(base)
