@@ -162,6 +162,18 @@ class CoexEnvField(DictStringToStringField):
         """
     )
 
+    @classmethod
+    def compute_value(cls, raw_value, address):
+        value = super().compute_value(raw_value, address)
+        for key, val in (value or {}).items():
+            if not key or "=" in key or "\0" in key or "\0" in val:
+                raise InvalidFieldException(
+                    f"The `{cls.alias}` field of {address} has the variable {key!r}: names must "
+                    f"be non-empty without `=` or NUL, and values without NUL (the program could "
+                    f"not be started with it)."
+                )
+        return value
+
 
 class CoexDependenciesField(Dependencies):
     help = help_text(

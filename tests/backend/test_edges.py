@@ -207,3 +207,18 @@ def test_output_path_values(rule_runner):
     # outside the dist dir: the engine panicked and retried forever on an absolute path
     for bad in ("/abs/x.coex", "../x.coex", "."):
         expect_error(lambda: built_with(bad), repr(bad), "app:app", "output_path", "inside the dist dir")
+
+
+def test_empty_platforms_option(rule_runner, tiny_channel):
+    generate_lockfile(rule_runner)
+    set_coex_options(rule_runner, tiny_channel.url, "--coex-platforms=[]")
+    # was: a package with no archives at all, silently
+    expect_error(lambda: package(rule_runner, APP), "[coex].platforms` is empty", "app:app")
+
+
+def test_env_field_names(rule_runner):
+    for bad in ('{"": "x"}', '{"A=B": "y"}'):
+        rule_runner.write_files(
+            {"app/BUILD": BUILD.replace('env={"APP_MODE": "test"}', f"env={bad}")}
+        )
+        expect_error(lambda: rule_runner.get_target(APP), "`env` field of app:app", "without `=`")

@@ -89,6 +89,11 @@ def platforms_of(field: CoexPlatformsField, coex: CoexSubsystem) -> tuple[str, .
     own = field.validated()
     if own is not None:
         return own
+    if not coex.platforms:
+        raise CoexBuildError(
+            f"`[coex].platforms` is empty, and {field.address} sets no `platforms`: list at least "
+            f"one platform, e.g. `[coex].platforms = [\"linux-64\"]`."
+        )
     for platform in coex.platforms:
         try:
             check_platform(platform, origin="the `[coex].platforms` option")
