@@ -114,7 +114,7 @@ def fetch_packages(packages, cache, level):
 _SKIP_SOURCES = ("__pycache__", ".git")
 
 
-def _copy_source_tree(src_dir, dest, shown, ancestors):
+def _copy_source_tree(src_dir, dest, shown, ancestors, exclude=()):
     """Copy the directory `src_dir` to `dest`, following symlinks (the archive stores files only).
     `shown` names `src_dir` in messages; `ancestors` holds the real paths of the directories
     being copied, so a symlink back into one of them is reported instead of copied forever."""
@@ -134,7 +134,10 @@ def _copy_source_tree(src_dir, dest, shown, ancestors):
                 raise CoexError(
                     "Source {} is a symlink loop: it leads back to {}, which contains it. "
                     "Remove the link, or leave it out of the SRC arguments.".format(where, real))
-            _copy_source_tree(path, os.path.join(dest, name), where, ancestors + (real,))
+            _copy_source_tree(
+                path, os.path.join(dest, name), where, ancestors + (real,), exclude)
+        elif os.path.realpath(path) in exclude:
+            continue
         elif os.path.isfile(path):
             shutil.copy2(path, os.path.join(dest, name))
         else:
@@ -142,11 +145,12 @@ def _copy_source_tree(src_dir, dest, shown, ancestors):
                             "device?): leave it out of the SRC arguments.".format(where))
 
 
-def stage_sources(sources, dest):
+def stage_sources(sources, dest, exclude=()):
     """Copy SRC files/dirs into `dest` (the app layer root). Paths under the current directory
-    keep their relative path (so `python src/main.py` works); others go in by basename.
-    Symlinks are followed (their targets' contents are stored); dangling ones and loops are
-    errors."""
+    keep their relative path (so `python src/main.py` works; `.` is the root itself); others go
+    in by basename. Symlinks are followed (their targets' contents are stored); dangling ones and
+    loops are errors. Files in `exclude` (e.g. the archive being written) are left out."""
+    exclude = tuple(os.path.realpath(p) for p in exclude)
     cwd = os.getcwd()
     for src in sources:
         if os.path.islink(src) and not os.path.exists(src):
@@ -156,12 +160,12 @@ def stage_sources(sources, dest):
             raise CoexError("Source {} does not exist.".format(src))
         full = os.path.abspath(src)
         rel = os.path.relpath(full, cwd)
-        if rel == os.curdir or rel.startswith(os.pardir):
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
             rel = os.path.basename(full.rstrip(os.sep))
-        target = os.path.join(dest, rel)
+        target = os.path.normpath(os.path.join(dest, rel))
         if os.path.isdir(full):
             _copy_source_tree(full, target, src.rstrip(os.sep) or src,
-                              (os.path.realpath(full),))
+                              (os.path.realpath(full),), exclude)
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copy2(full, target)
@@ -225,7 +229,7 @@ def cmd_create(a):
         if a.sources:
             app_root = os.path.join(tmp, "app")
             os.makedirs(app_root)
-            stage_sources(a.sources, app_root)
+            stage_sources(a.sources, app_root, exclude=[a.output])
         spec = {"platform": platform, "packages": items, "app_root": app_root,
                 "entry_points": eps, "default_entry_point": default, "env": env,
                 "requested_specs": req["specs"],

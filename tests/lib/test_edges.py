@@ -111,3 +111,18 @@ def test_local_channel_paths(tmp_path):
     assert local_channel("conda-forge/label/dev", base) == "conda-forge/label/dev"
     assert local_channel("file:///srv/c", base) == "file:///srv/c"
     assert local_channel("https://x.org/c", base) == "https://x.org/c"
+
+
+def test_source_dot_is_the_app_root(tmp_path, monkeypatch):
+    (tmp_path / "proj" / "src").mkdir(parents=True)
+    (tmp_path / "proj" / "src" / "main.py").write_text("")
+    (tmp_path / "proj" / "run.sh").write_text("")
+    monkeypatch.chdir(tmp_path / "proj")
+    dest = tmp_path / "app"
+    stage_sources(["."], str(dest))
+    # `-e "python src/main.py" .` must find src/main.py (was proj/src/main.py)
+    assert sorted(os.listdir(str(dest))) == ["run.sh", "src"]
+    (tmp_path / "proj" / "app.coex").write_text("old archive")
+    dest2 = tmp_path / "app2"
+    stage_sources(["."], str(dest2), exclude=["app.coex"])
+    assert sorted(os.listdir(str(dest2))) == ["run.sh", "src"]  # not the archive being rewritten
