@@ -34,6 +34,10 @@ def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
     from coex.lib.envspec import load_environment_file
     from coex.lib.lockfile import local_channel
 
+    from coex.lib.platforms import check_platform
+
+    for p in platforms:
+        check_platform(p, origin="--platform")
     spec = load_environment_file(env_file)
     env_dir = os.path.dirname(os.path.abspath(env_file))
 

@@ -126,3 +126,12 @@ def test_source_dot_is_the_app_root(tmp_path, monkeypatch):
     dest2 = tmp_path / "app2"
     stage_sources(["."], str(dest2), exclude=["app.coex"])
     assert sorted(os.listdir(str(dest2))) == ["run.sh", "src"]  # not the archive being rewritten
+
+
+def test_bad_platform_option_is_named(tiny_channel, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "env.yml").write_text("channels: [{}]\ndependencies: [prefixprog]\n".format(
+        tiny_channel.url))
+    assert main(["lock", "-f", "env.yml", "-o", "x.lock", "--platform", "linux64"]) == 1
+    err = capsys.readouterr().err
+    assert "'linux64' (from --platform)" in err and "linux-64" in err  # was "(from env.yml)"
