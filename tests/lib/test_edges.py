@@ -135,3 +135,16 @@ def test_bad_platform_option_is_named(tiny_channel, tmp_path, monkeypatch, capsy
     assert main(["lock", "-f", "env.yml", "-o", "x.lock", "--platform", "linux64"]) == 1
     err = capsys.readouterr().err
     assert "'linux64' (from --platform)" in err and "linux-64" in err  # was "(from env.yml)"
+
+
+def test_lockfile_with_merge_conflict_markers(tiny_channel, tmp_path):
+    from coex.lib.lockfile import read_header
+
+    lock = tmp_path / "coex.lock"
+    solve_to_lockfile(make_request(tiny_channel, platforms=["linux-64"]), lock)
+    lines = lock.read_text().splitlines(True)
+    lock.write_text("".join(["<<<<<<< HEAD\n"] + lines + ["=======\n"] + lines + [">>>>>>> b\n"]))
+    for read in (lambda: read_header(lock), lambda: lock_entries(lock, "linux-64")):
+        with pytest.raises(CoexError) as e:
+            read()
+        assert "merge conflict markers" in str(e.value) and "regenerate" in str(e.value)

@@ -2,8 +2,8 @@
 
 package: lockfile (checked fresh) -> per platform: locked packages (`coex.lib entries`) -> one
 digest per package (fetched by URL + sha256/size; `.tar.bz2` transcoded) -> app layer -> one
-assembly process -> `<output_path>`. run: package, then exec the host platform's archive with the
-command-line arguments.
+assembly process -> `<output_path>`. run: build only the host platform's archive, then exec it
+with the command-line arguments.
 """
 from __future__ import annotations
 

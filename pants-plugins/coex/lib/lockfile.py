@@ -140,6 +140,9 @@ def make_header(req):
 
 def parse_header(text, origin="the lockfile"):
     """The header dict from a lock file's text; CoexError if there is none or it is corrupt."""
+    if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in text.splitlines()):
+        raise CoexError("{} has git merge conflict markers: do not merge lockfiles by hand, "
+                        "regenerate it (after merging the environment files).".format(origin))
     for line in text.splitlines():
         if line.startswith(HEADER_PREFIX):
             try:
