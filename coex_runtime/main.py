@@ -385,18 +385,14 @@ _REEXEC = "COEX_LC_REEXEC"
 
 
 def utf8_reexec(argv, environ):
-    """Python 3.6 in the C/POSIX locale decodes file names as ASCII (3.7+ coerces the locale to
-    UTF-8): a non-ASCII archive path or cache root then cannot be written into launchers and
-    text files. Run this same Python again in a UTF-8 locale; the caller's locale variables are
-    kept in COEX_LC_REEXEC and given back to the program (``restore_locale``)."""
+    """Python 3.6 in the C/POSIX locale encodes file names as ASCII (3.7+ coerces the locale to
+    UTF-8): a non-ASCII archive path, cache root, argument, app-layer file or package file then
+    cannot be created or written into launchers. Such a run (cold path only) is done again by
+    this same Python in a UTF-8 locale; the caller's locale variables are kept in COEX_LC_REEXEC
+    and given back to the program (``restore_locale``)."""
     if sys.version_info >= (3, 7) or _REEXEC in environ or not sys.executable:
         return
     if sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") not in ("ascii", "ansix3.41968"):
-        return
-    # the archive, the cache root, and the arguments (``COEX_TOOLS=1 ... extract DIR``)
-    texts = [os.path.abspath(argv[0]) if argv else "", C.configured_root(environ) or "",
-             environ.get("TMPDIR") or ""] + list(argv[1:])
-    if not any("\udc80" <= ch <= "\udcff" for t in texts for ch in t):
         return
     import locale
     saved = locale.setlocale(locale.LC_CTYPE)

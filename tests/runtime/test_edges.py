@@ -686,3 +686,18 @@ def test_user_site_packages_do_not_shadow_the_locked_ones(real_py_archive, tmp_p
         assert r.returncode == 0 and r.stdout.decode().startswith("3.2.0 Python 3.11"), H.text(r)
     r = subprocess.run([str(real_py_archive)], env=dict(env, PYTHONNOUSERSITE=""), stdout=subprocess.PIPE)
     assert r.stdout.decode().strip() == "user site pyflakes"
+
+
+def test_python36_in_the_c_locale_with_a_non_ascii_app_file(tiny_channel, tmp_path):
+    """Not only the paths coex is given: names inside the archive (an app-layer file) are
+    non-ASCII too, and Python 3.6 in the C locale must still create them."""
+    arc = tmp_path / "u.coex"
+    H.make_archive(tiny_channel.path, arc, app={"src/ünï ✓.py": "print(1)\n",
+                                                  "src/show.sh": (0o755, '#!/bin/sh\nls "$(dirname "$0")"\n')},
+                   entry_points={"show": "src/show.sh"}, default="show")
+    env = {"PATH": "/usr/bin:/bin", "COEX_PYTHON": H.PYTHONS["3.6"], "COEX_ROOT": str(tmp_path / "root"),
+           "LC_ALL": "C"}
+    for _ in ("cold", "warm"):
+        r = subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert r.returncode == 0, H.text(r)
+        assert sorted(r.stdout.decode("utf-8").split("\n")[:2]) == ["show.sh", "ünï ✓.py"], H.text(r)
