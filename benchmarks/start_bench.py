@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "pants-plugins")]
 
 from coex_runtime import format as F  # noqa: E402
+from coex_runtime.cache import env_dir_name  # noqa: E402
 
 LIBZSTD = os.path.realpath("/usr/lib/x86_64-linux-gnu/libzstd.so.1")
 
@@ -116,7 +117,7 @@ def main():
         host_py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
         env = dict(os.environ, COEX_ROOT=str(root), COEX_PYTHON=host_py)
         env.pop("COEX_VERBOSE", None)
-        prefix = root / "envs" / F.short_id(info["env_id"])
+        prefix = root / "envs" / env_dir_name(info["env_id"])
         spawn_time([str(arc)], env)  # install
         direct = [str(prefix / "bin" / prog)]
         for _ in range(20):  # warm up both

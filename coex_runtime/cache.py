@@ -3,7 +3,8 @@
 Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
 
     pkgs/<sha256>/              extracted packages, content addressed (the installer's pkgs_dir)
-    envs/<env16>/               installed environments (env16 = first 16 hex of the env id)
+    envs/<env16>/               installed environments (env16 = ``env_dir_name``: the env id and
+                                the installer's layout version)
     envs/<env16>/.coex-ready    readiness marker (JSON: env id, package sha256s), written last
     envs/<env16>.lock           flock held while that environment is installed
     apps/<app16>/               app layers, one per app digest (complete when the dir exists)
@@ -32,6 +33,7 @@ debris to ``tmp/trash-*`` and deletes it.
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -39,6 +41,19 @@ import stat
 import sys
 import tempfile
 import time
+
+
+# Bump when the installer lays out the same packages differently (a fix in prefix replacement,
+# noarch python, conda-meta...): environments installed by an older runtime are then not reused by
+# archives of a newer one (they age out through ``gc``).
+INSTALL_LAYOUT = 1
+
+
+def env_dir_name(env_id):
+    """The directory name of an environment under ``envs/``: 16 hex digits (shebangs stay short)
+    of the archive's env id (its locked packages) and INSTALL_LAYOUT."""
+    return hashlib.sha256(("%s install-layout/%d" % (env_id, INSTALL_LAYOUT)).encode("ascii")).hexdigest()[:16]
+
 
 READY = ".coex-ready"
 

@@ -154,7 +154,7 @@ class Runtime(object):
         self.info = archive.info
         self.cache = cache
         self.id16 = F.short_id(archive.id)
-        self.env16 = F.short_id(self.info["env_id"])
+        self.env16 = C.env_dir_name(self.info["env_id"])
         app = self.info.get("app")
         self.app16 = F.short_id(app["digest"]) if app else None
         self.phases = phases or Phases(False)

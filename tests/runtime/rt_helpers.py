@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from coex_runtime import cache as C
 from coex_runtime import format as F
 
 PYENV = "/root/.pyenv/versions"
@@ -141,4 +142,4 @@ def flip_byte(archive, member, at=None):
 def ids(info):
     """(archive id16, env16, app16) of a record returned by make_archive."""
     app = F.short_id(info["app"]["digest"]) if info.get("app") else None
-    return F.short_id(F.archive_id(F.dump_json(info))), F.short_id(info["env_id"]), app
+    return F.short_id(F.archive_id(F.dump_json(info))), C.env_dir_name(info["env_id"]), app

@@ -332,3 +332,13 @@ def test_archive_libzstd_is_sha_checked_and_cached(std_archive, tmp_path, root):
     assert "libzstd.so.1 is damaged" in r.stderr.decode(), H.text(r)
     assert not os.path.exists(os.path.join(str(root2), "lib", info["libzstd"]["sha256"]))
     _no_install(root2, info)
+
+
+def test_environment_dir_name_changes_with_the_install_layout(monkeypatch):
+    """An environment installed by a runtime whose installer laid packages out differently is
+    not reused: its directory name covers INSTALL_LAYOUT as well as the locked packages."""
+    env_id = "ab" * 32
+    before = C.env_dir_name(env_id)
+    assert len(before) == 16 and before != env_id[:16] and before != C.env_dir_name("cd" * 32)
+    monkeypatch.setattr(C, "INSTALL_LAYOUT", C.INSTALL_LAYOUT + 1)
+    assert C.env_dir_name(env_id) != before
