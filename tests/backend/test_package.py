@@ -13,6 +13,7 @@ from pants.engine.addresses import Address
 
 from coex.goals.package import CoexBinaryFieldSet
 from coex_runtime import format as coex_format
+from coex_runtime.cache import env_dir_name
 from tests.backend.helpers import (
     APP,
     BUILD,
@@ -53,7 +54,7 @@ def test_generate_lockfile_then_package(rule_runner, tiny_channel):
     assert info["build"]["target"] == "app:app"
     assert info["build"]["lockfile_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     log = built.artifacts[0].extra_log_lines
-    assert info["env_id"][:16] in log[1] and "conda packages" in log[0]
+    assert "envs/" + env_dir_name(info["env_id"]) in log[1] and "conda packages" in log[0]
     with zipfile.ZipFile(path) as zf:
         members = set(zf.namelist())
     # resources are source-root stripped (src/ is a default root), files keep their path

@@ -50,6 +50,7 @@ from coex.util_rules.resolve import (
     platforms_of,
 )
 from coex.util_rules.tool import CoexBuildError
+from coex_runtime.cache import env_dir_name
 
 HOST_PLATFORMS = {
     Platform.linux_x86_64: "linux-64",
@@ -213,7 +214,7 @@ async def build_coex_binary(
                 f"    {lp.platform}: {len(pkgs)} of the {len(lp.packages)} conda packages of "
                 f"resolve {resolve}, "
                 f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
-                f"    archive {a.archive_id[:16]}, environment {a.env_id[:16]}",
+                f"    archive {a.archive_id[:16]}, installs into <coex cache>/envs/{env_dir_name(a.env_id)}",
             ),
         )
         for a, lp, pkgs in zip(archives, locked, prepared)
