@@ -13,11 +13,14 @@ from tests.backend.helpers import (
 )
 
 
-def test_locked_platform_entries_and_per_package_digests(rule_runner, tiny_channel):
+def lock_tiny(rule_runner):
+    """Lock the tiny resolve and return its linux-64 packages."""
     generate_lockfile(rule_runner)
-    locked = rule_runner.request(
-        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
-    )
+    return rule_runner.request(CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")])
+
+
+def test_locked_platform_entries_and_per_package_digests(rule_runner, tiny_channel):
+    locked = lock_tiny(rule_runner)
     assert locked.zstd_filename.startswith("zstd-")
     libtiny = next(p for p in locked.packages if p.name == "libtiny")
     fetched = rule_runner.request(FetchedCondaPackage, [libtiny])
@@ -33,10 +36,7 @@ def test_locked_platform_entries_and_per_package_digests(rule_runner, tiny_chann
 
 
 def test_fetch_verifies_sha256_and_names_the_package(rule_runner, tiny_channel, tmp_path):
-    generate_lockfile(rule_runner)
-    locked = rule_runner.request(
-        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
-    )
+    locked = lock_tiny(rule_runner)
     pkg = next(p for p in locked.packages if p.name == "prefixprog")
     fake = tmp_path / pkg.filename
     fake.write_bytes(b"x" * pkg.size)  # right size, wrong content
@@ -56,10 +56,7 @@ def test_fetch_over_http(rule_runner, tiny_channel, tmp_path):
     import threading
     import uuid
 
-    generate_lockfile(rule_runner)
-    locked = rule_runner.request(
-        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
-    )
+    locked = lock_tiny(rule_runner)
     pkg = next(p for p in locked.packages if p.name == "prefixprog")
     served = []
 
@@ -85,10 +82,7 @@ def test_fetch_over_http(rule_runner, tiny_channel, tmp_path):
 
 
 def test_fetch_from_a_channel_path_with_a_space(rule_runner, tiny_channel, tmp_path):
-    generate_lockfile(rule_runner)
-    locked = rule_runner.request(
-        CoexLockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")]
-    )
+    locked = lock_tiny(rule_runner)
     pkg = next(p for p in locked.packages if p.name == "libtiny")
     spaced = tmp_path / "my channel"
     shutil.copytree(tiny_channel.path, spaced)

@@ -24,7 +24,6 @@ different packages that share a file name. Works around the rattler 0.25 bugs no
 /work/shared/notes/conda-tooling.md (``requested_specs`` takes ``MatchSpec(..)._match_spec``).
 """
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union

@@ -167,7 +167,6 @@ def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
 def test_pyc_compiled_by_several_processes(tmp_path, monkeypatch):
     """Enough source for several compiling processes: every file that compiles gets its .pyc,
     recorded in conda-meta; one that does not is skipped."""
-    import json
     import subprocess
     import sys
 

@@ -4,7 +4,6 @@ environment's own python is the tiny tier's fake 3.9 in every case) and check th
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 

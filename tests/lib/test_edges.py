@@ -2,8 +2,6 @@
 lockfiles, stale --lockfile advice, relative file channels."""
 import os
 import re
-import shutil
-import zipfile
 
 import pytest
 

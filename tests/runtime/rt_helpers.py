@@ -9,7 +9,6 @@ the host's libzstd as the archive's libzstd, and an app layer from ``app`` ({rel
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from coex_runtime import cache as C
