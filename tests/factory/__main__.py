@@ -5,6 +5,7 @@
     python -m tests.factory realistic [--out DIR] # cached realistic channel (or built into DIR)
 """
 import argparse
+import os
 import sys
 import time
 
@@ -43,4 +44,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # py-rattler's runtime threads can crash CPython's finalization (seen in CI: "Fatal Python
+    # error: PyGILState_Release" after the channel was built, exit status 134): leave the way the
+    # library's command lines do, with os._exit after flushing.
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
