@@ -278,6 +278,9 @@ def build_parser():
                     "your sources: one file that installs a locked environment once into a "
                     "cache and then execs the entry point.",
         epilog="Run `coex COMMAND --help` for a command's options.")
+    from coex import __version__
+
+    p.add_argument("--version", action="version", version="coex " + __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -338,3 +341,10 @@ def build_parser():
 
 def main(argv=None):
     return run_cli(build_parser(), argv)
+
+
+def console_main():
+    """The `coex` console script of the wheel (`python -m coex` does the same)."""
+    from coex.lib.errors import exit_process
+
+    exit_process(main())

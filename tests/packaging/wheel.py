@@ -1,0 +1,53 @@
+"""The `pants-backend-coex` wheel, built exactly as the README says (`pip wheel --no-deps -w OUT .`
+at the repository root), and venvs that install it the way a user does.
+
+* ``build_wheel(out_dir) -> Path``: the wheel file.
+* ``make_venv(dest, wheel, *extra)``: a CPython 3.9 venv with the wheel (and its declared
+  dependencies, from PyPI or pip's cache) plus ``extra`` requirements installed; returns its
+  ``bin`` directory.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DIST = "pants-backend-coex"
+
+
+def _run(argv, **kw):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=900, **kw)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+    return proc.stdout
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """`pip wheel --no-deps -w OUT .` in a copy-free way: pip builds from the checkout itself.
+    setuptools' in-tree `build/` and `*.egg-info` are gitignored."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+          "-w", str(out_dir), "."], cwd=REPO)
+    (wheel,) = out_dir.glob("pants_backend_coex-*.whl")
+    return wheel
+
+
+def make_venv(dest: Path, wheel: Path, *extra: str) -> Path:
+    # the Pants venv's python is CPython 3.9 (a venv made from a venv uses the base interpreter)
+    _run([sys.executable, "-m", "venv", str(dest)])
+    py = dest / "bin" / "python"
+    _run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
+          *extra])
+    return dest / "bin"
+
+
+def clean_env(**extra: str) -> dict:
+    """The environment a user's shell has: none of this checkout's PYTHONPATH/PANTS_/COEX_
+    settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PANTS_", "COEX_", "PYTHON")) and k != "VIRTUAL_ENV"}
+    env.update(extra)
+    return env
