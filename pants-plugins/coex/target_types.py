@@ -15,9 +15,12 @@ does), except `files`/`file` targets, which keep their build-root-relative paths
 """
 from __future__ import annotations
 
+from typing import Dict, Optional
+
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.run import RestartableField
 from pants.core.util_rules.environments import EnvironmentField
+from pants.engine.addresses import Address
 from pants.engine.target import (
     AsyncFieldMixin,
     COMMON_TARGET_FIELDS,
@@ -30,6 +33,7 @@ from pants.engine.target import (
     Target,
 )
 from pants.util.docutil import bin_name
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from coex.lib.errors import CoexError
@@ -163,7 +167,10 @@ class CoexEnvField(DictStringToStringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value, address):
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        # (`pants help` reads the type of `raw_value` from these hints: without them it crashed)
         value = super().compute_value(raw_value, address)
         for key, val in (value or {}).items():
             if not key or "=" in key or "\0" in key or "\0" in val:
