@@ -278,7 +278,3 @@ class CoexBinaryTarget(Target):
                 f"name the `resolve` whose environment (specs of its other targets) it uses."
             )
         self[CoexPlatformsField].validated()
-
-
-def rules():
-    return []

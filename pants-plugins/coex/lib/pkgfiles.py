@@ -12,14 +12,6 @@ import zipfile
 from coex.lib.errors import CoexError
 
 
-def encoding_of(filename):
-    for suffix, enc in ((".conda", "conda"), (".tar.bz2", "tar.bz2"), (".tar.zst", "tar.zst")):
-        if filename.endswith(suffix):
-            return enc
-    raise CoexError("{}: unknown conda package format (expected .conda, .tar.bz2 or .tar.zst)."
-                    .format(filename))
-
-
 def _tar_streams(path, encoding, want_info=True, want_pkg=True):
     """Yield open streaming TarFiles over the package's tar(s)."""
     import zstandard

@@ -13,7 +13,6 @@ from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
 
 DEFAULT_LEVEL = 10
-_COPY = 1 << 20
 
 
 def transcoded_filename(filename):

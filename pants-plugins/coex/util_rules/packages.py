@@ -26,7 +26,6 @@ from pants.engine.fs import CreateDigest, Digest, DownloadFile, FileDigest, File
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from coex.subsystem import CoexSubsystem
 from coex.util_rules.resolve import CondaPackage
 from coex.util_rules.tool import (
     CoexBuildError,
@@ -145,15 +144,6 @@ async def archivable_package(request: ArchivablePackageRequest) -> ArchivablePac
         ),
     )
     return ArchivablePackage(package, result.output_digest, out, "tar.zst")
-
-
-@rule
-async def archivable_package_with_defaults(
-    package: CondaPackage, coex: CoexSubsystem
-) -> ArchivablePackage:
-    return await Get(
-        ArchivablePackage, ArchivablePackageRequest(package, coex.transcode_zstd_level)
-    )
 
 
 def rules():
