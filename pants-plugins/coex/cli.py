@@ -6,19 +6,18 @@
     ./coex export-explicit --lockfile LOCK -o FILE [--platform SUBDIR] [--hash md5|sha256]
 
 It runs exactly the library functions the Pants rules run in processes (coex.lib: solve ->
-entries -> fetch -> transcode -> assemble), in-process.
+entries -> fetch -> transcode -> assemble), in-process, on the same records (coex.lib.records):
+the solve request, the freshness check, where fetched and transcoded packages are kept, entry
+points and the assemble spec all come from coex.lib.
 """
 import argparse
 import os
-import re
 import shlex
 import shutil
 import sys
 import tempfile
 
 from coex.lib.errors import CoexError, run_cli
-
-_EP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 
 def _cache_root(arg):
@@ -29,32 +28,26 @@ def _cache_root(arg):
 
 
 def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
-    """A solve REQ from an environment file plus command-line channels/platforms.
+    """The SolveRequest of an environment file plus command-line channels/platforms.
     `--channel`s come first (higher priority), then the file's channels."""
     from coex.lib.envspec import load_environment_file
-    from coex.lib.lockfile import local_channel
-
     from coex.lib.platforms import check_platform
+    from coex.lib.request import local_channel, solve_request
 
     for p in platforms:
         check_platform(p, origin="--platform")
     spec = load_environment_file(env_file)
     env_dir = os.path.dirname(os.path.abspath(env_file))
-
-    chans = []
     # command-line channel paths are relative to the current directory, the file's to the file
-    for c in [local_channel(c, os.getcwd()) for c in channels] + [
-            local_channel(c, env_dir) for c in spec.channels]:
-        if c not in chans:
-            chans.append(c)
+    chans = [local_channel(c, os.getcwd()) for c in channels] + [
+        local_channel(c, env_dir) for c in spec.channels]
     if not chans:
         raise CoexError(
             "{} lists no channels and none was given: add `channels:` to the file or pass "
             "--channel URL (e.g. --channel conda-forge or --channel file:///srv/channel)."
             .format(env_file))
-    return {"resolve": spec.name or "default", "specs": spec.specs, "channels": chans,
-            "platforms": list(platforms) or ["linux-64"], "virtual_packages": virtual_packages,
-            "origin": env_file}
+    return solve_request(spec.name or "default", [(env_file, spec.specs)], chans,
+                         platforms or ["linux-64"], virtual_packages)
 
 
 def lock_command(env_file, lockfile, req, cli_channels=()):
@@ -63,55 +56,52 @@ def lock_command(env_file, lockfile, req, cli_channels=()):
     args = ["./coex", "lock", "-f", env_file, "-o", os.path.relpath(lockfile)]
     for c in cli_channels:
         args += ["--channel", c]
-    for p in req["platforms"]:
+    for p in req.platforms:
         args += ["--platform", p]
-    for v in req.get("virtual_packages") or ():
+    for v in req.virtual_packages or ():
         args += ["--virtual-package", v]
     return " ".join(shlex.quote(a) for a in args)
 
 
 def _ensure_lock(req, lockfile, env_file, cli_channels=()):
     """Use `lockfile` if it exists and is fresh; solve into it if it does not exist."""
-    from coex.lib.lockfile import read_header, solve_to_lockfile, stale_reason
+    from dataclasses import replace
+
+    from coex.lib.lockfile import solve_to_lockfile
+    from coex.lib.request import read_header, stale_reason
 
     if os.path.exists(lockfile):
         header = read_header(lockfile)
-        if set(req["platforms"]) <= set(header.get("platforms") or []):
-            # building one platform of a multi-platform lock: compare against all of them
-            req = dict(req, platforms=header["platforms"])
+        # building one platform of a multi-platform lock: compare against all of them
+        req = replace(req, platforms=tuple(sorted(set(req.platforms) | set(header.platforms))))
         reason = stale_reason(header, req)
         if reason:
-            raise CoexError(
-                "Lockfile {} is stale ({}): regenerate it with `{}`, or delete it.".format(
-                    lockfile, reason, lock_command(env_file, lockfile, dict(
-                        req, platforms=sorted(set(req["platforms"]) | set(
-                            header.get("platforms") or []))), cli_channels)))
+            raise CoexError("Lockfile {} is stale ({}): regenerate it with `{}`, or delete it."
+                            .format(lockfile, reason,
+                                    lock_command(env_file, lockfile, req, cli_channels)))
         return lockfile
     solve_to_lockfile(req, lockfile)
     return lockfile
 
 
-def fetch_packages(packages, cache, level):
-    """Fetch (content-addressed under `cache`) and transcode every package; return assemble
-    spec package items."""
+def prepare_packages(packages, cache, level):
+    """Fetch (content-addressed under `cache`) and transcode every package, as the Pants rules
+    do in the engine's store; return the PreparedPackages."""
     from coex.lib.fetch import fetch
-    from coex.lib.transcode import transcode, transcoded_filename
+    from coex.lib.records import PreparedPackage
+    from coex.lib.transcode import transcode
     from coex_runtime.format import sha256_file
 
     items = []
     for p in packages:
-        dest = os.path.join(cache, "pkgs", p["sha256"], p["filename"])
-        if not (os.path.isfile(dest) and os.path.getsize(dest) == p["size"]
-                and sha256_file(dest) == p["sha256"]):
-            fetch(p["url"], p["sha256"], p["size"], dest, name=p["filename"])
-        if p["filename"].endswith(".tar.bz2"):
-            zst = os.path.join(cache, "transcoded", "{}-zstd{}".format(p["sha256"], level),
-                               transcoded_filename(p["filename"]))
-            if not os.path.isfile(zst):
-                transcode(dest, zst, level)
-            items.append({"path": zst, "entry": p, "encoding": "tar.zst"})
-        else:
-            items.append({"path": dest, "entry": p, "encoding": "conda"})
+        dest = os.path.join(cache, p.fetch_path)
+        if not (os.path.isfile(dest) and os.path.getsize(dest) == p.size
+                and sha256_file(dest) == p.sha256):
+            fetch(p.url, p.sha256, p.size, dest, name=p.filename)
+        prepared = os.path.join(cache, p.prepared_path(level))
+        if p.encoding == "tar.zst" and not os.path.isfile(prepared):
+            transcode(dest, prepared, level)
+        items.append(PreparedPackage(prepared, p, p.encoding))
     return items
 
 
@@ -175,27 +165,23 @@ def stage_sources(sources, dest, exclude=()):
             shutil.copy2(full, target)
 
 
-def parse_entry_points(values):
-    """[--entrypoint values] -> ({name: command}, default name). `NAME=CMD` names one; a plain
+def parse_entry_points(values, origin):
+    """[--entrypoint values] -> EntryPoints, the first the default. `NAME=CMD` names one; a plain
     CMD is named after its program (or module)."""
-    eps = {}
-    default = None
+    from coex.lib.records import EntryPoints, entry_point_name
+
+    pairs = []
     for v in values:
         name, sep, cmd = v.partition("=")
-        if not (sep and _EP_NAME_RE.match(name) and cmd.strip()):
+        if not (sep and entry_point_name(name) == name and cmd.strip()):  # (a valid name)
             cmd = v
             try:
                 first = shlex.split(v)[0] if v.strip() else ""
             except ValueError:
                 first = v
-            name = os.path.basename(first.split(":", 1)[0].split(".", 1)[0]) or "main"
-            if not _EP_NAME_RE.match(name):
-                name = "main"
-        if name in eps:
-            raise CoexError("Two entry points are named {!r}: name them with NAME=CMD.".format(name))
-        eps[name] = cmd
-        default = default or name
-    return eps, default
+            name = entry_point_name(os.path.basename(first.split(":", 1)[0].split(".", 1)[0]))
+        pairs.append((name, cmd))
+    return EntryPoints.of(pairs, pairs[0][0] if pairs else None, origin)
 
 
 def parse_env(values):
@@ -211,11 +197,13 @@ def parse_env(values):
 def cmd_create(a):
     from coex.lib.assemble import assemble
     from coex.lib.lockfile import lock_entries
+    from coex.lib.records import AssembleSpec, BuildRecord
     from coex_runtime.format import sha256_file
 
     platform = a.platform
+    target = "./coex create -f {}".format(a.file)
     req = build_request(a.file, a.channel, [platform], a.virtual_package or None)
-    eps, default = parse_entry_points(a.entrypoint)
+    eps = parse_entry_points(a.entrypoint, target)
     env = parse_env(a.env)
     cache = _cache_root(a.cache_dir)
     tmp = tempfile.mkdtemp(prefix="coex-create-")
@@ -227,23 +215,21 @@ def cmd_create(a):
 
             lockfile = os.path.join(tmp, "coex.lock")
             solve_to_lockfile(req, lockfile)
-        entries = lock_entries(lockfile, platform)
-        items = fetch_packages(entries["packages"], cache, a.zstd_level)
+        items = prepare_packages(lock_entries(lockfile, platform).packages, cache, a.zstd_level)
         app_root = None
         if a.sources:
             app_root = os.path.join(tmp, "app")
             os.makedirs(app_root)
             stage_sources(a.sources, app_root, exclude=[a.output])
-        spec = {"platform": platform, "packages": items, "app_root": app_root,
-                "entry_points": eps, "default_entry_point": default, "env": env,
-                "requested_specs": req["specs"],
-                "build": {"resolve": req["resolve"], "lockfile_sha256": sha256_file(lockfile),
-                          "target": "./coex create -f {}".format(a.file), "tool": "coex-cli"}}
-        assemble(spec, a.output)
+        build = BuildRecord(req.resolve, sha256_file(lockfile), target, "./coex create",
+                            os.path.abspath(a.lockfile) if a.lockfile else None)
+        assemble(AssembleSpec(platform, tuple(items), eps, build, app_root, tuple(env.items()),
+                              req.specs), a.output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    names = sorted(name for name, _ in eps.commands)
     sys.stderr.write("coex: wrote {} ({} packages, entry point{} {})\n".format(
-        a.output, len(items), "s" if len(eps) > 1 else "", ", ".join(sorted(eps))))
+        a.output, len(items), "s" if len(names) > 1 else "", ", ".join(names)))
 
 
 def cmd_lock(a):
@@ -252,16 +238,16 @@ def cmd_lock(a):
     req = build_request(a.file, a.channel, a.platform or ["linux-64"], a.virtual_package or None)
     header = solve_to_lockfile(req, a.output)
     sys.stderr.write("coex: wrote {} (resolve {}, platforms {})\n".format(
-        a.output, header["resolve"], ", ".join(header["platforms"])))
+        a.output, header.resolve, ", ".join(header.platforms)))
 
 
 def cmd_export_explicit(a):
     from coex.lib.explicit import write_explicit
-    from coex.lib.lockfile import read_header
+    from coex.lib.request import read_header
 
     platform = a.platform
     if platform is None:
-        plats = read_header(a.lockfile).get("platforms") or []
+        plats = read_header(a.lockfile).platforms
         if len(plats) != 1:
             raise CoexError("Lockfile {} has platforms {}: choose one with --platform.".format(
                 a.lockfile, ", ".join(plats)))
@@ -270,7 +256,7 @@ def cmd_export_explicit(a):
 
 
 def build_parser():
-    from coex.lib.transcode import DEFAULT_LEVEL
+    from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
     p = argparse.ArgumentParser(
         prog="coex",
@@ -313,7 +299,7 @@ def build_parser():
                    help="use this lockfile (must match the inputs); written if missing")
     s.add_argument("--env", action="append", default=[], metavar="K=V",
                    help="environment variable for the program (repeatable)")
-    s.add_argument("--zstd-level", type=int, default=DEFAULT_LEVEL,
+    s.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL,
                    help="zstd level for transcoding .tar.bz2 packages (default %(default)s)")
     s.add_argument("--cache-dir", metavar="DIR",
                    help="fetched/transcoded package cache (default ~/.cache/coex-build)")

@@ -8,6 +8,7 @@ from pants.util.docutil import bin_name
 from pants.util.strutil import softwrap
 
 from coex.lib.platforms import DEFAULT_VIRTUAL_PACKAGES, KNOWN_PLATFORMS
+from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
 class CoexSubsystem(Subsystem):
     options_scope = "coex"
@@ -83,12 +84,13 @@ class CoexSubsystem(Subsystem):
         ),
     )
     transcode_zstd_level = IntOption(
-        default=19,
+        default=DEFAULT_ZSTD_LEVEL,
         help=softwrap(
-            """
+            f"""
             The zstd level used when a locked `.tar.bz2` package is transcoded to `.tar.zst` for
-            the archive (`.conda` packages are stored untouched). 19 gives small archives and the
-            same decompression speed as any other level; lower it to speed up cold builds.
+            the archive (`.conda` packages are stored untouched). {DEFAULT_ZSTD_LEVEL} (also
+            `./coex create`'s default) gives small archives and the same decompression speed as
+            any other level; lower it to speed up cold builds.
             """
         ),
     )

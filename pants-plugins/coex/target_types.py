@@ -38,6 +38,7 @@ from pants.util.strutil import help_text
 
 from coex.lib.errors import CoexError
 from coex.lib.platforms import KNOWN_PLATFORMS, check_platform
+from coex.lib.records import EntryPoints, entry_point_name
 
 
 class CoexEntryPointField(StringField):
@@ -238,35 +239,28 @@ class CoexBinaryTarget(Target):
     )
 
     def validate(self) -> None:
-        has_one = self[CoexEntryPointField].value is not None
-        many = self[CoexEntryPointsField].value
-        default = self[CoexDefaultEntryPointField].value
-        if has_one and many:
+        one = self[CoexEntryPointField]
+        many = self[CoexEntryPointsField]
+        default = self[CoexDefaultEntryPointField]
+        if one.value is not None and many.value:
             raise InvalidFieldException(
                 f"The `coex_binary` {self.address} sets both `entry_point` and `entry_points`: "
                 f"keep one (`entry_points={{'name': 'command', ...}}` for several)."
             )
-        if not has_one and not many:
+        if one.value is None and not many.value:
             raise InvalidFieldException(
                 f"The `coex_binary` {self.address} has no entry point: set `entry_point` (e.g. "
                 f"`entry_point='python -m app'`) or `entry_points`."
             )
-        if default is not None:
-            if not many:
-                raise InvalidFieldException(
-                    f"The `coex_binary` {self.address} sets `default_entry_point` without "
-                    f"`entry_points`: remove it, or name entry points with `entry_points`."
-                )
-            if default not in many:
-                raise InvalidFieldException(
-                    f"The `default_entry_point` {default!r} of {self.address} is not one of its "
-                    f"`entry_points` ({', '.join(sorted(many))}): use one of those names."
-                )
-        elif many and len(many) > 1:
+        if default.value is not None and not many.value:
             raise InvalidFieldException(
-                f"The `coex_binary` {self.address} has {len(many)} `entry_points` but no "
-                f"`default_entry_point`: set it to one of {', '.join(sorted(many))}."
+                f"The `coex_binary` {self.address} sets `default_entry_point` without "
+                f"`entry_points`: remove it, or name entry points with `entry_points`."
             )
+        try:
+            coex_entry_points(self.address, one, many, default)
+        except CoexError as e:
+            raise InvalidFieldException(str(e))
         if (
             self[CoexEnvironmentFileField].value is None
             and not self[CoexCondaDependenciesField].value
@@ -278,3 +272,17 @@ class CoexBinaryTarget(Target):
                 f"name the `resolve` whose environment (specs of its other targets) it uses."
             )
         self[CoexPlatformsField].validated()
+
+
+def coex_entry_points(
+    address: Address,
+    one: CoexEntryPointField,
+    many: CoexEntryPointsField,
+    default: CoexDefaultEntryPointField,
+) -> EntryPoints:
+    """The target's entry points: its `entry_points`, or its one `entry_point` named after the
+    target."""
+    commands = many.value or {entry_point_name(address.target_name): one.value or ""}
+    return EntryPoints.of(
+        commands, default.value, f"The `coex_binary` {address}", "`default_entry_point`"
+    )

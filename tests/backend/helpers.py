@@ -22,7 +22,6 @@ from pants.core.target_types import (
     ResourcesGeneratorTarget,
     ResourceTarget,
 )
-from pants.core.util_rules import source_files, stripped_source_files
 from pants.engine.addresses import Address
 from pants.engine.rules import QueryRule
 from pants.engine.internals.scheduler import ExecutionError
@@ -37,13 +36,12 @@ from coex.goals.lockfile import (
 from coex.goals.export import ExportCoexResolves
 from coex.goals.package import CoexBinaryFieldSet
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
+from coex.lib.records import LockedPackage, LockedPlatform
 from coex.util_rules.resolve import (
-    CoexLockedPlatform,
     CoexLockedPlatformRequest,
     CoexLockfile,
     CoexResolveInputs,
     CoexResolveName,
-    CondaPackage,
 )
 from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
 from coex_runtime import format as coex_format
@@ -83,8 +81,6 @@ def make_rule_runner(bootstrap_args: list | None = None) -> RuleRunner:
         ],
         rules=[
             *register.rules(),
-            *source_files.rules(),
-            *stripped_source_files.rules(),
             QueryRule(BuiltPackage, [CoexBinaryFieldSet]),
             QueryRule(RunRequest, [CoexBinaryFieldSet]),
             QueryRule(GenerateLockfileResult, [GenerateCoexLockfile]),
@@ -92,8 +88,8 @@ def make_rule_runner(bootstrap_args: list | None = None) -> RuleRunner:
             QueryRule(KnownUserResolveNames, [KnownCoexResolveNamesRequest]),
             QueryRule(CoexResolveInputs, [CoexResolveName]),
             QueryRule(CoexLockfile, [CoexResolveName]),
-            QueryRule(CoexLockedPlatform, [CoexLockedPlatformRequest]),
-            QueryRule(FetchedCondaPackage, [CondaPackage]),
+            QueryRule(LockedPlatform, [CoexLockedPlatformRequest]),
+            QueryRule(FetchedCondaPackage, [LockedPackage]),
             QueryRule(ArchivablePackage, [ArchivablePackageRequest]),
             QueryRule(CoexAppLayer, [CoexAppLayerRequest]),
             QueryRule(ExportResults, [ExportCoexResolves]),

@@ -140,13 +140,6 @@ def test_run_request_runs_the_host_archive(rule_runner):
     assert run.args == ("{chroot}/app/app.coex",)
 
 
-def test_unknown_platform(rule_runner):
-    rule_runner.write_files(
-        {"app/BUILD": BUILD.replace('name="app",', 'name="app", platforms=["linux-arm64"],')}
-    )
-    expect_error(lambda: package(rule_runner, APP), "linux-arm64", "app:app", "linux-aarch64")
-
-
 def test_entry_point_naming_nothing(rule_runner):
     rule_runner.write_files({"app/BUILD": BUILD.replace('entry_point="prefixprog"', 'entry_point="nosuchprog"')})
     generate_lockfile(rule_runner)
@@ -165,11 +158,6 @@ def test_two_targets_same_output_path(rule_runner):
         }
     )
     expect_error(lambda: package(rule_runner, APP), "app:app", "other:other", "app/app.coex", "output_path")
-
-
-def test_no_entry_point_is_a_target_error(rule_runner):
-    rule_runner.write_files({"app/BUILD": BUILD.replace('entry_point="prefixprog",', "")})
-    expect_error(lambda: rule_runner.get_target(APP), "app:app", "no entry point", "entry_point")
 
 
 def test_binaries_sharing_a_resolve_carry_only_what_they_need(rule_runner):
@@ -212,3 +200,56 @@ def test_run_needs_an_archive_for_this_machine(rule_runner):
         "linux-aarch64",
         "'linux-64'",
     )
+
+
+def test_output_path_collision_multi_platform(rule_runner):
+    rule_runner.write_files(
+        {
+            "two/BUILD": dedent(
+                """\
+                coex_binary(name="x", resolve="tiny", entry_point="prefixprog",
+                            platforms=["linux-64", "linux-aarch64"])
+                coex_binary(name="y", resolve="tiny", entry_point="prefixprog",
+                            output_path="two/x-linux-64.coex")
+                """
+            )
+        }
+    )
+    expect_error(lambda: package(rule_runner, Address("two", target_name="x")),
+                 "two:x", "two:y", "two/x-linux-64.coex")
+
+
+def test_run_builds_only_the_host_archive(rule_runner):
+    from pants.core.goals.run import RunRequest
+
+    from coex.goals.package import CoexBinaryFieldSet
+
+    rule_runner.write_files(
+        {"app/BUILD": BUILD.replace('name="app",', 'name="app", platforms=["linux-aarch64", "linux-64"],')}
+    )
+    generate_lockfile(rule_runner)
+    tgt = rule_runner.get_target(APP)
+    run = rule_runner.request(RunRequest, [CoexBinaryFieldSet.create(tgt)])
+    assert run.args == ("{chroot}/app/app-linux-64.coex",)
+    rule_runner.write_digest(run.digest, path_prefix="run-out")
+    assert os.listdir(os.path.join(rule_runner.build_root, "run-out", "app")) == ["app-linux-64.coex"]
+    # no aarch64 package was fetched or transcoded for it
+    metrics = rule_runner.scheduler.get_metrics()
+    built = package(rule_runner, APP)  # package still builds both
+    assert sorted(a.relpath for a in built.artifacts) == ["app/app-linux-64.coex", "app/app-linux-aarch64.coex"]
+    assert rule_runner.scheduler.get_metrics()["local_execution_requests"] > metrics["local_execution_requests"]
+
+
+def test_output_path_values(rule_runner):
+    def built_with(out):
+        rule_runner.write_files(
+            {"app/BUILD": BUILD.replace('name="app",', f'name="app", output_path="{out}",')}
+        )
+        return [a.relpath for a in package(rule_runner, APP).artifacts]
+
+    generate_lockfile(rule_runner)
+    assert built_with("bins/") == ["bins/app.coex"]  # a directory (was a file named 'bins/')
+    assert built_with("a//b/../c.coex") == ["a/c.coex"]
+    # outside the dist dir: the engine panicked and retried forever on an absolute path
+    for bad in ("/abs/x.coex", "../x.coex", "."):
+        expect_error(lambda: built_with(bad), repr(bad), "app:app", "output_path", "inside the dist dir")

@@ -7,7 +7,8 @@ import pytest
 
 from coex.lib.fetch import fetch
 from coex.lib.lockfile import lock_entries, solve_to_lockfile
-from coex.lib.transcode import transcode, transcoded_filename
+from coex.lib.records import PreparedPackage, SolveRequest
+from coex.lib.transcode import transcode
 
 PLATFORMS = ["linux-64", "linux-aarch64"]
 # what tiny's linux-aarch64 subdir provides (tinypy is noarch and needs python there too)
@@ -18,7 +19,7 @@ def make_request(channel, specs=SPECS, platforms=PLATFORMS, **kw):
     req = {"resolve": "tiny", "specs": list(specs), "channels": [channel.url],
            "platforms": list(platforms), "origin": "tests/lib environment.yml"}
     req.update(kw)
-    return req
+    return SolveRequest.from_json(req)
 
 
 @pytest.fixture(scope="session")
@@ -29,16 +30,13 @@ def tiny_lock(tiny_channel, tmp_path_factory):
 
 
 def fetch_all(lock, platform, dest, level=3):
-    """[assemble spec package items] for one platform of `lock` (fetch + transcode)."""
+    """[PreparedPackage] for one platform of `lock` (fetch + transcode)."""
     items = []
-    for p in lock_entries(lock, platform)["packages"]:
-        path = fetch(p["url"], p["sha256"], p["size"], os.path.join(dest, p["filename"]))
-        if p["filename"].endswith(".tar.bz2"):
-            zst = os.path.join(dest, transcoded_filename(p["filename"]))
-            transcode(path, zst, level)
-            items.append({"path": zst, "entry": p, "encoding": "tar.zst"})
-        else:
-            items.append({"path": path, "entry": p, "encoding": "conda"})
+    for p in lock_entries(lock, platform).packages:
+        path = fetch(p.url, p.sha256, p.size, os.path.join(dest, p.fetch_path))
+        if p.encoding == "tar.zst":
+            path = transcode(path, os.path.join(dest, p.prepared_path(level)), level)
+        items.append(PreparedPackage(path, p, p.encoding))
     return items
 
 

@@ -1,4 +1,5 @@
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -6,6 +7,7 @@ from coex.lib.assemble import assemble
 from coex.lib.errors import CoexError
 from coex.lib.lockfile import lock_entries
 from coex.lib.pkgfiles import read_member
+from coex.lib.records import AssembleSpec
 from coex_runtime.format import LIBZSTD_NAME, open_archive
 from tests.factory import tiny
 
@@ -25,12 +27,14 @@ def app_root(tmp_path_factory):
 
 
 def spec_for(items, app_root, **kw):
-    spec = {"platform": "linux-64", "packages": items, "app_root": str(app_root) if app_root else None,
+    """The AssembleSpec of these PreparedPackages (through its JSON, as `assemble --spec`)."""
+    spec = {"platform": "linux-64", "packages": [i.to_json() for i in items],
+            "app_root": str(app_root) if app_root else None,
             "entry_points": dict(ENTRY_POINTS), "default_entry_point": "main",
             "env": {"GREETING": "hi"}, "requested_specs": ["python", "tinypy"],
             "build": {"resolve": "tiny", "lockfile_sha256": "ab" * 32, "target": "tests:app"}}
     spec.update(kw)
-    return spec
+    return AssembleSpec.from_json(spec)
 
 
 def test_archive_reads_back_with_the_right_record(tiny_lock, tiny_items, app_root, tmp_path):
@@ -42,14 +46,14 @@ def test_archive_reads_back_with_the_right_record(tiny_lock, tiny_items, app_roo
         rec = ar.info
         assert rec["platform"] == "linux-64"
         assert [p["filename"] for p in rec["packages"]] == \
-            [p["filename"] for p in entries["packages"]]             # install order kept
+            [p.filename for p in entries.packages]                   # install order kept
         for p in rec["packages"]:
             want = "tar.zst" if p["filename"].endswith(".tar.bz2") else "conda"
             assert p["encoding"] == want
             if want == "conda":
                 assert p["stored_sha256"] == p["sha256"] and p["stored_size"] == p["size"]
             ar.verify(p["member"], p["stored_sha256"], p["stored_size"])
-        assert rec["virtual_packages"] == entries["virtual_packages"]
+        assert rec["virtual_packages"] == list(entries.virtual_packages)
         assert rec["env"] == {"GREETING": "hi"}
         assert rec["requested_specs"] == ["python", "tinypy"]
         assert rec["build"]["target"] == "tests:app"
@@ -80,8 +84,8 @@ def test_cross_platform_aarch64(tiny_items_aarch64, app_root, tmp_path):
     info = assemble(spec_for(tiny_items_aarch64, app_root, platform="linux-aarch64"), out)
     assert info["platform"] == "linux-aarch64"
     assert {p["subdir"] for p in info["packages"]} == {"linux-aarch64", "noarch"}
-    zstd = [i for i in tiny_items_aarch64 if i["entry"]["name"] == "zstd"][0]
-    _, lib = read_member(zstd["path"], zstd["encoding"], ["lib/libzstd.so.1"])
+    zstd = [i for i in tiny_items_aarch64 if i.package.name == "zstd"][0]
+    _, lib = read_member(zstd.path, zstd.encoding, ["lib/libzstd.so.1"])
     with open_archive(str(out)) as ar:
         assert ar.read(LIBZSTD_NAME) == lib
     with open("/usr/lib/x86_64-linux-gnu/libzstd.so.%s" % tiny.ZSTD_VERSION, "rb") as f:
@@ -116,14 +120,14 @@ def test_entry_points_from_env_and_host_paths_are_accepted(tiny_items, tmp_path)
 
 
 def test_function_entry_point_needs_python(tiny_items, tmp_path):
-    no_python = [i for i in tiny_items if i["entry"]["name"] in ("zstd", "libtiny", "prefixprog")]
+    no_python = [i for i in tiny_items if i.package.name in ("zstd", "libtiny", "prefixprog")]
     with pytest.raises(CoexError, match="the environment has no python"):
         assemble(spec_for(no_python, None, entry_points={"f": "m:f"}, default_entry_point="f"),
                  tmp_path / "x.coex")
 
 
 def test_missing_zstd_and_bad_specs(tiny_items, tmp_path):
-    no_zstd = [i for i in tiny_items if i["entry"]["name"] != "zstd"]
+    no_zstd = [i for i in tiny_items if i.package.name != "zstd"]
     with pytest.raises(CoexError, match="has no `zstd` package"):
         assemble(spec_for(no_zstd, None, entry_points={"p": "prefixprog"},
                           default_entry_point="p"), tmp_path / "x.coex")
@@ -136,10 +140,10 @@ def test_missing_zstd_and_bad_specs(tiny_items, tmp_path):
 
 def test_corrupt_package_is_reported_not_crashed(tiny_items, tmp_path):
     broken = tmp_path / "broken.conda"
-    good = [i for i in tiny_items if i["entry"]["name"] == "prefixprog"][0]
-    data = open(good["path"], "rb").read()
+    good = [i for i in tiny_items if i.package.name == "prefixprog"][0]
+    data = open(good.path, "rb").read()
     broken.write_bytes(data[: len(data) // 2])                 # truncated: no zip directory
-    items = [dict(i, path=str(broken)) if i is good else i for i in tiny_items]
+    items = [replace(i, path=str(broken)) if i is good else i for i in tiny_items]
     with pytest.raises(CoexError, match="Cannot read conda package .*broken.conda"):
         assemble(spec_for(items, None, entry_points={"p": "prefixprog"}, default_entry_point="p"),
                  tmp_path / "x.coex")

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from coex.cli import main
-from coex.lib.lockfile import read_header
+from coex.cli import main, stage_sources
+from coex.lib.errors import CoexError
+from coex.lib.request import read_header
 from coex_runtime.format import open_archive
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -87,7 +88,7 @@ def test_lock_then_create_from_lockfile_and_staleness(project, tmp_path, capsys)
     assert main(["lock", "-f", str(project / "environment.yml"), "-o", str(lock),
                  "--platform", "linux-64", "--platform", "linux-aarch64"]) == 0
     header = read_header(lock)
-    assert header["platforms"] == ["linux-64", "linux-aarch64"] and header["resolve"] == "demo"
+    assert header.platforms == ("linux-64", "linux-aarch64") and header.resolve == "demo"
     before = lock.read_bytes()
     out = project / "arm.coex"
     # a cross-platform archive from one platform of the two-platform lock (no re-solve)
@@ -116,7 +117,7 @@ def test_create_writes_a_missing_lockfile(project, tmp_path):
     assert main(["create", "-f", str(project / "environment.yml"), "--lockfile", str(lock),
                  "-e", "prefixprog", "-o", str(project / "a.coex"),
                  "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert read_header(lock)["platforms"] == ["linux-64"]
+    assert read_header(lock).platforms == ("linux-64",)
 
 
 def test_export_explicit(project, capsys):
@@ -162,7 +163,7 @@ def test_relative_channel_path_is_resolved(tiny_channel, tmp_path, monkeypatch):
     env_yml.write_text("dependencies: [prefixprog]\n")
     assert main(["lock", "-f", str(env_yml), "-c", "./" + tiny_channel.path.name,
                  "-o", str(tmp_path / "l.lock")]) == 0
-    assert read_header(tmp_path / "l.lock")["channels"] == [tiny_channel.url]
+    assert read_header(tmp_path / "l.lock").channels == (tiny_channel.url,)
 
 
 def test_python_dash_m_coex_is_the_cli():
@@ -192,7 +193,7 @@ def test_channel_paths_in_the_file_are_relative_to_the_file(tiny_channel, tmp_pa
         "channels: [{}]\ndependencies: [prefixprog]\n".format(rel))
     monkeypatch.chdir(str(tmp_path))                      # not the file's directory
     assert main(["lock", "-f", "proj/environment.yml", "-o", str(tmp_path / "l.lock")]) == 0
-    assert read_header(tmp_path / "l.lock")["channels"] == [tiny_channel.url]
+    assert read_header(tmp_path / "l.lock").channels == (tiny_channel.url,)
 
 
 def test_unwritable_lock_output_is_a_clear_error(project, capsys):
@@ -201,3 +202,97 @@ def test_unwritable_lock_output_is_a_clear_error(project, capsys):
     assert main(["lock", "-f", str(project / "environment.yml"),
                  "-o", str(blocker / "coex.lock")]) == 1
     assert "Cannot write {}".format(blocker / "coex.lock") in capsys.readouterr().err
+
+
+def test_sources_with_symlinks_are_followed(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "d.txt").write_text("d\n")
+    (src / "pkg" / "main.py").write_text("x = 1\n")
+    os.symlink("../../shared", str(src / "pkg" / "linked"))  # a dir outside SRC
+    os.symlink("main.py", str(src / "pkg" / "alias.py"))  # a file
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "app"
+    stage_sources(["src"], str(dest))
+    assert (dest / "src" / "pkg" / "linked" / "d.txt").read_text() == "d\n"
+    assert (dest / "src" / "pkg" / "alias.py").read_text() == "x = 1\n"
+    assert not os.path.islink(str(dest / "src" / "pkg" / "alias.py"))
+
+
+def test_sources_with_a_dangling_symlink(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "ok.py").write_text("")
+    os.symlink("/nonexistent/target", str(tmp_path / "src" / "broken"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CoexError) as e:
+        stage_sources(["src"], str(tmp_path / "app"))
+    msg = str(e.value)
+    assert "src/broken" in msg and "/nonexistent/target" in msg and "dangling" in msg
+
+
+def test_sources_with_a_symlink_loop(tmp_path, monkeypatch):
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "m.py").write_text("")
+    os.symlink("..", str(tmp_path / "src" / "pkg" / "up"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CoexError) as e:
+        stage_sources(["src"], str(tmp_path / "app"))
+    msg = str(e.value)
+    assert "src/pkg/up" in msg and "loop" in msg
+    assert len(msg) < 600
+
+
+def test_create_with_a_dangling_symlink_exits_1(tiny_channel, tmp_path, monkeypatch, capsys):
+    (tmp_path / "src").mkdir()
+    os.symlink("missing.py", str(tmp_path / "src" / "gone.py"))
+    (tmp_path / "environment.yml").write_text(
+        "channels: [{}]\ndependencies: [prefixprog]\n".format(tiny_channel.url))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["create", "-f", "environment.yml", "-e", "prefixprog", "-o", "a.coex",
+               "--cache-dir", str(tmp_path / "cache"), "src"])
+    assert rc == 1
+    assert "src/gone.py" in capsys.readouterr().err
+    assert not (tmp_path / "a.coex").exists()
+
+
+def test_stale_lockfile_advice_is_the_exact_command(tiny_channel, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "env.yml").write_text(
+        "channels: [{}]\ndependencies: [prefixprog]\n".format(tiny_channel.url))
+    assert main(["lock", "-f", "env.yml", "-o", "two.lock", "--platform", "linux-64",
+                 "--platform", "linux-aarch64"]) == 0
+    (tmp_path / "env.yml").write_text(
+        "channels: [{}]\ndependencies: [prefixprog, oldstyle]\n".format(tiny_channel.url))
+    capsys.readouterr()
+    rc = main(["create", "-f", "env.yml", "-e", "prefixprog", "-o", "a.coex", "--lockfile",
+               "two.lock", "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "specs added: oldstyle" in err
+    assert "./coex lock -f env.yml -o two.lock --platform linux-64 --platform linux-aarch64" in err
+
+
+def test_source_dot_is_the_app_root(tmp_path, monkeypatch):
+    (tmp_path / "proj" / "src").mkdir(parents=True)
+    (tmp_path / "proj" / "src" / "main.py").write_text("")
+    (tmp_path / "proj" / "run.sh").write_text("")
+    monkeypatch.chdir(tmp_path / "proj")
+    dest = tmp_path / "app"
+    stage_sources(["."], str(dest))
+    # `-e "python src/main.py" .` must find src/main.py (was proj/src/main.py)
+    assert sorted(os.listdir(str(dest))) == ["run.sh", "src"]
+    (tmp_path / "proj" / "app.coex").write_text("old archive")
+    dest2 = tmp_path / "app2"
+    stage_sources(["."], str(dest2), exclude=["app.coex"])
+    assert sorted(os.listdir(str(dest2))) == ["run.sh", "src"]  # not the archive being rewritten
+
+
+def test_bad_platform_option_is_named(tiny_channel, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "env.yml").write_text("channels: [{}]\ndependencies: [prefixprog]\n".format(
+        tiny_channel.url))
+    assert main(["lock", "-f", "env.yml", "-o", "x.lock", "--platform", "linux64"]) == 1
+    err = capsys.readouterr().err
+    assert "'linux64' (from --platform)" in err and "linux-64" in err  # was "(from env.yml)"
+
+

@@ -39,9 +39,12 @@ def test_bad_files(text, needle):
     assert "env/environment.yml" in str(e.value)
 
 
-def test_bad_matchspec_shows_rattlers_message():
+def test_bad_matchspec_shows_rattlers_message(tmp_path):
+    """Reading a file is pure (the Pants rules do it in-process); py-rattler checks its specs."""
+    text = "dependencies:\n  - python\n  - numpy >=>1\n"
+    assert parse(text).specs == ["python", "numpy >=>1"]
     with pytest.raises(CoexError) as e:
-        parse("dependencies:\n  - python\n  - numpy >=>1\n")
+        check_specs(parse(text).specs, "env/environment.yml")
     msg = str(e.value)
     assert "env/environment.yml: invalid conda match spec 'numpy >=>1'" in msg
     assert "unable to parse version spec: >=>1" in msg      # py-rattler's own explanation
@@ -57,3 +60,10 @@ def test_spec_without_range_operator_is_refused_at_parse_time_with_the_fix():
     suggestion, instead of failing later inside the solve."""
     with pytest.raises(CoexError, match=r"invalid conda match spec 'python 3.11'.*Did you mean"):
         check_specs(["python 3.11"], "environment.yml")
+
+
+def test_loading_a_file_checks_its_specs(tmp_path):
+    p = tmp_path / "environment.yml"
+    p.write_text("dependencies:\n  - numpy >=>1\n")
+    with pytest.raises(CoexError, match="invalid conda match spec 'numpy >=>1'"):
+        load_environment_file(p)

@@ -41,8 +41,8 @@ def test_unknown_platform_suggests():
 
 
 def test_virtual_package_needs():
-    pkgs = [{"depends": ["__glibc >=2.17", "libx"]}, {"depends": ["__glibc >=2.17", "__unix"]}]
-    assert virtual_package_needs(pkgs) == ["__glibc >=2.17", "__unix"]
+    depends = [["__glibc >=2.17", "libx"], ["__glibc >=2.17", "__unix"]]
+    assert virtual_package_needs(depends) == ["__glibc >=2.17", "__unix"]
 
 
 def test_noarch_is_not_a_target():

@@ -14,6 +14,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from coex.subsystem import CoexSubsystem
+from coex.util_rules import resolve
 from coex.util_rules.resolve import CoexLockfile, CoexResolveName
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult
 
@@ -61,13 +62,13 @@ async def export_coex_resolves(
     results = []
     for lock in locks:
         files = await MultiGet(
-            Get(ExplicitFile, ExplicitFileRequest(lock.resolve, p)) for p in lock.platforms
+            Get(ExplicitFile, ExplicitFileRequest(lock.resolve, p)) for p in lock.header.platforms
         )
         digest = await Get(Digest, MergeDigests(f.digest for f in files))
         results.append(
             ExportResult(
                 f"conda @EXPLICIT files of coex resolve {lock.resolve} "
-                f"({', '.join(lock.platforms)})",
+                f"({', '.join(lock.header.platforms)})",
                 f"coex/{lock.resolve}",
                 digest=digest,
                 resolve=lock.resolve,
@@ -77,4 +78,4 @@ async def export_coex_resolves(
 
 
 def rules():
-    return (*collect_rules(), UnionRule(ExportRequest, ExportCoexResolves))
+    return (*collect_rules(), *resolve.rules(), UnionRule(ExportRequest, ExportCoexResolves))

@@ -6,6 +6,7 @@ may have changed since the last solve.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from coex.subsystem import CoexSubsystem
+from coex.util_rules import resolve
 from coex.util_rules.resolve import CoexResolveInputs, CoexResolveName
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
 
@@ -90,9 +92,8 @@ async def coex_lockfile_requests(
 @rule(desc="Generate a coex lockfile", level=LogLevel.DEBUG)
 async def generate_coex_lockfile(request: GenerateCoexLockfile) -> GenerateLockfileResult:
     inputs = request.inputs
-    request_digest = await Get(
-        Digest, CreateDigest([FileContent(REQUEST, inputs.request_json.encode())])
-    )
+    request_json = json.dumps(inputs.request.to_json(), sort_keys=True).encode()
+    request_digest = await Get(Digest, CreateDigest([FileContent(REQUEST, request_json)]))
     result = await Get(
         CoexLibResult,
         CoexLibProcess,
@@ -113,6 +114,7 @@ async def generate_coex_lockfile(request: GenerateCoexLockfile) -> GenerateLockf
 def rules():
     return (
         *collect_rules(),
+        *resolve.rules(),
         UnionRule(GenerateLockfile, GenerateCoexLockfile),
         UnionRule(KnownUserResolveNamesRequest, KnownCoexResolveNamesRequest),
         UnionRule(RequestedUserResolveNames, RequestedCoexResolveNames),

@@ -7,10 +7,8 @@ with the command-line arguments.
 """
 from __future__ import annotations
 
-import json
 import os
 import posixpath
-import re
 from dataclasses import dataclass
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -21,10 +19,10 @@ from pants.engine.fs import Digest, MergeDigests
 from pants.engine.platform import Platform
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
-from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
+from coex.lib.records import BuildRecord, LockedPlatform
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexDefaultEntryPointField,
@@ -34,19 +32,19 @@ from coex.target_types import (
     CoexOutputPathField,
     CoexPlatformsField,
     CoexResolveField,
+    coex_entry_points,
 )
+from coex.util_rules import app, assemble, packages, resolve
 from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
 from coex.util_rules.assemble import CoexArchive, CoexAssembleRequest
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest
 from coex.util_rules.resolve import (
     AllCoexBinaries,
-    CoexLockedPlatform,
     CoexLockedPlatformRequest,
     CoexLockfile,
     CoexResolveInputs,
     CoexResolveName,
     check_resolve_name,
-    environment_subset,
     platforms_of,
 )
 from coex.util_rules.tool import CoexBuildError
@@ -93,21 +91,6 @@ def output_paths(output_path: CoexOutputPathField, platforms: tuple[str, ...]) -
         return {platforms[0]: base}
     stem, ext = os.path.splitext(base)
     return {p: f"{stem}-{p}{ext}" for p in platforms}
-
-
-def entry_points_of(field_set: CoexBinaryFieldSet) -> tuple[dict[str, str], str]:
-    many = field_set.entry_points.value
-    if many:
-        default = field_set.default_entry_point.value or next(iter(many))
-        return dict(many), default
-    one = field_set.entry_point.value
-    if not one:
-        raise CoexBuildError(
-            f"The `coex_binary` {field_set.address} has no entry point: set `entry_point` "
-            f"(e.g. `entry_point='python -m app'`) or `entry_points`."
-        )
-    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", field_set.address.target_name) or "main"
-    return {name: one}, name
 
 
 def check_output_path_collisions(
@@ -159,28 +142,24 @@ async def build_coex_binary(
     paths = output_paths(field_set.output_path, all_platforms)
     check_output_path_collisions(address, paths, binaries, coex)
     platforms = tuple(p for p in all_platforms if not request.only or p in request.only)
-    entry_points, default_entry_point = entry_points_of(field_set)
+    entry_points = coex_entry_points(
+        address, field_set.entry_point, field_set.entry_points, field_set.default_entry_point
+    )
 
     lock, inputs, app = await MultiGet(
         Get(CoexLockfile, CoexResolveName(resolve)),
         Get(CoexResolveInputs, CoexResolveName(resolve)),
         Get(CoexAppLayer, CoexAppLayerRequest(address)),
     )
-    build = {
-        "resolve": resolve,
-        "lockfile": lock.path,
-        "lockfile_sha256": lock.sha256,
-        "target": str(address),
-        "builder": "pants coex_binary",
-    }
-    locked = await MultiGet(
-        Get(CoexLockedPlatform, CoexLockedPlatformRequest(resolve, p)) for p in platforms
-    )
+    build = BuildRecord(resolve, lock.sha256, str(address), "pants coex_binary", lock.path)
     # A binary carries the part of the resolve its own specs need (as a pex takes its
     # requirements' subset of a Python lockfile); one that gives no specs carries all of it.
-    own_specs = inputs.target_specs(address)
-    subsets = [environment_subset(lp.packages, own_specs) for lp in locked]
-    flat = [(i, p) for i, pkgs in enumerate(subsets) for p in pkgs]
+    own_specs = inputs.target_specs.get(address, ())
+    locked = await MultiGet(
+        Get(LockedPlatform, CoexLockedPlatformRequest(resolve, p, tuple(sorted(set(own_specs)))))
+        for p in platforms
+    )
+    flat = [(i, p) for i, lp in enumerate(locked) for p in lp.packages]
     prepared_flat = await MultiGet(
         Get(ArchivablePackage, ArchivablePackageRequest(p, coex.transcode_zstd_level))
         for _, p in flat
@@ -191,16 +170,16 @@ async def build_coex_binary(
     archives = await MultiGet(
         Get(
             CoexArchive,
-            CoexAssembleRequest(
+            CoexAssembleRequest,
+            CoexAssembleRequest.of(
                 description=f"{address} ({lp.platform})",
                 platform=lp.platform,
                 packages=pkgs,
                 app_digest=app.snapshot.digest,
-                entry_points=FrozenDict(entry_points),
-                default_entry_point=default_entry_point,
-                env=FrozenDict(field_set.env.value or {}),
-                requested_specs=own_specs or tuple(inputs.request["specs"]),
-                build_json=json.dumps(build, sort_keys=True),
+                entry_points=entry_points,
+                env=(field_set.env.value or {}).items(),
+                requested_specs=own_specs or inputs.request.specs,
+                build=build,
                 output_path=paths[lp.platform],
             ),
         )
@@ -211,7 +190,7 @@ async def build_coex_binary(
         BuiltPackageArtifact(
             a.path,
             extra_log_lines=(
-                f"    {lp.platform}: {len(pkgs)} of the {len(lp.packages)} conda packages of "
+                f"    {lp.platform}: {len(pkgs)} of the {lp.locked} conda packages of "
                 f"resolve {resolve}, "
                 f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
                 f"    archive {a.archive_id[:16]}, installs into <coex cache>/envs/{env_dir_name(a.env_id)}",
@@ -242,6 +221,10 @@ async def run_coex_binary(
 def rules():
     return (
         *collect_rules(),
+        *app.rules(),
+        *assemble.rules(),
+        *packages.rules(),
+        *resolve.rules(),
         UnionRule(PackageFieldSet, CoexBinaryFieldSet),
         *CoexBinaryFieldSet.rules(),
     )

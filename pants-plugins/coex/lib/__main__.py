@@ -1,14 +1,16 @@
 """`python -m coex.lib <command> ...`: the build steps the Pants rules run as processes.
 
     solve     --request REQ.json --out LOCKFILE [--cache-dir DIR]   prints the header (JSON)
-    entries   --lock LOCKFILE --platform SUBDIR --out ENTRIES.json
+    entries   --lock LOCKFILE --platform SUBDIR [--root SPEC]... --out ENTRIES.json
     fetch     --url URL --sha256 HEX --size N --out PATH [--name NAME]
     transcode --in PKG.tar.bz2 --out PKG.tar.zst [--level N]
     assemble  --spec SPEC.json --out OUT.coex                        prints {"archive_id",...}
     explicit  --lock LOCKFILE --platform SUBDIR --out FILE [--hash md5|sha256]
     inputs-sha256 --request REQ.json                                 prints the hex digest
 
-Every bad input exits 1 with one clear paragraph on stderr; stdout carries results only.
+JSON inputs and outputs are the records of `coex.lib.records` (SolveRequest, LockHeader,
+LockedPlatform, AssembleSpec). Every bad input exits 1 with one clear paragraph on stderr;
+stdout carries results only.
 """
 import argparse
 import json
@@ -34,17 +36,23 @@ def _write_json(path, obj):
         f.write("\n")
 
 
+def _solve_request(path):
+    from coex.lib.records import SolveRequest
+
+    return SolveRequest.from_json(_load_json(path, "solve request"))
+
+
 def cmd_solve(a):
     from coex.lib.lockfile import solve_to_lockfile
 
-    header = solve_to_lockfile(_load_json(a.request, "solve request"), a.out, a.cache_dir)
-    print(json.dumps(header, sort_keys=True))
+    header = solve_to_lockfile(_solve_request(a.request), a.out, a.cache_dir)
+    print(json.dumps(header.to_json(), sort_keys=True))
 
 
 def cmd_entries(a):
     from coex.lib.lockfile import lock_entries
 
-    _write_json(a.out, lock_entries(a.lock, a.platform))
+    _write_json(a.out, lock_entries(a.lock, a.platform, a.root).to_json())
 
 
 def cmd_fetch(a):
@@ -61,9 +69,10 @@ def cmd_transcode(a):
 
 def cmd_assemble(a):
     from coex.lib.assemble import assemble
+    from coex.lib.records import AssembleSpec
     from coex_runtime.format import dump_json, archive_id
 
-    spec = _load_json(a.spec, "assemble spec")
+    spec = AssembleSpec.from_json(_load_json(a.spec, "assemble spec"))
     info = assemble(spec, a.out, base_dir=os.path.dirname(os.path.abspath(a.spec)))
     print(json.dumps({"archive_id": archive_id(dump_json(info)), "env_id": info["env_id"],
                       "out": a.out}, sort_keys=True))
@@ -76,13 +85,13 @@ def cmd_explicit(a):
 
 
 def cmd_inputs_sha256(a):
-    from coex.lib.lockfile import inputs_sha256
+    from coex.lib.request import inputs_sha256
 
-    print(inputs_sha256(_load_json(a.request, "solve request")))
+    print(inputs_sha256(_solve_request(a.request)))
 
 
 def build_parser():
-    from coex.lib.transcode import DEFAULT_LEVEL
+    from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
     p = argparse.ArgumentParser(prog="python -m coex.lib", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -97,6 +106,8 @@ def build_parser():
     s = sub.add_parser("entries", help="one platform's packages of a lockfile, in install order")
     s.add_argument("--lock", required=True)
     s.add_argument("--platform", required=True)
+    s.add_argument("--root", action="append", default=[],
+                   help="only the packages this spec needs (repeatable; default: all)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_entries)
 
@@ -111,7 +122,7 @@ def build_parser():
     s = sub.add_parser("transcode", help=".tar.bz2 -> deterministic .tar.zst")
     s.add_argument("--in", dest="input", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--level", type=int, default=DEFAULT_LEVEL)
+    s.add_argument("--level", type=int, default=DEFAULT_ZSTD_LEVEL)
     s.set_defaults(func=cmd_transcode)
 
     s = sub.add_parser("assemble", help="write a .coex archive from an assemble spec")

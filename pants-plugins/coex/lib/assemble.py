@@ -1,29 +1,24 @@
-"""Assemble a .coex archive from fetched (and transcoded) packages, an app layer and entry points.
-
-SPEC (the `assemble` command's JSON input):
-    {"platform": "linux-64",
-     "packages": [{"path": file, "entry": <entries.json package dict>,
-                   "encoding": "conda" | "tar.zst" | "tar.bz2"}, ...]   (install order),
-     "app_root": dir or null, "entry_points": {name: "as the user wrote it"},
-     "default_entry_point": name or null, "env": {...}, "requested_specs": [...],
-     "build": {"resolve": ..., "lockfile_sha256": ..., "target": ...},
-     "virtual_packages": [...] (optional; default: the union of the packages' `__*` depends)}
+"""Assemble a .coex archive from fetched (and transcoded) packages, an app layer and entry points:
+`assemble(spec, out)`, the spec a `records.AssembleSpec` (the `assemble` command's JSON input).
 
 What happens here (and nowhere else): libzstd is taken out of the platform's locked `zstd`
 package; every entry point is checked against the environment's file lists and the app layer
 (a program must be some package's `bin/<name>`, a `module:function` or `python -m module` must
 name a module of the app layer or of the environment); then coex_runtime.format.write_archive
-writes the archive. Relative paths in SPEC are relative to the SPEC's directory.
+writes the archive. Relative paths in the spec are relative to `base_dir` (the spec file's
+directory).
 """
 import os
 import re
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 
 from coex.lib.errors import CoexError
 from coex.lib.pkgfiles import package_paths, read_member
 from coex.lib.platforms import virtual_package_needs
+from coex.lib.records import AssembleSpec
 
 LIBZSTD_CANDIDATES = {
     "linux": ("lib/libzstd.so.1",),
@@ -38,7 +33,7 @@ _SITE_RE = re.compile(r"^(?:lib/python\d+\.\d+/site-packages/|site-packages/|lib
 def extract_libzstd(platform, packages, dest_dir):
     """Write the target platform's libzstd from the locked `zstd` package into dest_dir;
     return its path."""
-    zpkgs = [p for p in packages if p["entry"]["name"] == "zstd"]
+    zpkgs = [p for p in packages if p.package.name == "zstd"]
     if not zpkgs:
         raise CoexError(
             "The environment for {} has no `zstd` package: coex locks always pin one (the archive "
@@ -47,17 +42,17 @@ def extract_libzstd(platform, packages, dest_dir):
     p = zpkgs[0]
     family = platform.split("-", 1)[0]
     candidates = LIBZSTD_CANDIDATES.get(family, LIBZSTD_CANDIDATES["linux"])
-    name, data = read_member(p["path"], p["encoding"], candidates)
+    name, data = read_member(p.path, p.encoding, candidates)
     if data is None and family == "linux":
-        paths, _ = package_paths(p["path"], p["encoding"])
+        paths, _ = package_paths(p.path, p.encoding)
         real = sorted(x for x in paths if _SO_RE.match(x))
         if real:
-            name, data = read_member(p["path"], p["encoding"], real[-1:])
+            name, data = read_member(p.path, p.encoding, real[-1:])
     if data is None:
         raise CoexError(
             "The locked zstd package {} has no {} to carry as the runtime's decoder. Use a zstd "
             "package that ships the shared library (conda-forge's `zstd` does).".format(
-                p["entry"]["filename"], " or ".join(candidates)))
+                p.package.filename, " or ".join(candidates)))
     out = os.path.join(dest_dir, "libzstd.so.1")
     with open(out, "wb") as f:
         f.write(data)
@@ -86,8 +81,8 @@ class EnvIndex(object):
         self.programs = {}
         self.modules = {}
         for p in packages:
-            fname = p["entry"]["filename"]
-            paths, link = package_paths(p["path"], p["encoding"])
+            fname = p.package.filename
+            paths, link = package_paths(p.path, p.encoding)
             for path in paths:
                 if path.startswith("bin/") and path.count("/") == 1:
                     self.programs.setdefault(path[4:], fname)
@@ -173,43 +168,26 @@ def check_entry_points(entry_points, env_index, app_rels, origin="the target"):
             check_module(name, argv[2], text)
 
 
-def _abs(base, path):
-    return path if os.path.isabs(path) else os.path.join(base, path)
-
-
-def assemble(spec, out, base_dir="."):
-    """Write the archive described by SPEC (a dict) to `out`; return its COEX-INFO record."""
+def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
+    """Write the archive `spec` describes to `out`; return its COEX-INFO record."""
     from coex_runtime.format import FormatError, write_archive
 
-    platform = spec.get("platform")
-    if not platform:
-        raise CoexError("assemble: the spec has no platform.")
-    origin = (spec.get("build") or {}).get("target") or "the archive"
-    packages = []
-    for p in spec.get("packages") or []:
-        path = _abs(base_dir, p["path"])
-        if not os.path.isfile(path):
-            raise CoexError("assemble: package file {} does not exist.".format(path))
-        packages.append({"path": path, "entry": p["entry"], "encoding": p["encoding"]})
+    origin = spec.build.target or "the archive"
+    packages = [replace(p, path=os.path.join(base_dir, p.path)) for p in spec.packages]
+    for p in packages:
+        if not os.path.isfile(p.path):
+            raise CoexError("assemble: package file {} does not exist.".format(p.path))
     if not packages:
         raise CoexError("{}: the environment has no packages.".format(origin))
-    entry_points = spec.get("entry_points") or {}
-    if not entry_points:
-        raise CoexError("{}: no entry point: say what the archive runs (e.g. `python -m app`, "
-                        "`app.main:run`, or a program of the environment).".format(origin))
-    default = spec.get("default_entry_point")
-    if default is not None and default not in entry_points:
-        raise CoexError("{}: default entry point {!r} is not one of the entry points ({})."
-                        .format(origin, default, ", ".join(sorted(entry_points))))
-    app_root = spec.get("app_root")
-    app_files = _app_files(_abs(base_dir, app_root) if app_root else None)
+    app_files = _app_files(os.path.join(base_dir, spec.app_root) if spec.app_root else None)
+    entry_points = dict(spec.entry_points.commands)
     check_entry_points(entry_points, EnvIndex(packages), [r for r, _ in app_files], origin)
-    vpkgs = spec.get("virtual_packages")
+    vpkgs = spec.virtual_packages
     if vpkgs is None:
-        vpkgs = virtual_package_needs([p["entry"] for p in packages])
+        vpkgs = virtual_package_needs(p.package.depends for p in packages)
     tmp = tempfile.mkdtemp(prefix="coex-assemble-")
     try:
-        libzstd = extract_libzstd(platform, packages, tmp)
+        libzstd = extract_libzstd(spec.platform, packages, tmp)
         out = os.path.abspath(out)
         if os.path.isdir(out):
             raise CoexError("{}: the output {} is a directory: give the archive's file name "
@@ -217,10 +195,11 @@ def assemble(spec, out, base_dir="."):
         try:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             return write_archive(
-                out, platform, packages, entry_points, default_entry_point=default,
-                app_files=app_files, libzstd_path=libzstd, env=spec.get("env") or {},
-                requested_specs=spec.get("requested_specs") or [], virtual_packages=vpkgs,
-                build=spec.get("build") or {})
+                out, spec.platform, [p.to_json() for p in packages], entry_points,
+                default_entry_point=spec.entry_points.default, app_files=app_files,
+                libzstd_path=libzstd, env=dict(spec.env),
+                requested_specs=list(spec.requested_specs), virtual_packages=vpkgs,
+                build=spec.build.to_json())
         except FormatError as e:
             raise CoexError("{}: cannot write the archive: {}.".format(origin, e))
         except OSError as e:

@@ -3,6 +3,9 @@
 Accepted keys: `name`, `channels`, `dependencies` (conda match specs), and `prefix` (written by
 `conda env export`; ignored). Anything else -- a `pip:` entry, `variables:`, an unknown key, a
 spec py-rattler cannot parse -- is a CoexError naming the file and the fix.
+
+`parse_environment_text` and `clean_specs` are pure (the Pants rules call them in-process);
+`check_specs` parses the specs with py-rattler (in the solve, and in `./coex`).
 """
 import collections
 import os
@@ -14,13 +17,9 @@ EnvSpec = collections.namedtuple("EnvSpec", "name channels specs origin")
 _KNOWN_KEYS = ("name", "channels", "dependencies", "prefix")
 
 
-def check_specs(specs, origin):
-    """Parse every spec with py-rattler's MatchSpec; return them stripped, in order, deduplicated.
-
-    A bad spec raises CoexError quoting py-rattler's explanation and naming `origin`."""
-    from rattler import MatchSpec
-    from rattler.exceptions import InvalidMatchSpecError
-
+def clean_specs(specs, origin):
+    """The specs stripped (inner whitespace normalized), in order, deduplicated; anything that
+    is not a non-empty string is a CoexError naming `origin`."""
     out = []
     for spec in specs:
         if not isinstance(spec, str) or not spec.strip():
@@ -28,14 +27,25 @@ def check_specs(specs, origin):
                 "{}: dependency {!r} is not a conda match spec string (e.g. `numpy >=1.26` or "
                 "`python=3.11`).".format(origin, spec))
         spec = " ".join(spec.split())
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
+def check_specs(specs, origin):
+    """`clean_specs`, each parsed with py-rattler's MatchSpec as the solver parses it. A bad spec
+    raises CoexError quoting py-rattler's explanation and naming `origin`."""
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError
+
+    out = clean_specs(specs, origin)
+    for spec in out:
         try:
-            MatchSpec(spec, strict=True)  # as the solver parses it
+            MatchSpec(spec, strict=True)
         except (InvalidMatchSpecError, ValueError) as e:
             raise CoexError(
                 "{}: invalid conda match spec {!r}: {}\nFix the spec (conda syntax, e.g. "
                 "`numpy >=1.26,<2` or `python 3.11.*`).".format(origin, spec, e))
-        if spec not in out:
-            out.append(spec)
     return out
 
 
@@ -92,12 +102,12 @@ def parse_environment_text(text, origin):
                 "{}: unexpected mapping {!r} in `dependencies`; list conda match specs only."
                 .format(origin, dep))
         specs.append(dep)
-    specs = check_specs(specs, origin)
-    return EnvSpec(name, channels, specs, origin)
+    return EnvSpec(name, channels, clean_specs(specs, origin), origin)
 
 
 def load_environment_file(path):
-    """Read and parse an environment.yml file; a missing/unreadable file is a CoexError."""
+    """Read and parse an environment.yml file, its specs checked; a missing/unreadable file is a
+    CoexError."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -107,4 +117,6 @@ def load_environment_file(path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise CoexError("{} is not UTF-8 text (is it really an environment.yml?).".format(path))
-    return parse_environment_text(text, os.fspath(path))
+    env = parse_environment_text(text, os.fspath(path))
+    check_specs(env.specs, env.origin)
+    return env

@@ -23,18 +23,17 @@ def explicit_text(lock_path, platform, hash="md5"):
         "# This file may be used to create an environment using:",
         "# $ conda create --name <env> --file <this file>",
         "# platform: {}".format(platform),
-        "# created-by: coex (resolve {}, lockfile {})".format(data["header"].get("resolve"),
-                                                             lock_path),
+        "# created-by: coex (resolve {}, lockfile {})".format(data.header.resolve, lock_path),
     ]
     if hash == "sha256":
         lines.append("# sha256 fragments need conda >= 24.9 (older conda reads md5 only)")
     lines.append("@EXPLICIT")
-    for p in data["packages"]:
-        digest = p[hash]
+    for p in data.packages:
+        digest = getattr(p, hash)
         if not digest:
             raise CoexError("explicit: package {} has no {} in the lockfile; use --hash {}."
-                            .format(p["filename"], hash, "sha256" if hash == "md5" else "md5"))
-        lines.append("{}#{}".format(p["url"], digest))
+                            .format(p.filename, hash, "sha256" if hash == "md5" else "md5"))
+        lines.append("{}#{}".format(p.url, digest))
     return "\n".join(lines) + "\n"
 
 

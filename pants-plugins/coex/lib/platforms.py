@@ -111,6 +111,6 @@ def effective_virtual_packages(platform, requested=None, origin=None):
     return sorted(chosen.values())
 
 
-def virtual_package_needs(packages):
-    """The union of the package dicts' `__*` dependencies, as written in the records (sorted)."""
-    return sorted(set(d for p in packages for d in p.get("depends", ()) if d.startswith("__")))
+def virtual_package_needs(depends):
+    """The union of the `__*` dependencies in the packages' `depends` lists, as written (sorted)."""
+    return sorted(set(d for deps in depends for d in deps if d.startswith("__")))

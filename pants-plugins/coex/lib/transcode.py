@@ -2,7 +2,8 @@
 
 The members are re-tarred in their original order with normalised metadata (uid/gid 0, empty
 user/group names, integer mtimes kept from the input, permission bits kept, PAX format), and the
-tar stream is zstd-compressed single-threaded at the given level with a checksum. Same input and
+tar stream is zstd-compressed single-threaded at the given level with a checksum. (Where the
+result is kept, `<stem>.tar.zst`, is `records.LockedPackage.prepared_path`.) Same input and
 level -> same bytes, on any machine. Contents (names, types, modes, data, link targets) are
 exactly the input's.
 """
@@ -12,14 +13,9 @@ import tarfile
 from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
 
-DEFAULT_LEVEL = 10
-
-
-def transcoded_filename(filename):
-    """`x-1.0-h0.tar.bz2` -> `x-1.0-h0.tar.zst`."""
-    if not filename.endswith(".tar.bz2"):
-        raise CoexError("Only .tar.bz2 packages are transcoded, not {}.".format(filename))
-    return filename[: -len(".tar.bz2")] + ".tar.zst"
+# The level, unless told otherwise (`./coex create --zstd-level`, `[coex].transcode_zstd_level`):
+# small archives; decoding is as fast at any level.
+DEFAULT_ZSTD_LEVEL = 19
 
 
 def _normalised(ti):
@@ -35,7 +31,7 @@ def _normalised(ti):
     return out
 
 
-def transcode(src, dst, level=DEFAULT_LEVEL):
+def transcode(src, dst, level=DEFAULT_ZSTD_LEVEL):
     """Write the .tar.zst form of the .tar.bz2 at `src` to `dst` (atomically)."""
     import zstandard
 

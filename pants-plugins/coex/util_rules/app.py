@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pants.core.target_types import FileSourceField
+from pants.core.util_rules import source_files, stripped_source_files
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address
@@ -52,4 +53,4 @@ async def coex_app_layer(request: CoexAppLayerRequest) -> CoexAppLayer:
 
 
 def rules():
-    return collect_rules()
+    return [*collect_rules(), *source_files.rules(), *stripped_source_files.rules()]

@@ -1,20 +1,23 @@
 """Assembly: one `coex.lib assemble` process writes the archive (via coex_runtime.format).
 
 Inputs: the prepared package digests (mounted read-only at `__pkgs/`, so big packages are
-linked into the sandbox, not copied), the app layer under `app/`, and the spec JSON. The output is
-re-rooted at the target's output path without copying bytes. The process is keyed by exactly
-these inputs, so editing one app file reruns only this step.
+linked into the sandbox, not copied), the app layer under `app/`, and the `AssembleSpec` as JSON
+(the same record `./coex create` assembles from). The output is re-rooted at the target's output
+path without copying bytes. The process is keyed by exactly these inputs, so editing one app file
+reruns only this step.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Iterable
 
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from coex.lib.records import AssembleSpec, BuildRecord, EntryPoints
+from coex.util_rules import tool
 from coex.util_rules.packages import ArchivablePackage
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
 
@@ -27,15 +30,35 @@ OUT = "out.coex"
 @dataclass(frozen=True)
 class CoexAssembleRequest:
     description: str  # e.g. "examples/hello:hello (linux-64)"
-    platform: str
-    packages: tuple[ArchivablePackage, ...]  # install order
+    spec: AssembleSpec  # package paths under PKGS_DIR, the app layer at APP_DIR
+    packages: tuple[Digest, ...]  # the prepared packages
     app_digest: Digest
-    entry_points: FrozenDict[str, str]
-    default_entry_point: str
-    env: FrozenDict[str, str]
-    requested_specs: tuple[str, ...]
-    build_json: str  # canonical JSON: resolve, lockfile_sha256, target, ...
     output_path: str
+
+    @classmethod
+    def of(
+        cls,
+        description: str,
+        platform: str,
+        packages: Iterable[ArchivablePackage],
+        app_digest: Digest,
+        entry_points: EntryPoints,
+        env: Iterable[tuple[str, str]],
+        requested_specs: Iterable[str],
+        build: BuildRecord,
+        output_path: str,
+    ) -> CoexAssembleRequest:
+        packages = tuple(packages)
+        spec = AssembleSpec(
+            platform,
+            tuple(p.prepared(PKGS_DIR) for p in packages),
+            entry_points,
+            build,
+            APP_DIR,
+            tuple(env),
+            tuple(requested_specs),
+        )
+        return cls(description, spec, tuple(p.digest for p in packages), app_digest, output_path)
 
 
 @dataclass(frozen=True)
@@ -47,27 +70,11 @@ class CoexArchive:
     env_id: str  # sha256 of its locked package list (what the runtime's cache keys envs by)
 
 
-def assemble_spec(request: CoexAssembleRequest) -> dict:
-    return {
-        "platform": request.platform,
-        "packages": [
-            {"path": f"{PKGS_DIR}/{p.path}", "entry": p.package.entry, "encoding": p.encoding}
-            for p in request.packages
-        ],
-        "app_root": APP_DIR,
-        "entry_points": dict(request.entry_points),
-        "default_entry_point": request.default_entry_point,
-        "env": dict(request.env),
-        "requested_specs": list(request.requested_specs),
-        "build": json.loads(request.build_json),
-    }
-
-
 @rule(desc="Assemble a coex archive", level=LogLevel.DEBUG)
 async def assemble_coex_archive(request: CoexAssembleRequest) -> CoexArchive:
-    spec = json.dumps(assemble_spec(request), sort_keys=True, indent=1).encode()
+    spec = json.dumps(request.spec.to_json(), sort_keys=True, indent=1).encode()
     pkgs_digest, app_digest, spec_digest = await MultiGet(
-        Get(Digest, MergeDigests(p.digest for p in request.packages)),
+        Get(Digest, MergeDigests(request.packages)),
         Get(Digest, AddPrefix(request.app_digest, APP_DIR)),
         Get(Digest, CreateDigest([FileContent(SPEC, spec)])),
     )
@@ -100,4 +107,4 @@ async def assemble_coex_archive(request: CoexAssembleRequest) -> CoexArchive:
 
 
 def rules():
-    return collect_rules()
+    return [*collect_rules(), *tool.rules()]

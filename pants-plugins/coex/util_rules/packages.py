@@ -17,6 +17,8 @@ escaping (e.g. has a space) are fetched by a `coex.lib fetch` process instead.
 
 Transcode: a `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib transcode` process per
 package (keyed by the package digest and the zstd level). `.conda` packages are used untouched.
+Where each file goes (`fetch_path`, `prepared_path`) and how it is stored (`encoding`) are the
+locked package's own (`coex.lib.records.LockedPackage`), the same as for `./coex create`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from pants.engine.fs import CreateDigest, Digest, DownloadFile, FileDigest, File
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from coex.util_rules.resolve import CondaPackage
+from coex.lib.records import LockedPackage, PreparedPackage
+from coex.util_rules import tool
 from coex.util_rules.tool import (
     CoexBuildError,
     CoexLibProcess,
@@ -52,9 +55,9 @@ def download_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class FetchedCondaPackage:
-    package: CondaPackage
+    package: LockedPackage
     digest: Digest  # holds exactly `path`
-    path: str
+    path: str  # `package.fetch_path`
 
 
 def needs_fetch_process(url: str) -> bool:
@@ -64,9 +67,9 @@ def needs_fetch_process(url: str) -> bool:
 
 
 @rule(desc="Fetch a conda package", level=LogLevel.DEBUG)
-async def fetch_conda_package(package: CondaPackage) -> FetchedCondaPackage:
+async def fetch_conda_package(package: LockedPackage) -> FetchedCondaPackage:
     file_digest = FileDigest(package.sha256, package.size)
-    path = f"pkgs/{package.subdir}/{package.filename}"
+    path = package.fetch_path
     if needs_fetch_process(package.url):
         result = await Get(
             CoexLibResult,
@@ -98,53 +101,43 @@ async def fetch_conda_package(package: CondaPackage) -> FetchedCondaPackage:
 
 @dataclass(frozen=True)
 class ArchivablePackageRequest:
-    package: CondaPackage
+    package: LockedPackage
     zstd_level: int
 
 
 @dataclass(frozen=True)
 class ArchivablePackage:
-    """A package as the archive stores it: `encoding` is "conda" or "tar.zst"."""
+    """A package as the archive stores it (`package.encoding`: "conda" or "tar.zst")."""
 
-    package: CondaPackage
+    package: LockedPackage
     digest: Digest  # holds exactly `path`
-    path: str
-    encoding: str
+    path: str  # `package.prepared_path(level)`
+
+    def prepared(self, under: str) -> PreparedPackage:
+        """The assemble spec's record of it, for `digest` mounted at `under`."""
+        return PreparedPackage(f"{under}/{self.path}", self.package, self.package.encoding)
 
 
 @rule(desc="Prepare a conda package for an archive", level=LogLevel.DEBUG)
 async def archivable_package(request: ArchivablePackageRequest) -> ArchivablePackage:
     package = request.package
-    fetched = await Get(FetchedCondaPackage, CondaPackage, package)
-    if package.filename.endswith(".conda"):
-        return ArchivablePackage(package, fetched.digest, fetched.path, "conda")
-    if not package.filename.endswith(".tar.bz2"):
-        raise CoexBuildError(
-            f"The locked package {package.filename} is neither `.conda` nor `.tar.bz2`: coex "
-            f"cannot store it. Is the lockfile a conda lockfile?"
-        )
-    out = f"zst/{package.subdir}/{package.filename[:-len('.tar.bz2')]}.tar.zst"
+    fetched = await Get(FetchedCondaPackage, LockedPackage, package)
+    out = package.prepared_path(request.zstd_level)
+    if package.encoding == "conda":
+        return ArchivablePackage(package, fetched.digest, out)
     result = await Get(
         CoexLibResult,
         CoexLibProcess,
         CoexLibProcess.of(
-            [
-                "transcode",
-                "--in",
-                fetched.path,
-                "--out",
-                out,
-                "--level",
-                str(request.zstd_level),
-            ],
+            ["transcode", "--in", fetched.path, "--out", out, "--level", str(request.zstd_level)],
             description=f"Transcode {package.filename} to .tar.zst",
             failure=f"Transcoding the conda package {package.filename} to .tar.zst failed.",
             input_digest=fetched.digest,
             output_files=[out],
         ),
     )
-    return ArchivablePackage(package, result.output_digest, out, "tar.zst")
+    return ArchivablePackage(package, result.output_digest, out)
 
 
 def rules():
-    return collect_rules()
+    return [*collect_rules(), *tool.rules()]

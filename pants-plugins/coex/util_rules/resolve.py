@@ -1,34 +1,43 @@
 """Resolves: what each one should lock (gathered from its targets), and its lockfile, checked.
 
-* `CoexResolveInputs` for a resolve name: the solve request (`coex.lib solve --request`'s JSON:
-  resolve, specs, channels, platforms, virtual_packages, origin) built from every `coex_binary`
-  of that resolve, in address order. `generate-lockfiles` solves it; `package` hashes it with
-  `coex.lib.lockfile.inputs_sha256` and compares with the lockfile's header (staleness).
-* `CoexLockfile` for a resolve name: the lockfile digest, read from `[coex].resolves`, with a
-  clear error when the resolve is unknown, the lockfile is missing, not a coex lockfile, or stale.
-* `CoexLockedPlatform` for (resolve, platform): the locked packages in install order, from
-  `coex.lib entries` run in a process (cached by the lockfile's digest).
+* `CoexResolveInputs` for a resolve name: the `SolveRequest` built from every `coex_binary` of
+  that resolve, in address order, its inputs hash, and each target's own specs.
+  `generate-lockfiles` solves it; `package` checks the lockfile against it
+  (`coex.lib.request.stale_reason`: the same freshness check as `./coex`).
+* `CoexLockfile` for a resolve name: the lockfile digest and header, read from `[coex].resolves`,
+  with a clear error when the resolve is unknown, the lockfile is missing, not a coex lockfile, or
+  stale.
+* `LockedPlatform` for (resolve, platform, root specs): the locked packages those specs need (all
+  of them without roots), in install order, from `coex.lib entries` run in a process (cached by
+  the lockfile's digest and the specs).
+
+Hermetic: files are read through the engine (the lockfile, environment files, and whether a
+channel written as a bare name is a directory of the build root), and specs are parsed by
+py-rattler only in library processes, never in the Pants process.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import posixpath
 from dataclasses import dataclass
 
 from pants.base.build_root import BuildRoot
-from pants.engine.fs import Digest, DigestContents, PathGlobs, Snapshot
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents, PathGlobs, Paths, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets, HydratedSources, HydrateSourcesRequest, Target
 from pants.util.docutil import bin_name
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from coex.lib.envspec import check_specs, parse_environment_text
+from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
-from coex.lib.lockfile import spec_name  # py-rattler's MatchSpec name
-from coex.lib.lockfile import inputs_sha256, local_channel, parse_header, stale_reason
 from coex.lib.platforms import check_platform
+from coex.lib.records import LockedPlatform, LockHeader, SolveRequest
+from coex.lib.request import inputs_sha256, local_channel, parse_header, solve_request, stale_reason
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexBinaryTarget,
@@ -37,6 +46,7 @@ from coex.target_types import (
     CoexPlatformsField,
     CoexResolveField,
 )
+from coex.util_rules import tool
 from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
 
 
@@ -67,21 +77,20 @@ def lockfile_path(coex: CoexSubsystem, resolve: str, build_root: BuildRoot) -> s
     made relative; one outside it, or a path leaving it with `..`, is an error (the engine would
     otherwise panic on it)."""
     path = coex.resolves[resolve]
-    root = os.path.realpath(build_root.path)
-    full = os.path.normpath(os.path.join(root, path))
-    rel = os.path.relpath(full, root)
-    if not path or rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+    rel = posixpath.relpath(posixpath.normpath(posixpath.join(build_root.path, path)),
+                            build_root.path)
+    if not path or rel in (".", "..") or rel.startswith("../"):
         raise CoexBuildError(
             softwrap(
                 f"""
                 The lockfile path of resolve {resolve!r} in `[coex].resolves`, {path!r}, is not
-                a file inside the build root ({root}): Pants can only read and write lockfiles
-                there. Fix: use a path relative to the build root, e.g.
+                a file inside the build root ({build_root.path}): Pants can only read and write
+                lockfiles there. Fix: use a path relative to the build root, e.g.
                 `[coex].resolves = {{"{resolve}": "3rdparty/conda/{resolve}.lock"}}`.
                 """
             )
         )
-    return rel.replace(os.sep, "/")
+    return rel
 
 
 def platforms_of(field: CoexPlatformsField, coex: CoexSubsystem) -> tuple[str, ...]:
@@ -95,10 +104,7 @@ def platforms_of(field: CoexPlatformsField, coex: CoexSubsystem) -> tuple[str, .
             f"one platform, e.g. `[coex].platforms = [\"linux-64\"]`."
         )
     for platform in coex.platforms:
-        try:
-            check_platform(platform, origin="the `[coex].platforms` option")
-        except CoexError as e:
-            raise CoexBuildError(str(e))
+        check_platform(platform, origin="the `[coex].platforms` option")
     return tuple(dict.fromkeys(coex.platforms))
 
 
@@ -114,6 +120,34 @@ async def all_coex_binaries(all_targets: AllTargets) -> AllCoexBinaries:
 
 
 @dataclass(frozen=True)
+class LocalChannelsRequest:
+    channels: tuple[str, ...]
+    base_dir: str  # relative to the build root: what relative channel paths are relative to
+
+
+@dataclass(frozen=True)
+class LocalChannels:
+    channels: tuple[str, ...]  # relative paths made absolute (`coex.lib.request.local_channel`)
+
+
+@rule(desc="Find local conda channels", level=LogLevel.DEBUG)
+async def local_channels(request: LocalChannelsRequest, build_root: BuildRoot) -> LocalChannels:
+    base = os.path.join(build_root.path, request.base_dir)
+    asked: list[str] = []  # the directories `local_channel` wants to know about, asked first
+
+    def note(path: str) -> bool:
+        asked.append(path)
+        return False
+
+    for channel in request.channels:
+        local_channel(channel, base, is_dir=note)
+    inside = [os.path.relpath(p, build_root.path) for p in asked]
+    paths = await Get(Paths, PathGlobs(p for p in inside if not p.startswith("..")))
+    dirs = {os.path.join(build_root.path, d) for d in paths.dirs}
+    return LocalChannels(tuple(local_channel(c, base, dirs.__contains__) for c in request.channels))
+
+
+@dataclass(frozen=True)
 class CoexResolveName:
     name: str
 
@@ -122,23 +156,16 @@ class CoexResolveName:
 class CoexResolveInputs:
     resolve: str
     lockfile_path: str
-    request_json: str  # canonical JSON of the solve request
-    inputs_sha256: str
-    target_specs_json: str = "{}"  # {address: [the specs that target itself gives]}
-
-    @property
-    def request(self) -> dict:
-        return json.loads(self.request_json)
-
-    def target_specs(self, address) -> tuple[str, ...]:
-        return tuple(json.loads(self.target_specs_json).get(str(address), ()))
+    request: SolveRequest
+    inputs_sha256: str  # "" when no target of the resolve gives specs
+    target_specs: FrozenDict[Address, tuple[str, ...]]  # the specs each target itself gives
 
     @property
     def empty(self) -> bool:
         """No target of the resolve gives any conda spec (nothing to lock)."""
         return not self.inputs_sha256
 
-    def require_specs(self) -> "CoexResolveInputs":
+    def require_specs(self) -> CoexResolveInputs:
         if self.empty:
             raise CoexBuildError(
                 softwrap(
@@ -163,71 +190,51 @@ async def coex_resolve_inputs(
     hydrated = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(t[CoexEnvironmentFileField])) for t in env_files
     )
-    contents = await MultiGet(
-        Get(DigestContents, Digest, h.snapshot.digest) for h in hydrated
-    )
+    contents = await MultiGet(Get(DigestContents, Digest, h.snapshot.digest) for h in hydrated)
     env_text = {t.address: c[0] for t, c in zip(env_files, contents)}
 
-    specs: list[str] = []
-    env_channels: list[str] = []
-    origins: list[str] = []
+    sources: list[tuple[str, list[str]]] = []  # (origin, specs)
+    env_channels: list[LocalChannelsRequest] = []
     platforms: list[str] = []
-    by_target: dict[str, list[str]] = {}
+    by_target: dict[Address, tuple[str, ...]] = {}
     for t in members:
-        own = by_target.setdefault(str(t.address), [])
+        own: list[str] = []
         file_content = env_text.get(t.address)
         if file_content is not None:
             origin = f"{file_content.path} (`environment_file` of {t.address})"
             try:
-                env = parse_environment_text(file_content.content.decode("utf-8"), origin)
+                text = file_content.content.decode("utf-8")
             except UnicodeDecodeError:
                 raise CoexBuildError(f"{origin} is not UTF-8 text: is it an environment.yml?")
-            except CoexError as e:
-                raise CoexBuildError(str(e))
-            specs.extend(env.specs)
+            env = parse_environment_text(text, origin)
+            sources.append((origin, env.specs))
             own.extend(env.specs)
             # a relative channel path is relative to the environment file, as with conda
-            env_dir = os.path.join(build_root.path, os.path.dirname(file_content.path))
-            env_channels.extend(local_channel(c, env_dir) for c in env.channels)
-            origins.append(origin)
+            env_channels.append(
+                LocalChannelsRequest(tuple(env.channels), os.path.dirname(file_content.path))
+            )
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
             origin = f"the `conda_dependencies` of {t.address}"
-            try:
-                checked = check_specs(list(inline), origin)
-            except CoexError as e:
-                raise CoexBuildError(str(e))
-            specs.extend(checked)
-            own.extend(checked)
-            origins.append(origin)
+            sources.append((origin, clean_specs(inline, origin)))
+            own.extend(sources[-1][1])
+        by_target[t.address] = tuple(own)
         platforms.extend(platforms_of(t[CoexPlatformsField], coex))
-    if not members:
-        platforms.extend(coex.platforms)
-    request = {
-        "resolve": resolve,
-        "specs": sorted(set(specs)),
-        "channels": list(dict.fromkeys(env_channels))
-        or [local_channel(c, build_root.path) for c in coex.channels],
-        "platforms": sorted(set(platforms)),
-        "virtual_packages": list(coex.virtual_packages),
-        "origin": f"resolve {resolve!r}: " + ("; ".join(origins) if origins else "no targets"),
-    }
-    if not request["specs"]:
-        return CoexResolveInputs(
-            resolve, lockfile_path(coex, resolve, build_root), json.dumps(request), ""
-        )
-    request_json = json.dumps(request, sort_keys=True)
-    try:
-        digest = inputs_sha256(request)
-    except CoexError as e:
-        raise CoexBuildError(str(e))
-    return CoexResolveInputs(
-        resolve,
-        lockfile_path(coex, resolve, build_root),
-        request_json,
-        digest,
-        json.dumps(by_target, sort_keys=True),
+    *from_files, from_option = await MultiGet(
+        Get(LocalChannels, LocalChannelsRequest, r)
+        for r in [*env_channels, LocalChannelsRequest(tuple(coex.channels), "")]
     )
+    request = solve_request(
+        resolve,
+        sources,
+        [c for chans in from_files for c in chans.channels] or from_option.channels,
+        platforms or coex.platforms,
+        coex.virtual_packages,
+        origin=f"resolve {resolve!r}: " + ("; ".join(o for o, _ in sources) or "no targets"),
+    )
+    path = lockfile_path(coex, resolve, build_root)
+    digest = inputs_sha256(request) if request.specs else ""
+    return CoexResolveInputs(resolve, path, request, digest, FrozenDict(by_target))
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,7 @@ class CoexLockfile:
     path: str
     digest: Digest  # the lockfile at `path`
     sha256: str  # of the lockfile's bytes
-    platforms: tuple[str, ...]
-    header_json: str
+    header: LockHeader
 
 
 @rule(desc="Read a coex lockfile", level=LogLevel.DEBUG)
@@ -250,119 +256,61 @@ async def coex_lockfile(
         Get(CoexResolveInputs, CoexResolveName, name), Get(Snapshot, PathGlobs([path]))
     )
     inputs.require_specs()
-    if path not in snapshot.files and os.path.isfile(os.path.join(build_root.path, path)):
-        # (a look at the disk, only to explain the failure)
-        raise CoexBuildError(
-            softwrap(
-                f"""
-                The lockfile for resolve {resolve!r} ({path}) exists, but Pants ignores it (a
-                `.gitignore` or `[GLOBAL].pants_ignore` pattern matches it), so builds cannot
-                read it. Fix: un-ignore it for Pants, e.g. `[GLOBAL].pants_ignore.add =
-                ["!/{path}"]` in pants.toml, or move it (`[coex].resolves`).
-                """
-            )
-        )
     if path not in snapshot.files:
         raise CoexBuildError(
             softwrap(
                 f"""
                 The lockfile for resolve {resolve!r} does not exist: {path} (from
-                `[coex].resolves`). Generate it with `{regenerate_command(resolve)}`.
+                `[coex].resolves`). Generate it with `{regenerate_command(resolve)}`. (If it
+                does exist, Pants ignores it: a `.gitignore` or `[GLOBAL].pants_ignore` pattern
+                matches it, so builds cannot read it. Un-ignore it for Pants, e.g.
+                `[GLOBAL].pants_ignore.add = ["!/{path}"]` in pants.toml, or move it.)
                 """
             )
         )
     contents = await Get(DigestContents, Digest, snapshot.digest)
     text = contents[0].content.decode("utf-8", "replace")
-    sha256 = hashlib.sha256(contents[0].content).hexdigest()
     try:
         header = parse_header(text, origin=f"{path} (the lockfile of resolve {resolve!r})")
     except CoexError as e:
         raise CoexBuildError(f"{e}\nRegenerate it with `{regenerate_command(resolve)}`.")
-    if header.get("inputs_sha256") != inputs.inputs_sha256:
-        reason = stale_reason(header, inputs.request)
+    reason = stale_reason(header, inputs.request)
+    if reason:
         raise CoexBuildError(
             f"The lockfile for resolve {resolve!r} is stale: run `{regenerate_command(resolve)}`. "
             f"({path} no longer matches what the resolve's targets ask for: {reason}.)"
         )
-    return CoexLockfile(
-        resolve,
-        path,
-        snapshot.digest,
-        sha256,
-        tuple(header.get("platforms") or ()),
-        json.dumps(header, sort_keys=True),
-    )
-
-
-@dataclass(frozen=True)
-class CondaPackage:
-    """One locked package of one platform, as `coex.lib entries` describes it."""
-
-    name: str
-    filename: str
-    subdir: str
-    url: str
-    sha256: str
-    size: int
-    entry_json: str  # the whole entries.json record (canonical JSON), handed to assemble
-
-    @property
-    def entry(self) -> dict:
-        return json.loads(self.entry_json)
-
-
-def environment_subset(
-    packages: tuple[CondaPackage, ...], root_specs: tuple[str, ...]
-) -> tuple[CondaPackage, ...]:
-    """The packages that `root_specs` (and the runtime's `zstd`) need: their closure over the
-    locked packages' `depends`, in the lock's install order. No roots: the whole environment."""
-    if not root_specs:
-        return packages
-    by_name = {p.name: p for p in packages}
-    todo = [spec_name(s) for s in root_specs] + ["zstd"]
-    keep: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if not name or name in keep or name not in by_name:
-            continue
-        keep.add(name)
-        todo.extend(spec_name(dep) for dep in by_name[name].entry.get("depends") or ())
-    return tuple(p for p in packages if p.name in keep)
+    sha256 = hashlib.sha256(contents[0].content).hexdigest()
+    return CoexLockfile(resolve, path, snapshot.digest, sha256, header)
 
 
 @dataclass(frozen=True)
 class CoexLockedPlatformRequest:
     resolve: str
     platform: str
-
-
-@dataclass(frozen=True)
-class CoexLockedPlatform:
-    resolve: str
-    platform: str
-    packages: tuple[CondaPackage, ...]  # install (topological) order
-    virtual_packages: tuple[str, ...]
-    zstd_filename: str
+    roots: tuple[str, ...] = ()  # only the packages these specs need; all when empty
 
 
 @rule(desc="List the locked conda packages of a platform", level=LogLevel.DEBUG)
-async def coex_locked_platform(request: CoexLockedPlatformRequest) -> CoexLockedPlatform:
+async def coex_locked_platform(request: CoexLockedPlatformRequest) -> LockedPlatform:
     lock = await Get(CoexLockfile, CoexResolveName(request.resolve))
-    if request.platform not in lock.platforms:
+    if request.platform not in lock.header.platforms:
         raise CoexBuildError(
             softwrap(
                 f"""
                 The lockfile of resolve {request.resolve!r} ({lock.path}) has no platform
-                {request.platform!r} (it locks {', '.join(lock.platforms) or 'none'}), which a
-                target of the resolve builds for. Run `{regenerate_command(request.resolve)}`.
+                {request.platform!r} (it locks {', '.join(lock.header.platforms) or 'none'}),
+                which a target of the resolve builds for. Run
+                `{regenerate_command(request.resolve)}`.
                 """
             )
         )
+    roots = [arg for root in request.roots for arg in ("--root", root)]
     result = await Get(
         CoexLibResult,
         CoexLibProcess,
         CoexLibProcess.of(
-            ["entries", "--lock", lock.path, "--platform", request.platform,
+            ["entries", "--lock", lock.path, "--platform", request.platform, *roots,
              "--out", "entries.json"],
             description=f"List locked conda packages of {request.resolve} for {request.platform}",
             failure=f"Reading the lockfile {lock.path} of resolve {request.resolve!r} failed.",
@@ -371,27 +319,8 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> CoexLocked
         ),
     )
     contents = await Get(DigestContents, Digest, result.output_digest)
-    data = json.loads(contents[0].content)
-    packages = tuple(
-        CondaPackage(
-            name=p["name"],
-            filename=p["filename"],
-            subdir=p["subdir"],
-            url=p["url"],
-            sha256=p["sha256"],
-            size=int(p["size"]),
-            entry_json=json.dumps(p, sort_keys=True),
-        )
-        for p in data["packages"]
-    )
-    return CoexLockedPlatform(
-        request.resolve,
-        request.platform,
-        packages,
-        tuple(data.get("virtual_packages") or ()),
-        data.get("zstd_filename") or "",
-    )
+    return LockedPlatform.from_json(json.loads(contents[0].content))
 
 
 def rules():
-    return collect_rules()
+    return [*collect_rules(), *tool.rules()]

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from coex.lib.lockfile import inputs_sha256, lock_entries
+from coex.lib.lockfile import lock_entries
+from coex.lib.records import LockedPlatform
+from coex.lib.request import inputs_sha256
 from coex_runtime.format import open_archive
 from tests.lib.conftest import make_request, write_json
 
@@ -40,7 +42,7 @@ def ok(r):
 
 def test_full_pipeline_through_processes(sandbox, tiny_channel):
     req = make_request(tiny_channel, platforms=["linux-64"])
-    write_json(sandbox / "req.json", req)
+    write_json(sandbox / "req.json", req.to_json())
     header = json.loads(ok(lib(sandbox, "solve", "--request", "req.json", "--out", "coex.lock")))
     assert header["inputs_sha256"] == inputs_sha256(req)
     assert ok(lib(sandbox, "inputs-sha256", "--request", "req.json")).strip() == \
@@ -48,7 +50,12 @@ def test_full_pipeline_through_processes(sandbox, tiny_channel):
     assert ok(lib(sandbox, "entries", "--lock", "coex.lock", "--platform", "linux-64",
                   "--out", "entries.json")) == ""
     entries = json.loads((sandbox / "entries.json").read_text())
-    assert entries == json.loads(json.dumps(lock_entries(sandbox / "coex.lock", "linux-64")))
+    assert LockedPlatform.from_json(entries) == lock_entries(sandbox / "coex.lock", "linux-64")
+    ok(lib(sandbox, "entries", "--lock", "coex.lock", "--platform", "linux-64", "--root", "tinypy",
+           "--out", "part.json"))
+    part = LockedPlatform.from_json(json.loads((sandbox / "part.json").read_text()))
+    assert part == lock_entries(sandbox / "coex.lock", "linux-64", ["tinypy"])
+    assert "prefixprog" not in [p.name for p in part.packages] and part.locked == entries["locked"]
     items = []
     for p in entries["packages"]:
         out = "pkgs/" + p["filename"]
@@ -64,7 +71,7 @@ def test_full_pipeline_through_processes(sandbox, tiny_channel):
     (sandbox / "app" / "main.py").write_text("print('hi')\n")
     spec = {"platform": "linux-64", "packages": items, "app_root": "app",
             "entry_points": {"main": "python main.py"}, "default_entry_point": "main",
-            "env": {}, "requested_specs": req["specs"], "build": {"target": "//tests:lib"}}
+            "env": {}, "requested_specs": list(req.specs), "build": {"target": "//tests:lib"}}
     write_json(sandbox / "spec.json", spec)
     result = json.loads(ok(lib(sandbox, "assemble", "--spec", "spec.json", "--out",
                                "dist/app.coex")))

@@ -94,17 +94,3 @@ def test_realistic_archive_runs(built, tmp_path):
     r = run(COEX_ENTRYPOINT="cprefix")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(tmp_path / "root" / "envs"))   # binary prefix replaced
-
-
-def test_entries_carry_repodata_timestamps(realistic_channel, tmp_path):
-    import json
-
-    from coex.lib.lockfile import lock_entries, solve_to_lockfile
-
-    solve_to_lockfile({"specs": ["python 3.11.*", "numpy"], "channels": [str(realistic_channel)],
-                       "origin": "t"}, tmp_path / "l.lock")
-    repodata = json.loads((realistic_channel / "linux-64" / "repodata.json").read_text())
-    recs = dict(repodata.get("packages", {}), **repodata.get("packages.conda", {}))
-    for p in lock_entries(tmp_path / "l.lock", "linux-64")["packages"]:
-        want = recs[p["filename"]].get("timestamp")
-        assert p["timestamp"] == want and p["sha256"] == recs[p["filename"]]["sha256"]

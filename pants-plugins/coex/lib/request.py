@@ -1,0 +1,185 @@
+"""What a lockfile is solved from, and whether a lockfile is still fresh. Pure (no py-rattler):
+the Pants rules call these in the Pants process, `./coex` in its own.
+
+* `solve_request`: the one way a SolveRequest is built (from the specs of each source: an
+  environment file, a target's `conda_dependencies`), `local_channel` for channels written as
+  relative paths.
+* `lock_header`: the canonical form of a request, as a lockfile's header records it, with
+  `inputs_sha256`: the hash of everything that determines a solve (specs, channels in order,
+  platforms, the effective virtual packages; not the resolve name or origin).
+* `stale_reason(header, request)`: the freshness check (None when fresh).
+* `parse_header` / `read_header`: a lockfile's `# coex-lockfile: {...}` line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from typing import Callable, Iterable, Optional
+
+from coex.lib.errors import CoexError
+from coex.lib.platforms import check_platform, effective_virtual_packages
+from coex.lib.records import LOCK_VERSION, LockHeader, SolveRequest
+
+HEADER_PREFIX = "# coex-lockfile: "
+# Bump when the meaning of the hashed inputs changes (forces every lock to be regenerated).
+_INPUTS_SCHEMA = 1
+
+
+def canonical_channel(channel: str, origin: Optional[str] = None) -> str:
+    """`conda-forge` stays a name; `/abs/dir` and `file:/abs` become `file:///abs`; URLs lose a
+    trailing slash. Relative paths and the `defaults` meta-channel are errors."""
+    where = " (from {})".format(origin) if origin else ""
+    c = str(channel).strip()
+    if not c:
+        raise CoexError("Empty channel{}: give a channel name or URL.".format(where))
+    if c == "defaults":
+        raise CoexError(
+            "The `defaults` meta-channel{} is not supported: list the channels explicitly "
+            "(e.g. conda-forge, or https://repo.anaconda.com/pkgs/main).".format(where))
+    if c.startswith("file:") and not c.startswith("file://"):
+        c = "file://" + c[len("file:"):]
+    if c.startswith("file://localhost/"):
+        c = "file://" + c[len("file://localhost"):]
+    if "://" in c:
+        return c.rstrip("/") or c
+    if c.startswith("/"):
+        return "file://" + os.path.normpath(c)
+    if c.startswith((".", "~")):
+        raise CoexError(
+            "Channel {!r}{} is a relative path: use an absolute path or a file:// URL.".format(
+                c, where))
+    return c.rstrip("/")
+
+
+def local_channel(channel: str, base_dir: str,
+                  is_dir: Callable[[str], bool] = os.path.isdir) -> str:
+    """A channel as written by a user, with a relative path made absolute against `base_dir`
+    (the environment file's directory, the build root, or the current directory). A path is
+    what starts with `.`, `/` or `~`, or names a directory under `base_dir` (`is_dir` of its
+    absolute path: the Pants rules ask the engine); names (`conda-forge`,
+    `conda-forge/label/dev`) and URLs are returned unchanged."""
+    c = str(channel).strip()
+    if "://" in c or c.startswith("file:"):
+        return c
+    c = os.path.expanduser(c)
+    path = os.path.normpath(os.path.join(base_dir, c))
+    if c.startswith((".", "/")) or (c and is_dir(path)):
+        return path
+    return c
+
+
+def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
+                  channels: Iterable[str], platforms: Iterable[str],
+                  virtual_packages: Optional[Iterable[str]] = None,
+                  origin: Optional[str] = None) -> SolveRequest:
+    """The request for the specs of every source ((where, specs) pairs): specs merged and
+    sorted, channels in order of first appearance, platforms sorted."""
+    sources = tuple((where, tuple(specs)) for where, specs in sources)
+    return SolveRequest(
+        resolve=resolve,
+        specs=tuple(sorted({s for _, specs in sources for s in specs})),
+        channels=tuple(dict.fromkeys(channels)),
+        platforms=tuple(sorted(set(platforms))),
+        virtual_packages=None if virtual_packages is None else tuple(virtual_packages),
+        origin=origin or "; ".join(where for where, _ in sources) or "the solve request",
+        sources=sources,
+    )
+
+
+def normalized(request: SolveRequest) -> SolveRequest:
+    """The canonical request: specs whitespace-normalized and sorted, channels canonical, platforms
+    checked and sorted. A CoexError names what is wrong."""
+    origin, resolve = request.origin, request.resolve
+    if not request.specs:
+        raise CoexError(
+            "{}: no conda specs to solve (resolve {!r}): add dependencies.".format(origin, resolve))
+    for s in request.specs:
+        if not isinstance(s, str) or not s.strip():
+            raise CoexError("{}: spec {!r} is not a non-empty string.".format(origin, s))
+    if not request.channels:
+        raise CoexError(
+            "{}: no channels for resolve {!r}: give at least one channel (e.g. conda-forge or a "
+            "file:// URL).".format(origin, resolve))
+    return replace(
+        request,
+        specs=tuple(sorted(set(" ".join(s.split()) for s in request.specs))),
+        channels=tuple(dict.fromkeys(canonical_channel(c, origin) for c in request.channels)),
+        platforms=tuple(sorted(set(check_platform(p, origin)
+                                   for p in request.platforms or ("linux-64",)))),
+    )
+
+
+def lock_header(request: SolveRequest) -> LockHeader:
+    """The header of the lockfile `request` solves into (its `inputs_sha256` included)."""
+    n = normalized(request)
+    vpkgs = tuple((p, tuple(effective_virtual_packages(p, n.virtual_packages, n.origin)))
+                  for p in n.platforms)
+    payload = {"schema": _INPUTS_SCHEMA, "specs": list(n.specs), "channels": list(n.channels),
+               "platforms": list(n.platforms),
+               "virtual_packages": {p: list(v) for p, v in vpkgs}}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return LockHeader(n.resolve, hashlib.sha256(blob).hexdigest(), n.platforms, n.channels,
+                      n.specs, vpkgs)
+
+
+def inputs_sha256(request: SolveRequest) -> str:
+    return lock_header(request).inputs_sha256
+
+
+def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
+    """None when the lock (its header) matches the request, else a short human description of
+    what changed (e.g. "specs added: numpy; platforms removed: osx-64")."""
+    want = lock_header(request)
+    if header.inputs_sha256 == want.inputs_sha256:
+        return None
+    parts = []
+    for key in ("specs", "channels", "platforms"):
+        old, new = getattr(header, key), getattr(want, key)
+        added = [x for x in new if x not in old]
+        removed = [x for x in old if x not in new]
+        if added:
+            parts.append("{} added: {}".format(key, ", ".join(added)))
+        if removed:
+            parts.append("{} removed: {}".format(key, ", ".join(removed)))
+        if not added and not removed and old != new:
+            parts.append("{} reordered".format(key))
+    old_v = dict(header.virtual_packages)
+    if any(old_v.get(p) != v for p, v in want.virtual_packages if p in old_v):
+        parts.append("virtual packages changed")
+    return "; ".join(parts) or "inputs changed"
+
+
+def parse_header(text: str, origin: str = "the lockfile") -> LockHeader:
+    """The header of a lock file's text; CoexError if there is none or it is corrupt."""
+    if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in text.splitlines()):
+        raise CoexError("{} has git merge conflict markers: do not merge lockfiles by hand, "
+                        "regenerate it (after merging the environment files).".format(origin))
+    for line in text.splitlines():
+        if line.startswith(HEADER_PREFIX):
+            try:
+                header = json.loads(line[len(HEADER_PREFIX):])
+            except ValueError as e:
+                raise CoexError("{}: corrupt `# coex-lockfile:` header ({}); regenerate the "
+                                "lockfile.".format(origin, e))
+            if not isinstance(header, dict) or header.get("version") != LOCK_VERSION:
+                raise CoexError(
+                    "{}: lockfile header version {!r} is not supported by this coex (expects {}); "
+                    "regenerate the lockfile.".format(
+                        origin, header.get("version") if isinstance(header, dict) else header,
+                        LOCK_VERSION))
+            return LockHeader.from_json(header)
+        if line.strip() and not line.startswith("#"):
+            break
+    raise CoexError("{} is not a coex lockfile (no `{}` header line); regenerate it with coex."
+                    .format(origin, HEADER_PREFIX.strip()))
+
+
+def read_header(path: str) -> LockHeader:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise CoexError("Cannot read lockfile {}: {}.".format(path, e.strerror or e))
+    return parse_header(text, os.fspath(path))

@@ -1,0 +1,224 @@
+"""RuleRunner tests of util_rules/resolve (tiny channel): a resolve's solve request gathered from
+its targets, reading its lockfile (missing, ignored, stale, hand-edited, outside the build root),
+channels written as paths, and the locked packages of a platform."""
+import json
+import os
+import re
+import shutil
+
+from pants.engine.addresses import Address
+
+from coex.lib.records import LockedPlatform
+from coex.util_rules.resolve import CoexLockedPlatformRequest, CoexResolveInputs, CoexResolveName
+from tests.backend.helpers import (
+    APP,
+    APP_FILES,
+    BUILD,
+    LOCK,
+    expect_error,
+    generate_lockfile,
+    make_rule_runner,
+    package,
+    set_coex_options,
+)
+
+
+def test_resolve_inputs_gathers_specs_from_targets(rule_runner, tiny_channel):
+    inputs = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")])
+    req = inputs.request
+    assert req.specs == ("prefixprog", "tinypy")
+    assert req.channels == (tiny_channel.url,)
+    assert req.platforms == ("linux-64",)
+    assert "app:app" in req.origin
+    assert inputs.lockfile_path == LOCK
+    assert dict(inputs.target_specs) == {APP: ("prefixprog", "tinypy")}
+    assert req.sources == (("the `conda_dependencies` of app:app", ("prefixprog", "tinypy")),)
+
+
+def test_environment_file_channels_and_specs(rule_runner, tiny_channel):
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": f"channels: [{tiny_channel.url}]\ndependencies:\n  - oldstyle\n",
+        }
+    )
+    set_coex_options(rule_runner, "file:///nonexistent/channel")
+    req = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]).request
+    # environment files' channels replace [coex].channels, as in conda
+    assert req.channels == (tiny_channel.url,)
+    assert req.specs == ("oldstyle", "prefixprog", "tinypy")
+
+
+def test_missing_lockfile(rule_runner):
+    expect_error(
+        lambda: package(rule_runner, APP),
+        "lockfile for resolve 'tiny' does not exist",
+        LOCK,
+        "generate-lockfiles --resolve=tiny",
+    )
+
+
+def test_stale_lockfile(rule_runner):
+    generate_lockfile(rule_runner)
+    rule_runner.write_files({"app/BUILD": BUILD.replace('"tinypy"', '"tinypy", "oldstyle"')})
+    expect_error(
+        lambda: package(rule_runner, APP),
+        "lockfile for resolve 'tiny' is stale: run `pants generate-lockfiles --resolve=tiny`",
+        "oldstyle",
+    )
+
+
+def test_unknown_resolve(rule_runner):
+    rule_runner.write_files({"app/BUILD": BUILD.replace('name="app",', 'name="app", resolve="nope",')})
+    expect_error(lambda: package(rule_runner, APP), "app:app", "'nope'", "[coex].resolves", "tiny")
+
+
+def test_unknown_platform_in_options(rule_runner, tiny_channel):
+    set_coex_options(rule_runner, tiny_channel.url, '--coex-platforms=["linux64"]')
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "linux64",
+        "[coex].platforms",
+        "linux-64",
+    )
+
+
+def test_environment_file_errors(rule_runner):
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": "dependencies:\n  - prefixprog\n  - pip:\n    - requests\n",
+        }
+    )
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "envapp/environment.yml",
+        "envapp:envapp",
+        "pip:",
+        "not supported yet",
+    )
+    rule_runner.write_files({"envapp/environment.yml": "dependencies: [prefixprog\n"})
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "envapp/environment.yml",
+        "not valid YAML",
+    )
+    rule_runner.write_files({"envapp/environment.yml": "name: empty\nchannels: [conda-forge]\n"})
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "envapp/environment.yml",
+        "has no dependencies",
+    )
+
+
+def test_ignored_lockfile_is_explained(tiny_channel):
+    """Pants cannot see an ignored file (nor may a rule look at the disk behind its back): the
+    message for a lockfile it cannot see names both causes and both fixes."""
+    rule_runner = make_rule_runner([f'--pants-ignore=["/{LOCK}"]'])
+    set_coex_options(rule_runner, tiny_channel.url)
+    rule_runner.write_files({**APP_FILES, LOCK: "# coex-lockfile: {}\n"})
+    expect_error(
+        lambda: package(rule_runner, APP),
+        f"does not exist: {LOCK}",
+        "If it does exist, Pants ignores it",
+        f'pants_ignore.add = ["!/{LOCK}"]',
+    )
+
+
+def test_lockfile_with_a_hand_edited_sha256(rule_runner):
+    text = generate_lockfile(rule_runner)
+    m = re.search(r"(conda: \S*prefixprog-1\.0-\S+\.conda\n(?:  .*\n)*?  sha256: )([0-9a-f]{64})", text)
+    assert m, text
+    wrong = "0" * 64
+    rule_runner.write_files({LOCK: text.replace(m.group(2), wrong)})
+    expect_error(lambda: package(rule_runner, APP), "prefixprog-1.0", wrong)
+    rule_runner.write_files({LOCK: text.replace(m.group(2), "abc")})
+    expect_error(lambda: package(rule_runner, APP), "prefixprog")
+
+
+def test_environment_file_edit_is_stale_naming_the_change(rule_runner, tiny_channel):
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": "dependencies:\n  - prefixprog\n",
+        }
+    )
+    generate_lockfile(rule_runner)
+    rule_runner.write_files({"envapp/environment.yml": "dependencies:\n  - prefixprog\n  - oldstyle\n"})
+    expect_error(lambda: package(rule_runner, Address("envapp", target_name="envapp")),
+                 "is stale", "specs added: oldstyle")
+    rule_runner.write_files({"envapp/environment.yml": f"channels: [{tiny_channel.url}/]\ndependencies:\n  - prefixprog\n"})
+    package(rule_runner, Address("envapp", target_name="envapp"))
+
+
+def test_relative_channel_paths(rule_runner, tiny_channel):
+    root = rule_runner.build_root
+    shutil.copytree(tiny_channel.path, os.path.join(root, "3rdparty", "channel"))
+    # [coex].channels: relative to the build root (was taken for a conda.anaconda.org name)
+    set_coex_options(rule_runner, "3rdparty/channel")
+    req = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]).request
+    assert req.channels == (os.path.join(root, "3rdparty", "channel"),)
+    header = json.loads(generate_lockfile(rule_runner).split("\n", 1)[0].split(": ", 1)[1])
+    assert header["channels"] == ["file://" + os.path.join(root, "3rdparty", "channel")]
+    package(rule_runner, APP)
+    # an environment file's `channels:` entry: relative to the file, as conda does
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": "channels: [../3rdparty/channel]\ndependencies: [oldstyle]\n",
+        }
+    )
+    req = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]).request
+    assert req.channels == (os.path.join(root, "3rdparty", "channel"),)
+
+
+def test_lockfile_path_outside_the_build_root(rule_runner, tiny_channel, tmp_path):
+    # the engine panicked (and retried forever) on an absolute path; '..' escaped the build root
+    for bad in (str(tmp_path / "x.lock"), "../x.lock"):
+        set_coex_options(rule_runner, tiny_channel.url, resolves={"tiny": bad})
+        expect_error(lambda: generate_lockfile(rule_runner), repr(bad), "inside the build root",
+                     "3rdparty/conda/tiny.lock")
+        expect_error(lambda: package(rule_runner, APP), repr(bad), "inside the build root")
+    # an absolute path inside the build root (e.g. written with %(buildroot)s) just works
+    inside = os.path.join(rule_runner.build_root, LOCK)
+    set_coex_options(rule_runner, tiny_channel.url, resolves={"tiny": inside})
+    generate_lockfile(rule_runner)
+    assert package(rule_runner, APP).artifacts[0].relpath == "app/app.coex"
+
+
+def test_empty_platforms_option(rule_runner, tiny_channel):
+    generate_lockfile(rule_runner)
+    set_coex_options(rule_runner, tiny_channel.url, "--coex-platforms=[]")
+    # was: a package with no archives at all, silently
+    expect_error(lambda: package(rule_runner, APP), "[coex].platforms` is empty", "app:app")
+
+
+def test_locked_platform_of_root_specs(rule_runner):
+    """`coex.lib entries` with the root specs: only what they need, in install order."""
+    generate_lockfile(rule_runner)
+    whole = rule_runner.request(LockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64")])
+    part = rule_runner.request(
+        LockedPlatform, [CoexLockedPlatformRequest("tiny", "linux-64", ("prefixprog",))]
+    )
+    names = [p.name for p in part.packages]
+    assert {"prefixprog", "libtiny", "zstd"} <= set(names) and "tinypy" not in names
+    assert names == [p.name for p in whole.packages if p.name in names]
+    assert part.locked == whole.locked == len(whole.packages)
+
+
+def test_rules_never_import_py_rattler(rule_runner, monkeypatch):
+    """py-rattler runs in library processes only: a rule that imported it would make pantsd hold
+    native threads and stale code. With `import rattler` failing in this process, locking,
+    checking and packaging a resolve (environment file, inline specs, subsets) still work."""
+    import sys
+
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": "dependencies:\n  - prefixprog >=1\n",
+        }
+    )
+    monkeypatch.setitem(sys.modules, "rattler", None)
+    generate_lockfile(rule_runner)
+    package(rule_runner, APP)
+    package(rule_runner, Address("envapp", target_name="envapp"))
