@@ -1,7 +1,13 @@
 """How rules run the Pants-free library (`python -m coex.lib <command>`) in sandboxed processes.
 
-* `CoexRuntime`: the `coex_runtime/*.py` files (what every archive carries), read once from the
-  importable `coex_runtime` package. Its fingerprint is the runtime version.
+* `BundledSources`: the `.py` files of one of coex's own packages, found from the imported
+  package (a checkout, or an installed wheel alike). A package inside the build root (as in this
+  repo) is read through the engine's watched file system, so an edit is seen even by a running
+  pantsd (which restarts for changes to `pythonpath` entries, but not for the build root itself,
+  where `coex_runtime` lives); an installed one through `importlib.resources`, once per process
+  (it cannot change under a running Pants), the way Pants' own backends read bundled resources.
+* `CoexRuntime`: `coex_runtime/*.py` (what every archive carries). Its fingerprint is the runtime
+  version.
 * `CoexTool`: the `coex` package's `__init__.py` and `coex/lib/**.py`, all a library process
   imports (`with_runtime=True` adds the runtime: only assembly needs it, so editing the runtime
   does not invalidate cached transcodes). Mounted read-only (an immutable input) at `__coex/`.
@@ -13,13 +19,17 @@
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.resources
 import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from pants.base.build_root import BuildRoot
+from pants.core.util_rules import adhoc_binaries
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.core.util_rules.environments import EnvironmentTarget, LocalEnvironmentTarget
-from pants.base.build_root import BuildRoot
 from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
@@ -35,50 +45,67 @@ from pants.engine.fs import (
     Snapshot,
 )
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
+
+from coex.lib.errors import CoexError
 
 TOOL_DIR = "__coex"
 
 
-class CoexBuildError(Exception):
+class CoexBuildError(CoexError):
     """A user-facing build failure: the message names what is wrong and how to fix it."""
 
 
-def _read_tree(package_dir: str, prefix: str) -> list[FileContent]:
-    out = []
-    for root, dirs, files in os.walk(package_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(root, name)
-                rel = os.path.relpath(path, package_dir).replace(os.sep, "/")
-                with open(path, "rb") as f:
-                    out.append(FileContent(f"{prefix}/{rel}", f.read()))
-    return out
+@dataclass(frozen=True)
+class BundledSourcesRequest:
+    package: str  # dotted, e.g. "coex.lib"
+    recursive: bool = False  # with its subpackages
+    only: tuple[str, ...] = ()  # these file names (default: every `.py` file)
 
 
-def runtime_files() -> list[FileContent]:
-    """The runtime exactly as `coex_runtime.format` embeds it in archives."""
-    from coex_runtime.format import runtime_sources
-
-    return [FileContent(name, data) for name, data in sorted(runtime_sources().items())]
+@dataclass(frozen=True)
+class BundledSources:
+    digest: Digest  # the files at their import paths (`coex/lib/records.py`)
 
 
-def library_files() -> list[FileContent]:
-    """`coex/__init__.py` and `coex/lib/**.py`: the Pants-free library, without the rules."""
-    import coex
+@functools.lru_cache(maxsize=None)
+def installed_sources(request: BundledSourcesRequest) -> tuple[FileContent, ...]:
+    """The package's files read through `importlib.resources` (once per process)."""
+    files = []
 
-    coex_dir = os.path.dirname(os.path.abspath(coex.__file__))
-    with open(os.path.join(coex_dir, "__init__.py"), "rb") as f:
-        init = FileContent("coex/__init__.py", f.read())
-    return [init, *_read_tree(os.path.join(coex_dir, "lib"), "coex/lib")]
+    def walk(node, rel: str) -> None:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.is_dir():
+                if request.recursive and child.name != "__pycache__":
+                    walk(child, f"{rel}{child.name}/")
+            elif child.name.endswith(".py") and (not request.only or child.name in request.only):
+                files.append(FileContent(f"{rel}{child.name}", child.read_bytes()))
+
+    walk(importlib.resources.files(request.package), request.package.replace(".", "/") + "/")
+    return tuple(files)
+
+
+@rule(desc="Collect coex sources", level=LogLevel.DEBUG)
+async def bundled_sources(request: BundledSourcesRequest, build_root: BuildRoot) -> BundledSources:
+    module = importlib.import_module(request.package)
+    rel = os.path.relpath(os.path.dirname(os.path.abspath(module.__file__)), build_root.path)
+    if rel == "." or rel.startswith(".."):
+        return BundledSources(await Get(Digest, CreateDigest(installed_sources(request))))
+    globs = [f"{rel}/{name}" for name in request.only] or [
+        f"{rel}/{'**/' if request.recursive else ''}*.py"
+    ]
+    snapshot = await Get(Snapshot, PathGlobs(globs))
+    stripped = await Get(Digest, RemovePrefix(snapshot.digest, rel))
+    return BundledSources(
+        await Get(Digest, AddPrefix(stripped, request.package.replace(".", "/")))
+    )
 
 
 @dataclass(frozen=True)
 class CoexRuntime:
-    digest: Digest
+    digest: Digest  # coex_runtime/*.py
 
 
 @dataclass(frozen=True)
@@ -92,25 +119,18 @@ class CoexToolWithRuntime:
 
 
 @rule(desc="Collect the coex runtime", level=LogLevel.DEBUG)
-async def coex_runtime_digest(build_root: BuildRoot) -> CoexRuntime:
-    import coex_runtime
-
-    runtime_dir = os.path.dirname(os.path.abspath(coex_runtime.__file__))
-    rel = os.path.relpath(runtime_dir, build_root.path)
-    if rel == "." or rel.startswith(".."):
-        # Vendored outside the build root: read it once (it cannot change under a running Pants).
-        return CoexRuntime(await Get(Digest, CreateDigest(runtime_files())))
-    # Inside the build root (as in this repo): read it through Pants' watched file system, so an
-    # edit is picked up even by a running pantsd, which only restarts for `pythonpath` entries
-    # other than the build root itself.
-    snapshot = await Get(Snapshot, PathGlobs([f"{rel}/*.py"]))
-    stripped = await Get(Digest, RemovePrefix(snapshot.digest, rel))
-    return CoexRuntime(await Get(Digest, AddPrefix(stripped, "coex_runtime")))
+async def coex_runtime_digest() -> CoexRuntime:
+    runtime = await Get(BundledSources, BundledSourcesRequest("coex_runtime"))
+    return CoexRuntime(runtime.digest)
 
 
 @rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
 async def coex_tool_digest() -> CoexTool:
-    return CoexTool(await Get(Digest, CreateDigest(library_files())))
+    init, lib = await MultiGet(
+        Get(BundledSources, BundledSourcesRequest("coex", only=("__init__.py",))),
+        Get(BundledSources, BundledSourcesRequest("coex.lib", recursive=True)),
+    )
+    return CoexTool(await Get(Digest, MergeDigests([init.digest, lib.digest])))
 
 
 @rule(desc="Collect the coex build library and runtime", level=LogLevel.DEBUG)
@@ -238,4 +258,4 @@ async def move_file(request: MoveFile) -> MovedFile:
 
 
 def rules():
-    return collect_rules()
+    return [*collect_rules(), *adhoc_binaries.rules()]
