@@ -30,13 +30,13 @@ from coex.util_rules.tool import (
     BundledSourcesRequest,
     CoexLibProcess,
     CoexLibResult,
-    CoexRuntime,
     CoexTool,
+    CoexToolRequest,
 )
 from coex_runtime.format import runtime_sources
 
 MODULES = [
-    (tool, [QueryRule(CoexLibResult, [CoexLibProcess]), QueryRule(CoexTool, [])]),
+    (tool, [QueryRule(CoexLibResult, [CoexLibProcess]), QueryRule(CoexTool, [CoexToolRequest])]),
     (resolve, [QueryRule(CoexResolveInputs, [CoexResolveName]),
                QueryRule(LockedPlatform, [CoexLockedPlatformRequest])]),
     (packages, [QueryRule(FetchedCondaPackage, [LockedPackage]),
@@ -62,14 +62,14 @@ def contents(rule_runner, digest):
 
 def test_tool_and_runtime_are_the_installed_sources():
     """Outside the build root (here: a RuleRunner's temporary one), through importlib.resources."""
-    rule_runner = RuleRunner(rules=[*tool.rules(), QueryRule(CoexTool, []),
-                                    QueryRule(CoexRuntime, [])])
+    rule_runner = RuleRunner(rules=[*tool.rules(), QueryRule(CoexTool, [CoexToolRequest])])
     lib_dir = os.path.dirname(coex.lib.__file__)
     expected = {"coex/lib/" + n for n in os.listdir(lib_dir) if n.endswith(".py")}
-    assert set(contents(rule_runner, rule_runner.request(CoexTool, []).digest)) == \
-        expected | {"coex/__init__.py"}
+    library = contents(rule_runner, rule_runner.request(CoexTool, [CoexToolRequest()]).digest)
+    assert set(library) == expected | {"coex/__init__.py"}
+    both = contents(rule_runner, rule_runner.request(CoexTool, [CoexToolRequest(True)]).digest)
     # the runtime exactly as an archive embeds it
-    assert contents(rule_runner, rule_runner.request(CoexRuntime, []).digest) == runtime_sources()
+    assert {k: v for k, v in both.items() if k not in library} == runtime_sources()
 
 
 def test_sources_inside_the_build_root_are_read_through_the_engine(monkeypatch):

@@ -26,11 +26,11 @@ def app_root(tmp_path_factory):
     return root
 
 
-def spec_for(items, app_root, **kw):
+def spec_for(items, app_root, entry_points=ENTRY_POINTS, default_entry_point="main", **kw):
     """The AssembleSpec of these PreparedPackages (through its JSON, as `assemble --spec`)."""
     spec = {"platform": "linux-64", "packages": [i.to_json() for i in items],
             "app_root": str(app_root) if app_root else None,
-            "entry_points": dict(ENTRY_POINTS), "default_entry_point": "main",
+            "entry_points": {"commands": entry_points, "default": default_entry_point},
             "env": {"GREETING": "hi"}, "requested_specs": ["python", "tinypy"],
             "build": {"resolve": "tiny", "lockfile_sha256": "ab" * 32, "target": "tests:app"}}
     spec.update(kw)

@@ -25,7 +25,13 @@ def test_records_round_trip_through_json(tiny_lock, tiny_items):
     pkg = platform.packages[0]
     assert LockedPackage.from_json(dict(pkg.to_json(), member="pkgs/x", stored_size=1)) == pkg
     assert LockedPlatform.from_json(platform.to_json()).locked == len(platform.packages)
-    assert BuildRecord.from_json({"target": "t"}).to_json() == {"target": "t"}
+    assert BuildRecord.from_json({"target": "t"}) == BuildRecord(target="t")
+    # the JSON shapes other programs read: a lock header line, a COEX-INFO package record
+    assert set(platform.header.to_json()["virtual_packages"]) == {"linux-64", "linux-aarch64"}
+    assert isinstance(pkg.to_json()["depends"], list) and pkg.to_json()["md5"] == pkg.md5
+    assert spec.to_json()["env"] == {"K": "V"}
+    assert spec.to_json()["entry_points"] == {"commands": {"a": "python -m a", "b": "b"},
+                                              "default": "b"}
 
 
 def test_locked_package_names(tiny_lock):

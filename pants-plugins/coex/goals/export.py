@@ -41,13 +41,12 @@ async def explicit_file(request: ExplicitFileRequest) -> ExplicitFile:
     out = f"{request.platform}.explicit.txt"
     result = await Get(
         CoexLibResult,
-        CoexLibProcess,
-        CoexLibProcess.of(
-            ["explicit", "--lock", lock.path, "--platform", request.platform, "--out", out],
+        CoexLibProcess(
+            ("explicit", "--lock", lock.path, "--platform", request.platform, "--out", out),
             description=f"Export {request.resolve} for {request.platform} as @EXPLICIT",
             failure=f"Exporting the resolve {request.resolve!r} for {request.platform} failed.",
             input_digest=lock.digest,
-            output_files=[out],
+            output_files=(out,),
         ),
     )
     return ExplicitFile(result.output_digest)

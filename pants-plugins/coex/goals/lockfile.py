@@ -96,13 +96,12 @@ async def generate_coex_lockfile(request: GenerateCoexLockfile) -> GenerateLockf
     request_digest = await Get(Digest, CreateDigest([FileContent(REQUEST, request_json)]))
     result = await Get(
         CoexLibResult,
-        CoexLibProcess,
-        CoexLibProcess.of(
-            ["solve", "--request", REQUEST, "--out", OUT],
+        CoexLibProcess(
+            ("solve", "--request", REQUEST, "--out", OUT),
             description=f"Solve the conda environment of resolve {inputs.resolve}",
             failure=f"Locking the resolve {inputs.resolve!r} failed.",
             input_digest=request_digest,
-            output_files=[OUT],
+            output_files=(OUT,),
             cache_scope=ProcessCacheScope.PER_SESSION,
             level=LogLevel.INFO,
         ),

@@ -22,7 +22,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from coex.lib.records import BuildRecord, LockedPlatform
+from coex.lib.records import AssembleSpec, BuildRecord, LockedPlatform
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexDefaultEntryPointField,
@@ -36,7 +36,7 @@ from coex.target_types import (
 )
 from coex.util_rules import app, assemble, packages, resolve
 from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
-from coex.util_rules.assemble import CoexArchive, CoexAssembleRequest
+from coex.util_rules.assemble import APP_DIR, PKGS_DIR, CoexArchive, CoexAssembleRequest
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest
 from coex.util_rules.resolve import (
     AllCoexBinaries,
@@ -167,20 +167,17 @@ async def build_coex_binary(
     prepared = [
         tuple(a for (i, _), a in zip(flat, prepared_flat) if i == k) for k in range(len(locked))
     ]
+    env = tuple((field_set.env.value or {}).items())
     archives = await MultiGet(
         Get(
             CoexArchive,
-            CoexAssembleRequest,
-            CoexAssembleRequest.of(
-                description=f"{address} ({lp.platform})",
-                platform=lp.platform,
-                packages=pkgs,
-                app_digest=app.snapshot.digest,
-                entry_points=entry_points,
-                env=(field_set.env.value or {}).items(),
-                requested_specs=own_specs or inputs.request.specs,
-                build=build,
-                output_path=paths[lp.platform],
+            CoexAssembleRequest(
+                f"{address} ({lp.platform})",
+                AssembleSpec(lp.platform, tuple(p.prepared(PKGS_DIR) for p in pkgs), entry_points,
+                             build, APP_DIR, env, own_specs or inputs.request.specs),
+                tuple(p.digest for p in pkgs),
+                app.snapshot.digest,
+                paths[lp.platform],
             ),
         )
         for lp, pkgs in zip(locked, prepared)

@@ -3,10 +3,13 @@
 Everything that turns an environment description into a `.coex` archive lives here, in plain
 Python (py-rattler 0.25 + zstandard, the packages of the Pants venv), with no Pants import:
 
+    records    the typed records the steps hand each other (solve request, lock header, locked
+               package, entry points, assemble spec, ...), to and from JSON
     envspec    environment.yml -> EnvSpec (channels, specs), with clear errors
     platforms  conda subdirs and the virtual packages assumed when solving for them
+    request    building a solve request, its inputs hash, the freshness check (pure)
     lockfile   solve (py-rattler) -> rattler lock file with a `# coex-lockfile:` header;
-               inputs_sha256() (pure, for staleness), read_header(), entries()
+               lock_entries(): one platform's packages (or the part some specs need)
     fetch      download/copy one package by URL, verifying size + sha256
     transcode  .tar.bz2 -> deterministic .tar.zst
     pkgfiles   read members/file lists of a conda package in any encoding
@@ -14,7 +17,9 @@ Python (py-rattler 0.25 + zstandard, the packages of the Pants venv), with no Pa
     explicit   conda `@EXPLICIT` export
 
 The Pants rules run these as processes (`python -m coex.lib <command> ...`, see __main__.py) and
-import the pure helpers; `./coex` (coex.cli) calls the very same functions in-process.
+import the pure modules (records, request, envspec's parsing, platforms); `./coex` (coex.cli)
+calls the very same functions in-process. py-rattler is imported only inside the functions that
+need it, which run in those processes and in `./coex`, never in the Pants process.
 Every user-facing failure is a `coex.lib.errors.CoexError` whose message says what is wrong and
 how to fix it.
 """

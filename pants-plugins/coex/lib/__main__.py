@@ -6,7 +6,6 @@
     transcode --in PKG.tar.bz2 --out PKG.tar.zst [--level N]
     assemble  --spec SPEC.json --out OUT.coex                        prints {"archive_id",...}
     explicit  --lock LOCKFILE --platform SUBDIR --out FILE [--hash md5|sha256]
-    inputs-sha256 --request REQ.json                                 prints the hex digest
 
 JSON inputs and outputs are the records of `coex.lib.records` (SolveRequest, LockHeader,
 LockedPlatform, AssembleSpec). Every bad input exits 1 with one clear paragraph on stderr;
@@ -36,16 +35,12 @@ def _write_json(path, obj):
         f.write("\n")
 
 
-def _solve_request(path):
-    from coex.lib.records import SolveRequest
-
-    return SolveRequest.from_json(_load_json(path, "solve request"))
-
-
 def cmd_solve(a):
     from coex.lib.lockfile import solve_to_lockfile
+    from coex.lib.records import SolveRequest
 
-    header = solve_to_lockfile(_solve_request(a.request), a.out, a.cache_dir)
+    request = SolveRequest.from_json(_load_json(a.request, "solve request"))
+    header = solve_to_lockfile(request, a.out, a.cache_dir)
     print(json.dumps(header.to_json(), sort_keys=True))
 
 
@@ -82,12 +77,6 @@ def cmd_explicit(a):
     from coex.lib.explicit import write_explicit
 
     write_explicit(a.lock, a.platform, a.out, a.hash)
-
-
-def cmd_inputs_sha256(a):
-    from coex.lib.request import inputs_sha256
-
-    print(inputs_sha256(_solve_request(a.request)))
 
 
 def build_parser():
@@ -137,9 +126,6 @@ def build_parser():
     s.add_argument("--hash", choices=("md5", "sha256"), default="md5")
     s.set_defaults(func=cmd_explicit)
 
-    s = sub.add_parser("inputs-sha256", help="print the inputs hash of a solve request")
-    s.add_argument("--request", required=True)
-    s.set_defaults(func=cmd_inputs_sha256)
     return p
 
 

@@ -195,7 +195,9 @@ def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
         try:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             return write_archive(
-                out, spec.platform, [p.to_json() for p in packages], entry_points,
+                out, spec.platform,
+                [{"path": p.path, "entry": p.package.to_json(), "encoding": p.encoding}
+                 for p in packages], entry_points,
                 default_entry_point=spec.entry_points.default, app_files=app_files,
                 libzstd_path=libzstd, env=dict(spec.env),
                 requested_specs=list(spec.requested_specs), virtual_packages=vpkgs,

@@ -204,15 +204,6 @@ def _diagnose_lock_text(lock_path):
     return ""
 
 
-def _noarch(rec):
-    na = rec.noarch
-    if na.python:
-        return "python"
-    if na.generic:
-        return "generic"
-    return None
-
-
 def locked_package(rec, lock_path: str) -> LockedPackage:
     """The record of one RepoDataRecord (a lock without sha256 or size cannot be used)."""
     if rec.sha256 is None or rec.size is None:
@@ -221,24 +212,14 @@ def locked_package(rec, lock_path: str) -> LockedPackage:
             "Regenerate the lockfile from a channel whose repodata has them.".format(
                 lock_path, rec.file_name))
     ts = rec.timestamp
-    return LockedPackage(**{
-        "name": rec.name.normalized,
-        "version": str(rec.version),
-        "build": rec.build,
-        "build_number": rec.build_number,
-        "subdir": rec.subdir,
-        "filename": rec.file_name,
-        "url": rec.url,
-        "sha256": rec.sha256.hex(),
-        "md5": rec.md5.hex() if rec.md5 else None,
-        "size": rec.size,
-        "depends": tuple(rec.depends),
-        "constrains": tuple(rec.constrains),
-        "channel": rec.channel,
-        "noarch": _noarch(rec),
-        "timestamp": int(round(ts.timestamp() * 1000)) if ts is not None else None,
-        "license": rec.license,
-    })
+    return LockedPackage(
+        name=rec.name.normalized, version=str(rec.version), build=rec.build,
+        build_number=rec.build_number, subdir=rec.subdir, filename=rec.file_name, url=rec.url,
+        sha256=rec.sha256.hex(), size=rec.size, md5=rec.md5.hex() if rec.md5 else None,
+        depends=tuple(rec.depends), constrains=tuple(rec.constrains), channel=rec.channel,
+        noarch="python" if rec.noarch.python else "generic" if rec.noarch.generic else None,
+        timestamp=int(round(ts.timestamp() * 1000)) if ts is not None else None,
+        license=rec.license)
 
 
 def environment_subset(packages: Iterable[LockedPackage],
@@ -265,11 +246,10 @@ def lock_entries(lock_path: str, platform: str, roots: Iterable[str] = ()) -> Lo
     those specs need (as a pex takes its requirements' subset of a Python lock)."""
     header, records = lock_records(lock_path, platform)
     locked = [locked_package(r, lock_path) for r in records]
-    zstd = [p.filename for p in locked if p.name == "zstd"]
-    if not zstd:
+    if not any(p.name == "zstd" for p in locked):
         raise CoexError(
             "Lockfile {} pins no `zstd` package for {} (coex locks always do: the archive carries "
             "its libzstd). Regenerate the lockfile with coex.".format(lock_path, platform))
     packages = environment_subset(locked, roots)
     return LockedPlatform(header, platform, packages, len(locked),
-                          tuple(virtual_package_needs(p.depends for p in packages)), zstd[0])
+                          tuple(virtual_package_needs(p.depends for p in packages)))

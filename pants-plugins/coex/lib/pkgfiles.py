@@ -55,10 +55,8 @@ def _walk(path, encoding, want_info=True, want_pkg=True):
                 yield ti, tf
     except CoexError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise CoexError("Cannot read conda package {} ({}): {}: {}. The file is corrupt: re-fetch "
-                        "it.".format(path, encoding, type(e).__name__, e))
-    except _zstd_error() as e:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError,
+            _zstd_error()) as e:
         raise CoexError("Cannot read conda package {} ({}): {}: {}. The file is corrupt: re-fetch "
                         "it.".format(path, encoding, type(e).__name__, e))
 

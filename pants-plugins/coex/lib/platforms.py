@@ -13,7 +13,7 @@ Which virtual packages a solve assumes for a platform (`effective_virtual_packag
      and `__linux` only apply to linux-*, `__osx` to osx-*, `__win` to win-*, `__unix` to linux-*
      and osx-*; any other name (`__archspec`, `__cuda`, ...) applies to every platform.
 So `["__glibc=2.28"]` raises the glibc floor on every linux platform and leaves the rest to the
-defaults. The effective set is an input of the lock (hashed by `lockfile.inputs_sha256`).
+defaults. The effective set is an input of the lock (hashed by `request.inputs_sha256`).
 """
 import difflib
 

@@ -1,12 +1,13 @@
 """The typed records the build steps hand each other, in one place.
 
-Each is a frozen dataclass with `to_json()` / `from_json()`: between processes and on disk they
-are JSON; in memory they are hashable values (tuples, never lists or dicts; a mapping is a tuple of
-pairs), so the Pants rules use them as rule inputs and outputs as they are.
+Each is a frozen dataclass of hashable values (tuples, never lists or dicts), so the Pants rules
+use them as rule inputs and outputs as they are. Between processes and on disk they are JSON
+(`to_json()` / `from_json()`, from the fields' types: a record is an object, a tuple a list, and a
+tuple of (name, value) pairs an object):
 
     SolveRequest     what a lockfile is solved from (`coex.lib solve --request`)
     LockHeader       a lockfile's `# coex-lockfile:` line: what it was solved from
-    LockedPackage    one locked package, as the lock records it; what fetching is keyed on
+    LockedPackage    one locked package, as the lock records it; what fetching it is keyed on
     LockedPlatform   one platform's packages of a lockfile, in install order (`coex.lib entries`)
     EntryPoints      the named commands an archive runs, and its default one
     BuildRecord      where an archive came from (its COEX-INFO `build`)
@@ -16,7 +17,8 @@ pairs), so the Pants rules use them as rule inputs and outputs as they are.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Iterable, Mapping, Optional
 
 from coex.lib.errors import CoexError
@@ -24,53 +26,69 @@ from coex.lib.errors import CoexError
 LOCK_VERSION = 1
 
 
-def _pairs(mapping: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> tuple:
-    items = mapping.items() if isinstance(mapping, Mapping) else (mapping or ())
-    return tuple((k, v) for k, v in items)
+def _json(tp: Any, value: Any, to_json: bool, where: str) -> Any:
+    """`value` of the declared type `tp` to JSON (`to_json`) or back; `where` names it."""
+    if value is None:
+        return None
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union:  # Optional[X]
+        return _json(next(a for a in args if a is not type(None)), value, to_json, where)
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return value.to_json() if to_json else tp.from_json(value)
+    if typing.get_origin(tp) is not tuple:
+        return value
+    item, item_args = args[0], typing.get_args(args[0])
+    pairs = typing.get_origin(item) is tuple and item_args[0] is str and item_args[1] is not ...
+    if not to_json and not isinstance(value, dict if pairs else list):
+        raise CoexError("{} must be {}, got {!r}.".format(
+            where, "an object" if pairs else "a list", value))
+    if args[1:] != (...,):  # a fixed-length tuple
+        return (list if to_json else tuple)(
+            _json(a, v, to_json, where) for a, v in zip(args, value))
+    if pairs:  # (name, value) pairs: an object
+        if to_json:
+            return {k: _json(item_args[1], v, True, where) for k, v in value}
+        return tuple((k, _json(item_args[1], v, False, where)) for k, v in value.items())
+    return (list if to_json else tuple)(_json(item, v, to_json, where) for v in value)
+
+
+class Record:
+    def to_json(self) -> dict:
+        hints = typing.get_type_hints(type(self))
+        return {f.name: _json(hints[f.name], getattr(self, f.name), True, f.name)
+                for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any):
+        """From its JSON object; keys it does not have take their defaults, unknown keys (e.g. a
+        COEX-INFO package's `member`) are ignored. Bad JSON is a CoexError."""
+        where = data.get("origin") if isinstance(data, dict) else None
+        where = "{} ({})".format(cls.__name__, where) if where else cls.__name__
+        if not isinstance(data, dict):
+            raise CoexError("{} must be a JSON object, got {}.".format(where, type(data).__name__))
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
+        if missing:
+            raise CoexError("{} has no {}.".format(where, ", ".join(missing)))
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _json(hints[f.name], data[f.name], False,
+                                    "{}: `{}`".format(where, f.name))
+                      for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
-class SolveRequest:
-    resolve: str
-    specs: tuple[str, ...]
-    channels: tuple[str, ...]
+class SolveRequest(Record):
+    resolve: str = "default"
+    specs: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ("linux-64",)
     virtual_packages: Optional[tuple[str, ...]] = None  # None: each platform's defaults
     origin: str = "the solve request"  # where the specs come from, for messages
-    # (where, the specs it gives) for each source of specs: a bad spec is reported with its own
+    # where each source of specs is, and the specs it gives: a bad spec is reported with its own
     sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    @classmethod
-    def from_json(cls, data: Any) -> SolveRequest:
-        if not isinstance(data, dict):
-            raise CoexError(
-                "A solve request must be a JSON object, got {}.".format(type(data).__name__))
-        origin = data.get("origin") or "the solve request"
-        vpkgs = data.get("virtual_packages")
-        if vpkgs is not None and not isinstance(vpkgs, (list, tuple)):
-            raise CoexError(
-                "{}: `virtual_packages` must be a list like ['__glibc=2.17'].".format(origin))
-        platforms = data.get("platforms") or ["linux-64"]
-        return cls(
-            resolve=data.get("resolve") or "default",
-            specs=tuple(data.get("specs") or ()),
-            channels=tuple(data.get("channels") or ()),
-            platforms=(platforms,) if isinstance(platforms, str) else tuple(platforms),
-            virtual_packages=None if vpkgs is None else tuple(vpkgs),
-            origin=origin,
-            sources=tuple((where, tuple(specs)) for where, specs in data.get("sources") or ()),
-        )
-
-    def to_json(self) -> dict:
-        return {"resolve": self.resolve, "specs": list(self.specs),
-                "channels": list(self.channels), "platforms": list(self.platforms),
-                "virtual_packages": None if self.virtual_packages is None
-                else list(self.virtual_packages),
-                "origin": self.origin, "sources": [[w, list(s)] for w, s in self.sources]}
 
 
 @dataclass(frozen=True)
-class LockHeader:
+class LockHeader(Record):
     resolve: str
     inputs_sha256: str
     platforms: tuple[str, ...]
@@ -80,28 +98,9 @@ class LockHeader:
     virtual_packages: tuple[tuple[str, tuple[str, ...]], ...]
     version: int = LOCK_VERSION
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LockHeader:
-        return cls(
-            resolve=data.get("resolve") or "default",
-            inputs_sha256=data.get("inputs_sha256") or "",
-            platforms=tuple(data.get("platforms") or ()),
-            channels=tuple(data.get("channels") or ()),
-            specs=tuple(data.get("specs") or ()),
-            virtual_packages=tuple(
-                (p, tuple(v)) for p, v in (data.get("virtual_packages") or {}).items()),
-            version=data.get("version"),
-        )
-
-    def to_json(self) -> dict:
-        return {"version": self.version, "resolve": self.resolve,
-                "inputs_sha256": self.inputs_sha256, "platforms": list(self.platforms),
-                "channels": list(self.channels), "specs": list(self.specs),
-                "virtual_packages": {p: list(v) for p, v in self.virtual_packages}}
-
 
 @dataclass(frozen=True)
-class LockedPackage:
+class LockedPackage(Record):
     """One package of a lockfile's platform, with everything COEX-INFO records about it. Its
     url + sha256 + size are what fetching it is keyed on."""
 
@@ -121,19 +120,6 @@ class LockedPackage:
     noarch: Optional[str] = None  # "python", "generic" or None
     timestamp: Optional[int] = None  # milliseconds
     license: Optional[str] = None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LockedPackage:
-        """From a lock record dict (extra keys, e.g. a COEX-INFO record's `member`, are ignored)."""
-        values = {f.name: data.get(f.name) for f in fields(cls) if f.name in data}
-        values["depends"] = tuple(data.get("depends") or ())
-        values["constrains"] = tuple(data.get("constrains") or ())
-        return cls(**values)
-
-    def to_json(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out.update(depends=list(self.depends), constrains=list(self.constrains))
-        return out
 
     @property
     def encoding(self) -> str:
@@ -168,25 +154,12 @@ def transcoded_filename(filename: str) -> str:
 
 
 @dataclass(frozen=True)
-class LockedPlatform:
+class LockedPlatform(Record):
     header: LockHeader
     platform: str
     packages: tuple[LockedPackage, ...]  # install (topological) order
     locked: int  # how many packages the lock has for the platform (`packages` may be a subset)
     virtual_packages: tuple[str, ...]  # the packages' `__*` dependencies
-    zstd_filename: str
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LockedPlatform:
-        return cls(LockHeader.from_json(data["header"]), data["platform"],
-                   tuple(LockedPackage.from_json(p) for p in data["packages"]), data["locked"],
-                   tuple(data["virtual_packages"]), data["zstd_filename"])
-
-    def to_json(self) -> dict:
-        return {"header": self.header.to_json(), "platform": self.platform,
-                "packages": [p.to_json() for p in self.packages], "locked": self.locked,
-                "virtual_packages": list(self.virtual_packages),
-                "zstd_filename": self.zstd_filename}
 
 
 def _name_re() -> re.Pattern:
@@ -203,7 +176,7 @@ def entry_point_name(word: str) -> str:
 
 
 @dataclass(frozen=True)
-class EntryPoints:
+class EntryPoints(Record):
     commands: tuple[tuple[str, str], ...]  # (name, command as the user wrote it)
     default: str
 
@@ -212,7 +185,7 @@ class EntryPoints:
            origin: str, default_setting: str = "default entry point") -> EntryPoints:
         """Validated: at least one command, valid unique names, and a default among them
         (needed when there are several). `default_setting` names where the default is set."""
-        pairs = _pairs(commands)
+        pairs = tuple(commands.items() if isinstance(commands, Mapping) else commands)
         names = [name for name, _ in pairs]
         if not pairs:
             raise CoexError(
@@ -237,80 +210,40 @@ class EntryPoints:
 
 
 @dataclass(frozen=True)
-class BuildRecord:
+class BuildRecord(Record):
     """Where an archive came from: COEX-INFO's `build` (shown by the archive's `info` tool)."""
 
-    resolve: str
-    lockfile_sha256: str
-    target: str  # the Pants address, or the `./coex create` command
-    builder: str  # "pants coex_binary" or "./coex create"
+    resolve: str = ""
+    lockfile_sha256: str = ""
+    target: str = ""  # the Pants address, or the `./coex create` command
+    builder: str = ""  # "pants coex_binary" or "./coex create"
     lockfile: Optional[str] = None  # its path, when it is kept
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BuildRecord:
-        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
-
-    def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
-class PreparedPackage:
+class PreparedPackage(Record):
     path: str  # the file to store: absolute, or relative to the spec's directory
     package: LockedPackage
     encoding: str  # "conda", "tar.zst" or "tar.bz2": the file's format
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PreparedPackage:
-        return cls(data["path"], LockedPackage.from_json(data["entry"]), data["encoding"])
-
-    def to_json(self) -> dict:
-        return {"path": self.path, "entry": self.package.to_json(), "encoding": self.encoding}
-
 
 @dataclass(frozen=True)
-class AssembleSpec:
-    """An archive: `coex.lib.assemble.assemble` writes it. Its JSON (`assemble --spec`):
-
-        {"platform": "linux-64", "packages": [PreparedPackage JSON, ...] (install order),
-         "app_root": dir or null, "entry_points": {name: command}, "default_entry_point": name,
-         "env": {...}, "requested_specs": [...], "build": BuildRecord JSON,
-         "virtual_packages": [...] or null (default: the union of the packages' `__*` depends)}
-    """
+class AssembleSpec(Record):
+    """An archive, as `coex.lib.assemble.assemble` writes it."""
 
     platform: str
-    packages: tuple[PreparedPackage, ...]
+    packages: tuple[PreparedPackage, ...]  # install order
     entry_points: EntryPoints
-    build: BuildRecord
-    app_root: Optional[str] = None
+    build: BuildRecord = BuildRecord()
+    app_root: Optional[str] = None  # a directory
     env: tuple[tuple[str, str], ...] = ()
     requested_specs: tuple[str, ...] = ()
+    # None: the union of the packages' `__*` dependencies
     virtual_packages: Optional[tuple[str, ...]] = None
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AssembleSpec:
-        if not isinstance(data, dict) or not data.get("platform"):
-            raise CoexError("assemble: the spec has no platform.")
-        build = BuildRecord.from_json(data.get("build") or {})
-        vpkgs = data.get("virtual_packages")
-        return cls(
-            platform=data["platform"],
-            packages=tuple(PreparedPackage.from_json(p) for p in data.get("packages") or ()),
-            entry_points=EntryPoints.of(data.get("entry_points") or {},
-                                        data.get("default_entry_point"),
-                                        build.target or "the archive"),
-            build=build,
-            app_root=data.get("app_root"),
-            env=_pairs(data.get("env")),
-            requested_specs=tuple(data.get("requested_specs") or ()),
-            virtual_packages=None if vpkgs is None else tuple(vpkgs),
-        )
-
-    def to_json(self) -> dict:
-        return {"platform": self.platform, "packages": [p.to_json() for p in self.packages],
-                "app_root": self.app_root, "entry_points": dict(self.entry_points.commands),
-                "default_entry_point": self.entry_points.default, "env": dict(self.env),
-                "requested_specs": list(self.requested_specs), "build": self.build.to_json(),
-                "virtual_packages": None if self.virtual_packages is None
-                else list(self.virtual_packages)}
+    def from_json(cls, data: Any) -> AssembleSpec:
+        spec = super().from_json(data)
+        eps = spec.entry_points  # checked as when it was made
+        EntryPoints.of(eps.commands, eps.default, spec.build.target or "the archive")
+        return spec

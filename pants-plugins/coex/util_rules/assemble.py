@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable
-
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from coex.lib.records import AssembleSpec, BuildRecord, EntryPoints
+from coex.lib.records import AssembleSpec
 from coex.util_rules import tool
-from coex.util_rules.packages import ArchivablePackage
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
 
 PKGS_DIR = "__pkgs"
@@ -34,31 +32,6 @@ class CoexAssembleRequest:
     packages: tuple[Digest, ...]  # the prepared packages
     app_digest: Digest
     output_path: str
-
-    @classmethod
-    def of(
-        cls,
-        description: str,
-        platform: str,
-        packages: Iterable[ArchivablePackage],
-        app_digest: Digest,
-        entry_points: EntryPoints,
-        env: Iterable[tuple[str, str]],
-        requested_specs: Iterable[str],
-        build: BuildRecord,
-        output_path: str,
-    ) -> CoexAssembleRequest:
-        packages = tuple(packages)
-        spec = AssembleSpec(
-            platform,
-            tuple(p.prepared(PKGS_DIR) for p in packages),
-            entry_points,
-            build,
-            APP_DIR,
-            tuple(env),
-            tuple(requested_specs),
-        )
-        return cls(description, spec, tuple(p.digest for p in packages), app_digest, output_path)
 
 
 @dataclass(frozen=True)
@@ -81,14 +54,13 @@ async def assemble_coex_archive(request: CoexAssembleRequest) -> CoexArchive:
     input_digest = await Get(Digest, MergeDigests([app_digest, spec_digest]))
     result = await Get(
         CoexLibResult,
-        CoexLibProcess,
-        CoexLibProcess.of(
-            ["assemble", "--spec", SPEC, "--out", OUT],
+        CoexLibProcess(
+            ("assemble", "--spec", SPEC, "--out", OUT),
             description=f"Assemble {request.output_path} for {request.description}",
             failure=f"Building the coex archive of {request.description} failed.",
             input_digest=input_digest,
-            immutable_input_digests={PKGS_DIR: pkgs_digest},
-            output_files=[OUT],
+            immutable_input_digests=FrozenDict({PKGS_DIR: pkgs_digest}),
+            output_files=(OUT,),
             level=LogLevel.INFO,
             with_runtime=True,
         ),

@@ -28,6 +28,7 @@ from pants.engine.fs import CreateDigest, Digest, DownloadFile, FileDigest, File
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from coex.lib.fetch import url_to_path
 from coex.lib.records import LockedPackage, PreparedPackage
 from coex.util_rules import tool
 from coex.util_rules.tool import (
@@ -41,16 +42,8 @@ from coex.util_rules.tool import (
 
 def download_url(url: str) -> str:
     """What `DownloadFile` accepts: `file:/abs/path` (no host part) for local files."""
-    if url.startswith("file://"):
-        rest = url[len("file://"):]
-        if rest.startswith("/"):
-            return "file:" + rest
-        if rest.startswith("localhost/"):
-            return "file:" + rest[len("localhost"):]
-        return url  # a real host: DownloadFile explains what to write instead
-    if url.startswith("/"):
-        return "file:" + url
-    return url
+    path = url_to_path(url)
+    return url if path is None else "file:" + path
 
 
 @dataclass(frozen=True)
@@ -73,13 +66,12 @@ async def fetch_conda_package(package: LockedPackage) -> FetchedCondaPackage:
     if needs_fetch_process(package.url):
         result = await Get(
             CoexLibResult,
-            CoexLibProcess,
-            CoexLibProcess.of(
-                ["fetch", "--url", package.url, "--sha256", package.sha256,
-                 "--size", str(package.size), "--out", path],
+            CoexLibProcess(
+                ("fetch", "--url", package.url, "--sha256", package.sha256,
+                 "--size", str(package.size), "--out", path),
                 description=f"Fetch {package.filename}",
                 failure=f"Fetching the conda package {package.filename} from {package.url} failed.",
-                output_files=[path],
+                output_files=(path,),
             ),
         )
         moved = await Get(MovedFile, MoveFile(result.output_digest, path, path))
@@ -127,13 +119,12 @@ async def archivable_package(request: ArchivablePackageRequest) -> ArchivablePac
         return ArchivablePackage(package, fetched.digest, out)
     result = await Get(
         CoexLibResult,
-        CoexLibProcess,
-        CoexLibProcess.of(
-            ["transcode", "--in", fetched.path, "--out", out, "--level", str(request.zstd_level)],
+        CoexLibProcess(
+            ("transcode", "--in", fetched.path, "--out", out, "--level", str(request.zstd_level)),
             description=f"Transcode {package.filename} to .tar.zst",
             failure=f"Transcoding the conda package {package.filename} to .tar.zst failed.",
             input_digest=fetched.digest,
-            output_files=[out],
+            output_files=(out,),
         ),
     )
     return ArchivablePackage(package, result.output_digest, out)

@@ -1,7 +1,7 @@
 """Resolves: what each one should lock (gathered from its targets), and its lockfile, checked.
 
 * `CoexResolveInputs` for a resolve name: the `SolveRequest` built from every `coex_binary` of
-  that resolve, in address order, its inputs hash, and each target's own specs.
+  that resolve, in address order, and each target's own specs.
   `generate-lockfiles` solves it; `package` checks the lockfile against it
   (`coex.lib.request.stale_reason`: the same freshness check as `./coex`).
 * `CoexLockfile` for a resolve name: the lockfile digest and header, read from `[coex].resolves`,
@@ -37,7 +37,7 @@ from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
 from coex.lib.records import LockedPlatform, LockHeader, SolveRequest
-from coex.lib.request import inputs_sha256, local_channel, parse_header, solve_request, stale_reason
+from coex.lib.request import local_channel, parse_header, solve_request, stale_reason
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexBinaryTarget,
@@ -157,13 +157,12 @@ class CoexResolveInputs:
     resolve: str
     lockfile_path: str
     request: SolveRequest
-    inputs_sha256: str  # "" when no target of the resolve gives specs
     target_specs: FrozenDict[Address, tuple[str, ...]]  # the specs each target itself gives
 
     @property
     def empty(self) -> bool:
         """No target of the resolve gives any conda spec (nothing to lock)."""
-        return not self.inputs_sha256
+        return not self.request.specs
 
     def require_specs(self) -> CoexResolveInputs:
         if self.empty:
@@ -233,8 +232,7 @@ async def coex_resolve_inputs(
         origin=f"resolve {resolve!r}: " + ("; ".join(o for o, _ in sources) or "no targets"),
     )
     path = lockfile_path(coex, resolve, build_root)
-    digest = inputs_sha256(request) if request.specs else ""
-    return CoexResolveInputs(resolve, path, request, digest, FrozenDict(by_target))
+    return CoexResolveInputs(resolve, path, request, FrozenDict(by_target))
 
 
 @dataclass(frozen=True)
@@ -308,14 +306,13 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> LockedPlat
     roots = [arg for root in request.roots for arg in ("--root", root)]
     result = await Get(
         CoexLibResult,
-        CoexLibProcess,
-        CoexLibProcess.of(
-            ["entries", "--lock", lock.path, "--platform", request.platform, *roots,
-             "--out", "entries.json"],
+        CoexLibProcess(
+            ("entries", "--lock", lock.path, "--platform", request.platform, *roots,
+             "--out", "entries.json"),
             description=f"List locked conda packages of {request.resolve} for {request.platform}",
             failure=f"Reading the lockfile {lock.path} of resolve {request.resolve!r} failed.",
             input_digest=lock.digest,
-            output_files=["entries.json"],
+            output_files=("entries.json",),
         ),
     )
     contents = await Get(DigestContents, Digest, result.output_digest)

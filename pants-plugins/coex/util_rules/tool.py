@@ -6,11 +6,10 @@
   pantsd (which restarts for changes to `pythonpath` entries, but not for the build root itself,
   where `coex_runtime` lives); an installed one through `importlib.resources`, once per process
   (it cannot change under a running Pants), the way Pants' own backends read bundled resources.
-* `CoexRuntime`: `coex_runtime/*.py` (what every archive carries). Its fingerprint is the runtime
-  version.
 * `CoexTool`: the `coex` package's `__init__.py` and `coex/lib/**.py`, all a library process
-  imports (`with_runtime=True` adds the runtime: only assembly needs it, so editing the runtime
-  does not invalidate cached transcodes). Mounted read-only (an immutable input) at `__coex/`.
+  imports (`with_runtime=True` adds `coex_runtime/*.py`, what every archive carries: only
+  assembly needs it, so editing the runtime does not invalidate cached transcodes). Mounted
+  read-only (an immutable input) at `__coex/`.
   Every library process is keyed by these sources: editing the library reruns its processes.
 * `CoexLibProcess` -> `CoexLibResult`: runs one library command with Pants' own interpreter
   (`PythonBuildStandaloneBinary`: in a local environment that is `sys.executable`, the venv that
@@ -24,7 +23,6 @@ import importlib
 import importlib.resources
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules import adhoc_binaries
@@ -104,38 +102,24 @@ async def bundled_sources(request: BundledSourcesRequest, build_root: BuildRoot)
 
 
 @dataclass(frozen=True)
-class CoexRuntime:
-    digest: Digest  # coex_runtime/*.py
+class CoexToolRequest:
+    with_runtime: bool = False  # only assembly needs it (a runtime edit keeps transcodes cached)
 
 
 @dataclass(frozen=True)
 class CoexTool:
-    digest: Digest  # coex/ (library), to be mounted at TOOL_DIR
-
-
-@dataclass(frozen=True)
-class CoexToolWithRuntime:
-    digest: Digest  # coex/ (library) + coex_runtime/, to be mounted at TOOL_DIR
-
-
-@rule(desc="Collect the coex runtime", level=LogLevel.DEBUG)
-async def coex_runtime_digest() -> CoexRuntime:
-    runtime = await Get(BundledSources, BundledSourcesRequest("coex_runtime"))
-    return CoexRuntime(runtime.digest)
+    digest: Digest  # coex/__init__.py, coex/lib/ (and coex_runtime/), to be mounted at TOOL_DIR
 
 
 @rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
-async def coex_tool_digest() -> CoexTool:
-    init, lib = await MultiGet(
-        Get(BundledSources, BundledSourcesRequest("coex", only=("__init__.py",))),
-        Get(BundledSources, BundledSourcesRequest("coex.lib", recursive=True)),
-    )
-    return CoexTool(await Get(Digest, MergeDigests([init.digest, lib.digest])))
-
-
-@rule(desc="Collect the coex build library and runtime", level=LogLevel.DEBUG)
-async def coex_tool_with_runtime(tool: CoexTool, runtime: CoexRuntime) -> CoexToolWithRuntime:
-    return CoexToolWithRuntime(await Get(Digest, MergeDigests([tool.digest, runtime.digest])))
+async def coex_tool(request: CoexToolRequest) -> CoexTool:
+    packages = [
+        BundledSourcesRequest("coex", only=("__init__.py",)),
+        BundledSourcesRequest("coex.lib", recursive=True),
+        *([BundledSourcesRequest("coex_runtime")] if request.with_runtime else []),
+    ]
+    sources = await MultiGet(Get(BundledSources, BundledSourcesRequest, p) for p in packages)
+    return CoexTool(await Get(Digest, MergeDigests(s.digest for s in sources)))
 
 
 @dataclass(frozen=True)
@@ -152,32 +136,6 @@ class CoexLibProcess:
     level: LogLevel = LogLevel.DEBUG
     with_runtime: bool = False
 
-    @classmethod
-    def of(
-        cls,
-        argv: Iterable[str],
-        *,
-        description: str,
-        failure: str,
-        input_digest: Digest = EMPTY_DIGEST,
-        immutable_input_digests: dict[str, Digest] | None = None,
-        output_files: Iterable[str] = (),
-        cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL,
-        level: LogLevel = LogLevel.DEBUG,
-        with_runtime: bool = False,
-    ) -> "CoexLibProcess":
-        return cls(
-            tuple(argv),
-            description,
-            failure,
-            input_digest,
-            FrozenDict(immutable_input_digests or {}),
-            tuple(output_files),
-            cache_scope,
-            level,
-            with_runtime,
-        )
-
 
 @dataclass(frozen=True)
 class CoexLibResult:
@@ -189,7 +147,6 @@ class CoexLibResult:
 async def coex_lib_process(
     request: CoexLibProcess,
     python: PythonBuildStandaloneBinary,
-    tool: CoexTool,
     env_tgt: EnvironmentTarget,
 ) -> Process:
     if env_tgt.val is not None and not isinstance(env_tgt.val, LocalEnvironmentTarget):
@@ -199,16 +156,14 @@ async def coex_lib_process(
             f"{env_tgt.val.address} is not local. Build this target with the local environment "
             f"(`environment='__local__'`)."
         )
-    tool_digest = (
-        (await Get(CoexToolWithRuntime)).digest if request.with_runtime else tool.digest
-    )
+    tool = await Get(CoexTool, CoexToolRequest(request.with_runtime))
     if TOOL_DIR in request.immutable_input_digests:
         raise AssertionError(f"{TOOL_DIR} is reserved for the coex library")
     return Process(
         argv=(python.path, "-m", "coex.lib", *request.argv),
         description=request.description,
         input_digest=request.input_digest,
-        immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool_digest},
+        immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool.digest},
         # A relative entry resolves against the sandbox (the process's working directory).
         env={"PYTHONPATH": TOOL_DIR, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"},
         append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
