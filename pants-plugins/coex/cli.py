@@ -10,14 +10,18 @@ entries -> fetch -> transcode -> assemble), in-process, on the same records (coe
 the solve request, the freshness check, where fetched and transcoded packages are kept, entry
 points and the assemble spec all come from coex.lib.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import shlex
 import shutil
 import sys
 import tempfile
+from typing import NoReturn, Optional, Sequence
 
 from coex.lib.errors import CoexError, run_cli
+from coex.lib.records import EntryPoints, LockedPackage, PreparedPackage, SolveRequest
 
 
 def _cache_root(arg):
@@ -27,7 +31,8 @@ def _cache_root(arg):
     return os.path.join(base, "coex-build")
 
 
-def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
+def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequence[str] = (),
+                  virtual_packages: Optional[Sequence[str]] = None) -> SolveRequest:
     """The SolveRequest of an environment file plus command-line channels/platforms.
     `--channel`s come first (higher priority), then the file's channels."""
     from coex.lib.envspec import load_environment_file
@@ -50,7 +55,8 @@ def build_request(env_file, channels=(), platforms=(), virtual_packages=None):
                          platforms or ["linux-64"], virtual_packages)
 
 
-def lock_command(env_file, lockfile, req, cli_channels=()):
+def lock_command(env_file: str, lockfile: str, req: SolveRequest,
+                 cli_channels: Sequence[str] = ()) -> str:
     """The `./coex lock` command line that writes `lockfile` for `req` (its platforms, and the
     --channel/--virtual-package options it was built from)."""
     args = ["./coex", "lock", "-f", env_file, "-o", os.path.relpath(lockfile)]
@@ -84,11 +90,11 @@ def _ensure_lock(req, lockfile, env_file, cli_channels=()):
     return lockfile
 
 
-def prepare_packages(packages, cache, level):
+def prepare_packages(packages: Sequence[LockedPackage], cache: str,
+                     level: int) -> list[PreparedPackage]:
     """Fetch (content-addressed under `cache`) and transcode every package, as the Pants rules
     do in the engine's store; return the PreparedPackages."""
     from coex.lib.fetch import fetch
-    from coex.lib.records import PreparedPackage
     from coex.lib.transcode import transcode
     from coex_runtime.format import sha256_file
 
@@ -139,7 +145,7 @@ def _copy_source_tree(src_dir, dest, shown, ancestors, exclude=()):
                             "device?): leave it out of the SRC arguments.".format(where))
 
 
-def stage_sources(sources, dest, exclude=()):
+def stage_sources(sources: Sequence[str], dest: str, exclude: Sequence[str] = ()) -> None:
     """Copy SRC files/dirs into `dest` (the app layer root). Paths under the current directory
     keep their relative path (so `python src/main.py` works; `.` is the root itself); others go
     in by basename. Symlinks are followed (their targets' contents are stored); dangling ones and
@@ -165,10 +171,10 @@ def stage_sources(sources, dest, exclude=()):
             shutil.copy2(full, target)
 
 
-def parse_entry_points(values, origin):
+def parse_entry_points(values: Sequence[str], origin: str) -> EntryPoints:
     """[--entrypoint values] -> EntryPoints, the first the default. `NAME=CMD` names one; a plain
     CMD is named after its program (or module)."""
-    from coex.lib.records import EntryPoints, entry_point_name
+    from coex.lib.records import entry_point_name
 
     pairs = []
     for v in values:
@@ -184,7 +190,7 @@ def parse_entry_points(values, origin):
     return EntryPoints.of(pairs, pairs[0][0] if pairs else None, origin)
 
 
-def parse_env(values):
+def parse_env(values: Sequence[str]) -> dict[str, str]:
     env = {}
     for v in values:
         k, sep, val = v.partition("=")
@@ -255,7 +261,7 @@ def cmd_export_explicit(a):
     write_explicit(a.lockfile, platform, a.output, a.hash)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
     p = argparse.ArgumentParser(
@@ -325,11 +331,11 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_cli(build_parser(), argv)
 
 
-def console_main():
+def console_main() -> NoReturn:
     """The `coex` console script of the wheel (`python -m coex` does the same)."""
     from coex.lib.errors import exit_process
 

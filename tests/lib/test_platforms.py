@@ -1,8 +1,12 @@
 import pytest
 
 from coex.lib.errors import CoexError
-from coex.lib.platforms import (canonical_virtual_package, check_platform,
-                                effective_virtual_packages, virtual_package_needs)
+from coex.lib.platforms import (check_platform, effective_virtual_packages, parse_virtual_package,
+                                virtual_package_needs)
+
+
+def canonical_virtual_package(text):
+    return "=".join(parse_virtual_package(text))
 
 
 def test_canonical_forms():

@@ -8,8 +8,7 @@ import pytest
 from coex.lib.errors import CoexError
 from coex.lib.lockfile import lock_entries
 from coex.lib.records import (AssembleSpec, BuildRecord, EntryPoints, LockedPackage,
-                              LockedPlatform, entry_point_name,
-                              transcoded_filename)
+                              LockedPlatform, entry_point_name)
 
 
 def test_records_round_trip_through_json(tiny_lock, tiny_items):
@@ -42,9 +41,6 @@ def test_locked_package_names(tiny_lock):
     assert bz2.filename.endswith(".tar.bz2")
     assert bz2.prepared_path(3) == "transcoded/{}-zstd3/{}.tar.zst".format(
         bz2.sha256, bz2.filename[:-len(".tar.bz2")])
-    assert transcoded_filename("a-1-0.tar.bz2") == "a-1-0.tar.zst"
-    with pytest.raises(CoexError):
-        transcoded_filename("a-1-0.conda")
     with pytest.raises(CoexError, match="neither `.conda` nor `.tar.bz2`"):
         replace(bz2, filename="x-1-0.whl").encoding
 

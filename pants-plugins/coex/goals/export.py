@@ -24,34 +24,6 @@ class ExportCoexResolves(ExportRequest):
     pass
 
 
-@dataclass(frozen=True)
-class ExplicitFileRequest:
-    resolve: str
-    platform: str
-
-
-@dataclass(frozen=True)
-class ExplicitFile:
-    digest: Digest
-
-
-@rule(desc="Write a conda @EXPLICIT file", level=LogLevel.DEBUG)
-async def explicit_file(request: ExplicitFileRequest) -> ExplicitFile:
-    lock = await Get(CoexLockfile, CoexResolveName(request.resolve))
-    out = f"{request.platform}.explicit.txt"
-    result = await Get(
-        CoexLibResult,
-        CoexLibProcess(
-            ("explicit", "--lock", lock.path, "--platform", request.platform, "--out", out),
-            description=f"Export {request.resolve} for {request.platform} as @EXPLICIT",
-            failure=f"Exporting the resolve {request.resolve!r} for {request.platform} failed.",
-            input_digest=lock.digest,
-            output_files=(out,),
-        ),
-    )
-    return ExplicitFile(result.output_digest)
-
-
 @rule(desc="Export coex resolves", level=LogLevel.DEBUG)
 async def export_coex_resolves(
     _: ExportCoexResolves, export: ExportSubsystem, coex: CoexSubsystem
@@ -61,9 +33,20 @@ async def export_coex_resolves(
     results = []
     for lock in locks:
         files = await MultiGet(
-            Get(ExplicitFile, ExplicitFileRequest(lock.resolve, p)) for p in lock.header.platforms
+            Get(
+                CoexLibResult,
+                CoexLibProcess(
+                    ("explicit", "--lock", lock.path, "--platform", p,
+                     "--out", f"{p}.explicit.txt"),
+                    description=f"Export {lock.resolve} for {p} as @EXPLICIT",
+                    failure=f"Exporting the resolve {lock.resolve!r} for {p} failed.",
+                    input_digest=lock.digest,
+                    output_files=(f"{p}.explicit.txt",),
+                ),
+            )
+            for p in lock.header.platforms
         )
-        digest = await Get(Digest, MergeDigests(f.digest for f in files))
+        digest = await Get(Digest, MergeDigests(f.output_digest for f in files))
         results.append(
             ExportResult(
                 f"conda @EXPLICIT files of coex resolve {lock.resolve} "

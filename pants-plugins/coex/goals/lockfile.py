@@ -28,12 +28,11 @@ from pants.util.logging import LogLevel
 from coex.subsystem import CoexSubsystem
 from coex.util_rules import resolve
 from coex.util_rules.resolve import CoexResolveInputs, CoexResolveName
-from coex.util_rules.tool import CoexLibProcess, CoexLibResult, MovedFile, MoveFile
+from coex.util_rules.tool import CoexLibProcess, CoexLibResult
 
 logger = logging.getLogger(__name__)
 
 REQUEST = "coex-solve-request.json"
-OUT = "coex.lock"
 
 
 @dataclass(frozen=True)
@@ -97,17 +96,16 @@ async def generate_coex_lockfile(request: GenerateCoexLockfile) -> GenerateLockf
     result = await Get(
         CoexLibResult,
         CoexLibProcess(
-            ("solve", "--request", REQUEST, "--out", OUT),
+            ("solve", "--request", REQUEST, "--out", request.lockfile_dest),
             description=f"Solve the conda environment of resolve {inputs.resolve}",
             failure=f"Locking the resolve {inputs.resolve!r} failed.",
             input_digest=request_digest,
-            output_files=(OUT,),
+            output_files=(request.lockfile_dest,),
             cache_scope=ProcessCacheScope.PER_SESSION,
             level=LogLevel.INFO,
         ),
     )
-    moved = await Get(MovedFile, MoveFile(result.output_digest, OUT, request.lockfile_dest))
-    return GenerateLockfileResult(moved.digest, request.resolve_name, request.lockfile_dest)
+    return GenerateLockfileResult(result.output_digest, request.resolve_name, request.lockfile_dest)
 
 
 def rules():

@@ -11,9 +11,12 @@ JSON inputs and outputs are the records of `coex.lib.records` (SolveRequest, Loc
 LockedPlatform, AssembleSpec). Every bad input exits 1 with one clear paragraph on stderr;
 stdout carries results only.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
+from typing import Optional, Sequence
 
 from coex.lib.errors import CoexError, exit_process, run_cli
 from coex.lib.fsutil import atomic_output
@@ -79,7 +82,7 @@ def cmd_explicit(a):
     write_explicit(a.lock, a.platform, a.out, a.hash)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
     p = argparse.ArgumentParser(prog="python -m coex.lib", description=__doc__.split("\n")[0])
@@ -129,7 +132,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_cli(build_parser(), argv)
 
 

@@ -8,17 +8,20 @@ name a module of the app layer or of the environment); then coex_runtime.format.
 writes the archive. Relative paths in the spec are relative to `base_dir` (the spec file's
 directory).
 """
+from __future__ import annotations
+
 import os
 import re
 import shutil
 import sys
 import tempfile
 from dataclasses import replace
+from typing import Mapping, Sequence
 
 from coex.lib.errors import CoexError
 from coex.lib.pkgfiles import package_paths, read_member
 from coex.lib.platforms import virtual_package_needs
-from coex.lib.records import AssembleSpec
+from coex.lib.records import AssembleSpec, PreparedPackage
 
 LIBZSTD_CANDIDATES = {
     "linux": ("lib/libzstd.so.1",),
@@ -30,7 +33,7 @@ _SITE_RE = re.compile(r"^(?:lib/python\d+\.\d+/site-packages/|site-packages/|lib
                       r"(?:lib-dynload/)?)([A-Za-z_][A-Za-z0-9_]*)(?:/|\.py$|\..*\.so$|\.so$)")
 
 
-def extract_libzstd(platform, packages, dest_dir):
+def extract_libzstd(platform: str, packages: Sequence[PreparedPackage], dest_dir: str) -> str:
     """Write the target platform's libzstd from the locked `zstd` package into dest_dir;
     return its path."""
     zpkgs = [p for p in packages if p.package.name == "zstd"]
@@ -116,7 +119,8 @@ def _close(name, names):
     return " Did you mean: {}?".format(", ".join(c)) if c else ""
 
 
-def check_entry_points(entry_points, env_index, app_rels, origin="the target"):
+def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
+                       app_rels: Sequence[str], origin: str = "the target") -> None:
     """Raise CoexError when an entry point names nothing in the environment or the app layer."""
     from coex_runtime.format import FormatError, parse_entry_point
 

@@ -7,8 +7,11 @@ spec py-rattler cannot parse -- is a CoexError naming the file and the fix.
 `parse_environment_text` and `clean_specs` are pure (the Pants rules call them in-process);
 `check_specs` parses the specs with py-rattler (in the solve, and in `./coex`).
 """
+from __future__ import annotations
+
 import collections
 import os
+from typing import Iterable
 
 from coex.lib.errors import CoexError
 
@@ -17,7 +20,7 @@ EnvSpec = collections.namedtuple("EnvSpec", "name channels specs origin")
 _KNOWN_KEYS = ("name", "channels", "dependencies", "prefix")
 
 
-def clean_specs(specs, origin):
+def clean_specs(specs: Iterable[str], origin: str) -> list[str]:
     """The specs stripped (inner whitespace normalized), in order, deduplicated; anything that
     is not a non-empty string is a CoexError naming `origin`."""
     out = []
@@ -32,7 +35,7 @@ def clean_specs(specs, origin):
     return out
 
 
-def check_specs(specs, origin):
+def check_specs(specs: Iterable[str], origin: str) -> list[str]:
     """`clean_specs`, each parsed with py-rattler's MatchSpec as the solver parses it. A bad spec
     raises CoexError quoting py-rattler's explanation and naming `origin`."""
     from rattler import MatchSpec
@@ -49,7 +52,7 @@ def check_specs(specs, origin):
     return out
 
 
-def parse_environment_text(text, origin):
+def parse_environment_text(text: str, origin: str) -> EnvSpec:
     """Parse environment.yml content; `origin` names it in messages (usually its path)."""
     import yaml
 
@@ -105,7 +108,7 @@ def parse_environment_text(text, origin):
     return EnvSpec(name, channels, clean_specs(specs, origin), origin)
 
 
-def load_environment_file(path):
+def load_environment_file(path: str) -> EnvSpec:
     """Read and parse an environment.yml file, its specs checked; a missing/unreadable file is a
     CoexError."""
     try:

@@ -1,4 +1,8 @@
 """The one exception type of the build library."""
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn, Optional, Sequence
 
 
 class CoexError(Exception):
@@ -13,7 +17,7 @@ class CoexError(Exception):
         return self.message
 
 
-def run_cli(parser, argv=None):
+def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
     """Parse argv with `parser` and run the chosen `func`: a CoexError becomes one
     `coex: error: ...` paragraph on stderr and exit status 1 (Ctrl-C: 130)."""
     import sys
@@ -29,7 +33,7 @@ def run_cli(parser, argv=None):
     return 0
 
 
-def exit_process(code):
+def exit_process(code: int) -> NoReturn:
     """End a command-line process with `code`. Once py-rattler is loaded its runtime threads can
     crash CPython's finalization after a failed solve (seen: SIGSEGV/SIGABRT instead of exit 1),
     so flush and leave with os._exit, skipping finalization. Only for `__main__` entry points."""

@@ -10,12 +10,14 @@
 
 Packages are listed in install (topological) order.
 """
+from __future__ import annotations
+
 from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
 from coex.lib.lockfile import lock_entries
 
 
-def explicit_text(lock_path, platform, hash="md5"):
+def explicit_text(lock_path: str, platform: str, hash: str = "md5") -> str:
     if hash not in ("md5", "sha256"):
         raise CoexError("explicit: hash must be md5 or sha256, not {!r}.".format(hash))
     data = lock_entries(lock_path, platform)
@@ -37,7 +39,7 @@ def explicit_text(lock_path, platform, hash="md5"):
     return "\n".join(lines) + "\n"
 
 
-def write_explicit(lock_path, platform, out, hash="md5"):
+def write_explicit(lock_path: str, platform: str, out: str, hash: str = "md5") -> str:
     text = explicit_text(lock_path, platform, hash)
     with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

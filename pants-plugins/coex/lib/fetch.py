@@ -4,11 +4,14 @@ URLs: `file:///abs`, `file:/abs`, `file://localhost/abs`, a plain absolute path,
 (and `http://`). The bytes are streamed into a temporary file beside `out`, hashed on the way,
 and renamed into place only when size and sha256 match the lock; otherwise nothing is left.
 """
+from __future__ import annotations
+
 import hashlib
 import os
 import time
 import urllib.parse
 import urllib.request
+from typing import Optional
 
 from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
@@ -16,7 +19,7 @@ from coex.lib.fsutil import atomic_output
 CHUNK = 1 << 20
 
 
-def url_to_path(url):
+def url_to_path(url: str) -> Optional[str]:
     """The local path of a file URL (or plain absolute path), else None."""
     if url.startswith("/"):
         return url
@@ -28,7 +31,7 @@ def url_to_path(url):
     return urllib.parse.unquote(parsed.path)
 
 
-def package_name_of(url):
+def package_name_of(url: str) -> str:
     return urllib.parse.unquote(url.rstrip("/").rsplit("/", 1)[-1])
 
 
@@ -66,7 +69,7 @@ def _open(url, name):
                     "or the channel URL.".format(name, url, getattr(last, "reason", last)))
 
 
-def fetch(url, sha256, size, out, name=None):
+def fetch(url: str, sha256: str, size: int, out: str, name: Optional[str] = None) -> str:
     """Copy/download `url` to `out`, verifying `size` (bytes) and `sha256` (hex)."""
     name = name or package_name_of(url)
     sha256 = (sha256 or "").lower()

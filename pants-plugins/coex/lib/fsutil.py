@@ -1,13 +1,16 @@
 """Small file-system helpers shared by the build steps."""
+from __future__ import annotations
+
 import contextlib
 import os
 import tempfile
+from typing import Iterator
 
 from coex.lib.errors import CoexError
 
 
 @contextlib.contextmanager
-def atomic_output(path, mode=0o644):
+def atomic_output(path: str, mode: int = 0o644) -> Iterator[str]:
     """Yield a temporary path beside `path`; on success it is chmod'ed and renamed to `path`,
     on any failure it is removed, so `path` is either complete or untouched."""
     path = os.path.abspath(os.fspath(path))

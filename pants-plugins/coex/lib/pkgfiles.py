@@ -4,10 +4,13 @@
 form). Used to take libzstd out of the locked `zstd` package and to learn which programs and
 Python modules a package installs (for build-time entry point checks).
 """
+from __future__ import annotations
+
 import json
 import posixpath
 import tarfile
 import zipfile
+from typing import Optional, Sequence
 
 from coex.lib.errors import CoexError
 
@@ -61,8 +64,9 @@ def _walk(path, encoding, want_info=True, want_pkg=True):
                         "it.".format(path, encoding, type(e).__name__, e))
 
 
-def read_info(path, encoding, names=("info/paths.json", "info/files", "info/link.json",
-                                     "info/index.json")):
+def read_info(path: str, encoding: str,
+              names: Sequence[str] = ("info/paths.json", "info/files", "info/link.json",
+                                      "info/index.json")) -> dict[str, bytes]:
     """{member name: bytes} of the wanted `info/` files that the package has."""
     out = {}
     for ti, tf in _walk(path, encoding, want_info=True, want_pkg=(encoding != "conda")):
@@ -71,7 +75,7 @@ def read_info(path, encoding, names=("info/paths.json", "info/files", "info/link
     return out
 
 
-def package_paths(path, encoding):
+def package_paths(path: str, encoding: str) -> tuple[list[str], dict]:
     """(paths installed by the package [from info/paths.json, else info/files], link.json dict)."""
     info = read_info(path, encoding)
     paths = []
@@ -92,7 +96,8 @@ def package_paths(path, encoding):
     return paths, link
 
 
-def read_member(path, encoding, candidates):
+def read_member(path: str, encoding: str,
+                candidates: Sequence[str]) -> tuple[Optional[str], Optional[bytes]]:
     """Bytes of the first of `candidates` (package-relative paths) present in the package,
     following symlinks inside the package. Returns (name, bytes) or (None, None)."""
     members = {}

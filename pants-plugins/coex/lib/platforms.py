@@ -15,7 +15,10 @@ Which virtual packages a solve assumes for a platform (`effective_virtual_packag
 So `["__glibc=2.28"]` raises the glibc floor on every linux platform and leaves the rest to the
 defaults. The effective set is an input of the lock (hashed by `request.inputs_sha256`).
 """
+from __future__ import annotations
+
 import difflib
+from typing import Iterable, Optional
 
 from coex.lib.errors import CoexError
 
@@ -59,7 +62,7 @@ _ONLY_ON = {"__glibc": ("linux",), "__linux": ("linux",), "__osx": ("osx",), "__
             "__unix": ("linux", "osx")}
 
 
-def check_platform(platform, origin=None):
+def check_platform(platform: str, origin: Optional[str] = None) -> str:
     """Return `platform` if it is a known conda subdir, else raise a CoexError with a suggestion."""
     if platform in KNOWN_PLATFORMS:
         return platform
@@ -76,7 +79,7 @@ def check_platform(platform, origin=None):
             platform, where, hint, ", ".join(KNOWN_PLATFORMS)))
 
 
-def parse_virtual_package(text, origin=None):
+def parse_virtual_package(text: str, origin: Optional[str] = None) -> tuple[str, str, str]:
     """`__glibc=2.17` -> ("__glibc", "2.17", "0"); raises CoexError on a malformed entry."""
     where = " (from {})".format(origin) if origin else ""
     s = str(text).strip().replace(" ", "=")
@@ -93,11 +96,8 @@ def parse_virtual_package(text, origin=None):
     return name, version, build
 
 
-def canonical_virtual_package(text, origin=None):
-    return "=".join(parse_virtual_package(text, origin))
-
-
-def effective_virtual_packages(platform, requested=None, origin=None):
+def effective_virtual_packages(platform: str, requested: Optional[Iterable[str]] = None,
+                               origin: Optional[str] = None) -> list[str]:
     """The sorted canonical virtual packages a solve for `platform` assumes (see module doc)."""
     fam = _family(platform)
     chosen = {}
@@ -111,6 +111,6 @@ def effective_virtual_packages(platform, requested=None, origin=None):
     return sorted(chosen.values())
 
 
-def virtual_package_needs(depends):
+def virtual_package_needs(depends: Iterable[Iterable[str]]) -> list[str]:
     """The union of the `__*` dependencies in the packages' `depends` lists, as written (sorted)."""
     return sorted(set(d for deps in depends for d in deps if d.startswith("__")))

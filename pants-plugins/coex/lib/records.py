@@ -142,15 +142,8 @@ class LockedPackage(Record):
         """Where a build keeps the file an archive stores (relative; content-addressed)."""
         if self.encoding == "conda":
             return self.fetch_path
-        return "transcoded/{}-zstd{}/{}".format(
-            self.sha256, zstd_level, transcoded_filename(self.filename))
-
-
-def transcoded_filename(filename: str) -> str:
-    """`x-1.0-h0.tar.bz2` -> `x-1.0-h0.tar.zst`."""
-    if not filename.endswith(".tar.bz2"):
-        raise CoexError("Only .tar.bz2 packages are transcoded, not {}.".format(filename))
-    return filename[: -len(".tar.bz2")] + ".tar.zst"
+        return "transcoded/{}-zstd{}/{}.tar.zst".format(
+            self.sha256, zstd_level, self.filename[: -len(".tar.bz2")])
 
 
 @dataclass(frozen=True)

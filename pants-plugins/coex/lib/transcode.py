@@ -7,6 +7,8 @@ result is kept, `<stem>.tar.zst`, is `records.LockedPackage.prepared_path`.) Sam
 level -> same bytes, on any machine. Contents (names, types, modes, data, link targets) are
 exactly the input's.
 """
+from __future__ import annotations
+
 import os
 import tarfile
 
@@ -31,7 +33,7 @@ def _normalised(ti):
     return out
 
 
-def transcode(src, dst, level=DEFAULT_ZSTD_LEVEL):
+def transcode(src: str, dst: str, level: int = DEFAULT_ZSTD_LEVEL) -> str:
     """Write the .tar.zst form of the .tar.bz2 at `src` to `dst` (atomically)."""
     import zstandard
 
