@@ -16,6 +16,7 @@ tuple of (name, value) pairs an object):
 """
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from dataclasses import MISSING, dataclass, fields
@@ -52,11 +53,17 @@ def _json(tp: Any, value: Any, to_json: bool, where: str) -> Any:
     return (list if to_json else tuple)(_json(item, v, to_json, where) for v in value)
 
 
+@functools.lru_cache(maxsize=None)
+def _types(cls: type) -> tuple:
+    """(field, its declared type) of a record class."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f, hints[f.name]) for f in fields(cls))
+
+
 class Record:
     def to_json(self) -> dict:
-        hints = typing.get_type_hints(type(self))
-        return {f.name: _json(hints[f.name], getattr(self, f.name), True, f.name)
-                for f in fields(self)}
+        return {f.name: _json(tp, getattr(self, f.name), True, f.name)
+                for f, tp in _types(type(self))}
 
     @classmethod
     def from_json(cls, data: Any):
@@ -69,10 +76,8 @@ class Record:
         missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
         if missing:
             raise CoexError("{} has no {}.".format(where, ", ".join(missing)))
-        hints = typing.get_type_hints(cls)
-        return cls(**{f.name: _json(hints[f.name], data[f.name], False,
-                                    "{}: `{}`".format(where, f.name))
-                      for f in fields(cls) if f.name in data})
+        return cls(**{f.name: _json(tp, data[f.name], False, "{}: `{}`".format(where, f.name))
+                      for f, tp in _types(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
