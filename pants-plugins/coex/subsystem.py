@@ -1,7 +1,6 @@
 """The `[coex]` options scope: resolves, channels, platforms, solver assumptions, transcoding."""
 from __future__ import annotations
 
-from pants.engine.rules import collect_rules
 from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.docutil import bin_name
@@ -95,6 +94,3 @@ class CoexSubsystem(Subsystem):
         ),
     )
 
-
-def rules():
-    return collect_rules()

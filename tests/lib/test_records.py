@@ -66,5 +66,5 @@ def test_entry_points():
 
 def test_entry_point_names_from_words():
     assert entry_point_name("my-app.v2") == "my-app.v2"
-    assert entry_point_name("my app") == "my_app"
+    assert entry_point_name("my app") == "my_app" and entry_point_name("a\n") == "a_"
     assert entry_point_name(".hidden") == "main" and entry_point_name("") == "main"

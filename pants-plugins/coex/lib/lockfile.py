@@ -8,15 +8,12 @@ package with url, sha256, md5, size, subdir, depends, channel), preceded by YAML
     # This lock also pins one `zstd` package per platform: every archive carries its libzstd for
     # the runtime's decoder.
 
-It is solved from a `records.SolveRequest`; its header is a `records.LockHeader` (the pure side,
-what a request hashes to and when a lock is stale, is `coex.lib.request`).
-
 Repodata is read into a fresh temporary cache per solve (so a solve always sees the channels as
 they are now), or into $COEX_REPODATA_CACHE when set (worth it for big https channels: rattler
 revalidates cached repodata with the server).
 
-`solve_to_lockfile` writes a lock; `lock_entries` reads one platform back as a
-`records.LockedPlatform` (optionally only the part some root specs need: `environment_subset`).
+`solve_to_lockfile(SolveRequest)` writes a lock; `lock_entries` reads one platform back as a
+`LockedPlatform` (or the part some root specs need). The pure side is `coex.lib.request`.
 """
 from __future__ import annotations
 

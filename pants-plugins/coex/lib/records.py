@@ -169,8 +169,8 @@ def _name_re() -> re.Pattern:
 def entry_point_name(word: str) -> str:
     """An entry point name made of a target, program or module name: characters an entry point
     name may not hold become `_`; "main" when nothing usable is left."""
-    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", word)
-    return name if _name_re().match(name) else "main"
+    name = "".join(c if _name_re().fullmatch("_" + c) else "_" for c in word)
+    return name if _name_re().fullmatch(name) else "main"
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class EntryPoints(Record):
                 "{}: no entry point: say what the archive runs (e.g. `python -m app`, "
                 "`app.main:run`, or a program of the environment).".format(origin))
         for i, name in enumerate(names):
-            if not isinstance(name, str) or not _name_re().match(name):
+            if not isinstance(name, str) or not _name_re().fullmatch(name):
                 raise CoexError(
                     "{}: the entry point name {!r} is not valid: use letters, digits and _ . + - "
                     "(not first . + -).".format(origin, name))

@@ -1,14 +1,8 @@
-"""What a lockfile is solved from, and whether a lockfile is still fresh. Pure (no py-rattler):
-the Pants rules call these in the Pants process, `./coex` in its own.
-
-* `solve_request`: the one way a SolveRequest is built (from the specs of each source: an
-  environment file, a target's `conda_dependencies`), `local_channel` for channels written as
-  relative paths.
-* `lock_header`: the canonical form of a request, as a lockfile's header records it, with
-  `inputs_sha256`: the hash of everything that determines a solve (specs, channels in order,
-  platforms, the effective virtual packages; not the resolve name or origin).
-* `stale_reason(header, request)`: the freshness check (None when fresh).
-* `parse_header` / `read_header`: a lockfile's `# coex-lockfile: {...}` line.
+"""What a lockfile is solved from, and whether a lockfile is still fresh: pure (no py-rattler),
+the same functions for the Pants rules (in the Pants process) and `./coex`. `solve_request`
+builds a request; `lock_header` is its canonical form with `inputs_sha256`, the hash of what
+determines a solve (specs, channels in order, platforms, the effective virtual packages; not the
+resolve name or origin); `stale_reason(header, request)` is the freshness check.
 """
 from __future__ import annotations
 
