@@ -9,20 +9,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import coex
-from tests.packaging.wheel import REPO, build_wheel, clean_env, make_venv
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="session")
-def wheel_bin(wheel, tmp_path_factory) -> Path:
-    return make_venv(tmp_path_factory.mktemp("wheel-venv") / "venv", wheel)
+from tests.packaging.wheel import REPO, clean_env
 
 
 def _sources() -> dict[str, bytes]:
@@ -35,7 +23,8 @@ def _sources() -> dict[str, bytes]:
     return out
 
 
-def test_wheel_holds_backend_and_runtime(wheel):
+def test_wheel_holds_backend_and_runtime(coex_wheel):
+    wheel = coex_wheel
     assert wheel.name == f"pants_backend_coex-{coex.__version__}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())

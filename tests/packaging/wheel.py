@@ -2,6 +2,8 @@
 at the repository root), and venvs that install it the way a user does.
 
 * ``build_wheel(out_dir) -> Path``: the wheel file.
+* fixtures (registered by tests/conftest.py): ``coex_wheel``, ``wheel_bin`` (a venv with the
+  wheel: the `coex` command), ``pants_wheel_bin`` (a venv with Pants 2.17.1 and the wheel).
 * ``make_venv(dest, wheel, *extra)``: a CPython 3.9 venv with the wheel (and its declared
   dependencies, from PyPI or pip's cache) plus ``extra`` requirements installed; returns its
   ``bin`` directory.
@@ -12,6 +14,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = "pants-backend-coex"
@@ -42,6 +46,26 @@ def make_venv(dest: Path, wheel: Path, *extra: str) -> Path:
     _run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
           *extra])
     return dest / "bin"
+
+
+@pytest.fixture(scope="session")
+def coex_wheel(tmp_path_factory) -> Path:
+    """The wheel, built once per test session."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def wheel_bin(coex_wheel, tmp_path_factory) -> Path:
+    """`bin/` of a venv with only the wheel (and its dependencies): a `coex` command line."""
+    return make_venv(tmp_path_factory.mktemp("wheel-venv") / "venv", coex_wheel)
+
+
+@pytest.fixture(scope="session")
+def pants_wheel_bin(coex_wheel, tmp_path_factory) -> Path:
+    """`bin/` of a venv with `pantsbuild.pants==2.17.1` and the wheel: a pip-installed Pants
+    that has the coex backend, as a user's repository gets it."""
+    return make_venv(tmp_path_factory.mktemp("pants-venv") / "venv", coex_wheel,
+                     "pantsbuild.pants==2.17.1")
 
 
 def clean_env(**extra: str) -> dict:
