@@ -40,7 +40,6 @@ import shutil
 import stat
 import sys
 import tempfile
-import time
 
 
 # Bump when the installer lays out the same packages differently (a fix in prefix replacement,
@@ -349,15 +348,6 @@ def write_atomic(path, data, mode=0o644, fsync=True):
         raise
 
 
-def touch(path):
-    """Record a use: truncating an (empty) file updates its mtime, like the launcher's ``: >``."""
-    try:
-        with open(path, "wb"):
-            pass
-    except (IOError, OSError):
-        pass
-
-
 def mtime(path, default=0.0):
     try:
         return os.stat(path).st_mtime
@@ -380,7 +370,3 @@ def parse_duration(text):
         raise CacheError("coex gc: cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w "
                          "(zero or more)" % text)
     return seconds
-
-
-def now():
-    return time.time()

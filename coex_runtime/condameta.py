@@ -25,10 +25,6 @@ def path_key(rel):
     return rel.split("/")
 
 
-def record_name(entry):
-    return "%s-%s-%s.json" % (entry["name"], entry["version"], entry["build"])
-
-
 def spec_name(spec):
     """The package name a match spec selects: `conda-forge::numpy >=1.2` -> `numpy`."""
     s = spec.strip()

@@ -163,9 +163,6 @@ _FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
 # tar streams
 
 
-HASH_THREAD = True
-
-
 class _Files(object):
     """Creates and writes the extracted files of one package in the reading thread; files over
     64 kB, and the stored bytes (`stored_update`, digest in `stored_sha` after close()), are
@@ -178,18 +175,16 @@ class _Files(object):
     # files up to this size are read whole, larger ones are copied block by block
     whole = 8 << 20
 
-    def __init__(self, pkg, dest, digests, hash_thread=None):
+    def __init__(self, pkg, dest, digests):
+        import queue
+        import threading
         self.pkg, self.dest, self.digests = pkg, dest, digests
         self.made = set([""])
         self.stored_sha = hashlib.sha256()
-        self._q = None
-        if HASH_THREAD if hash_thread is None else hash_thread:
-            import queue
-            import threading
-            self._q = queue.Queue(4)  # bounded: at most 4 files (<= 8 MB each) waiting
-            self._t = threading.Thread(target=self._hasher, name="coex-hash")
-            self._t.daemon = True
-            self._t.start()
+        self._q = queue.Queue(4)  # bounded: at most 4 files (<= 8 MB each) waiting
+        self._t = threading.Thread(target=self._hasher, name="coex-hash")
+        self._t.daemon = True
+        self._t.start()
 
     def _hasher(self):
         while True:
@@ -204,10 +199,7 @@ class _Files(object):
 
     def stored_update(self, data):
         """Hash the next bytes of the stored payload (in order)."""
-        if self._q is not None:
-            self._q.put((None, data))
-        else:
-            self.stored_sha.update(data)
+        self._q.put((None, data))
 
     def close(self):
         if self._q is not None:
@@ -241,7 +233,7 @@ class _Files(object):
                 os.utime(fd if _UTIME_FD else path, (mtime, mtime))
         finally:
             os.close(fd)
-        if self._q is not None and len(data) > 65536:
+        if len(data) > 65536:
             self._q.put((rel, data))  # hashed in parallel (hashlib releases the GIL)
         else:
             self.digests[rel] = (hashlib.sha256(data).hexdigest(), len(data))

@@ -703,10 +703,10 @@ def run_link_script(prefix, record, script_rel, action):
 
 
 def finalize_env(prefix, entries, requested_specs=(), progress=None):
-    """Phase 3, run by the caller after renaming staging -> prefix: compile .pyc for noarch
-    python packages with the environment's own python in ONE process, run pre-link then
-    post-link scripts in install order (a failing script raises LinkScriptError with its
-    output), write conda-meta/<name>-<version>-<build>.json and conda-meta/history."""
+    """Phase 3, run by the caller after renaming staging -> prefix: run pre-link scripts, compile
+    .pyc for noarch python packages with the environment's own python (noarch.compile_pyc: several
+    processes when there is enough source), run post-link scripts (install order; a failing
+    script raises LinkScriptError with its output), write conda-meta/<name>-<version>-<build>.json and conda-meta/history."""
     prefix = os.path.abspath(prefix)
     pending = os.path.join(prefix, _PENDING)
     try:

@@ -6,7 +6,8 @@
 * `info/link.json` `noarch.entry_points` ("name = module:func") -> `bin/<name>` console scripts
   (the same bytes rattler writes; a shebang longer than 127 bytes, or a prefix with a blank,
   becomes the `/bin/sh` re-exec form conda and pip use).
-* .pyc: compiled after the environment is in place, with its own python, in one process.
+* .pyc: compiled after the environment is in place, by its own python (``compile_pyc``: in
+  several processes when there is enough source).
 """
 
 import json

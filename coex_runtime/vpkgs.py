@@ -24,8 +24,6 @@ import platform
 import re
 import sys
 
-_NAMES = ("__glibc", "__linux", "__osx", "__unix", "__archspec", "__cuda", "__win")
-
 
 # ---------------------------------------------------------------------------------------------
 # versions (a compact conda VersionOrder)
