@@ -41,6 +41,8 @@ import stat
 import sys
 import tempfile
 
+from coex_runtime.errors import CacheError
+
 
 # Bump when the installer lays out the same packages differently (a fix in prefix replacement,
 # noarch python, conda-meta...): environments installed by an older runtime are then not reused by
@@ -55,10 +57,6 @@ def env_dir_name(env_id):
 
 
 READY = ".coex-ready"
-
-
-class CacheError(Exception):
-    """No usable cache directory, or a cache operation failed: the message says what to do."""
 
 
 def configured_root(environ=None):
@@ -175,7 +173,7 @@ def select_root(environ=None, stderr=None):
                 (stderr or sys.stderr).write(note + "\n")
             return cand, note
         reasons.append(w)
-    raise CacheError("coex: no usable cache directory: %s. Set COEX_ROOT to a writable directory "
+    raise CacheError("no usable cache directory: %s. Set COEX_ROOT to a writable directory "
                      "on a file system that allows executing programs." % "; ".join(reasons))
 
 
@@ -353,20 +351,3 @@ def mtime(path, default=0.0):
         return os.stat(path).st_mtime
     except OSError:
         return default
-
-
-def parse_duration(text):
-    """``14d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds -> seconds (float)."""
-    t = (text or "").strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        if t and t[-1] in units:
-            seconds = float(t[:-1]) * units[t[-1]]
-        else:
-            seconds = float(t)
-    except ValueError:
-        seconds = None
-    if seconds is None or not seconds >= 0:  # (nan is not)
-        raise CacheError("coex gc: cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w "
-                         "(zero or more)" % text)
-    return seconds

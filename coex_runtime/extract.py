@@ -25,12 +25,9 @@ import struct
 import zlib
 
 from coex_runtime import zstd
+from coex_runtime.errors import CorruptPackage, PackageError, TarError, ZstdError
 
 COPY_BUFSIZE = 1 << 20
-
-
-class PackageError(Exception):
-    """A package cannot be extracted or installed; the message names the package and file."""
 
 
 class _HashingReader(object):
@@ -77,7 +74,7 @@ class _Bounded(io.RawIOBase):
             return 0
         data = self._f.read(n)
         if not data:
-            raise PackageError("%s ends early (truncated package)" % self._what)
+            raise CorruptPackage("%s ends early (truncated package)" % self._what)
         k = len(data)
         b[:k] = data
         self._left -= k
@@ -87,7 +84,7 @@ class _Bounded(io.RawIOBase):
         while self._left > 0:
             data = self._f.read(min(self._left, COPY_BUFSIZE))
             if not data:
-                raise PackageError("%s ends early (truncated package)" % self._what)
+                raise CorruptPackage("%s ends early (truncated package)" % self._what)
             self._left -= len(data)
 
 
@@ -121,7 +118,7 @@ class _Inflating(io.RawIOBase):
 def _read_exact(f, n, what):
     data = f.read(n)
     if len(data) != n:
-        raise PackageError("%s ends early (truncated package)" % what)
+        raise CorruptPackage("%s ends early (truncated package)" % what)
     return data
 
 
@@ -246,10 +243,6 @@ _UTIME_FD = os.utime in os.supports_fd
 # a minimal streaming tar reader (tarfile's stream mode costs ~70 us of Python per member)
 
 
-class TarError(Exception):
-    """The tar stream is malformed."""
-
-
 class _Member(object):
     """One tar member. `kind`: file, dir, symlink, hardlink, or what is refused (devices,
     FIFOs, special types). For files, `read(n)` returns the next bytes of its data."""
@@ -290,7 +283,7 @@ def _tar_number(field):
     try:
         return int(field, 8)
     except ValueError:
-        raise TarError("bad number %r in a tar header" % field)
+        raise TarError("bad number %r in a tar header" % field) from None
 
 
 def _tar_str(b):
@@ -385,8 +378,8 @@ def iter_tar(f):
                     size = int(pax["size"])
                 if "mtime" in pax:
                     mtime = int(float(pax["mtime"]))
-            except ValueError:
-                raise TarError("bad pax size or mtime for member %s" % name)
+            except ValueError as e:
+                raise TarError("bad pax size or mtime for member %s" % name) from e
             if any(k.startswith("GNU.sparse") for k in pax):
                 typeflag = b"S"
         pending, longname, longlink = {}, None, None
@@ -445,10 +438,8 @@ def _extract_tar(pkg, fileobj, dest, digests, what, files):
                 raise PackageError("%s: member %s is a %s; refusing to install it"
                                    % (pkg, rel, kind))
             state["done"] = True
-    except (TarError, zstd.ZstdError, EOFError, OSError, zlib.error, PackageError) as e:
+    except (CorruptPackage, ZstdError, EOFError, OSError, zlib.error) as e:
         if isinstance(e, OSError) and e.errno is not None:
-            raise
-        if isinstance(e, PackageError) and "corrupt" not in str(e) and "truncated" not in str(e):
             raise
         where = ""
         if state["member"] is not None:
@@ -456,7 +447,7 @@ def _extract_tar(pkg, fileobj, dest, digests, what, files):
         msg = str(e)
         if not msg.startswith(pkg):
             msg = "%s: %s is corrupt: %s" % (pkg, what, msg)
-        raise PackageError(msg + where)
+        raise CorruptPackage(msg + where) from e
 
 
 def _write_streaming(pkg, files, rel, ti, mode):
@@ -484,7 +475,7 @@ def _write_streaming(pkg, files, rel, ti, mode):
     finally:
         os.close(fd)
     if size != ti.size:
-        raise PackageError("%s: member %s ends early (truncated package)" % (pkg, rel))
+        raise CorruptPackage("%s: member %s ends early (truncated package)" % (pkg, rel))
     files.digests[rel] = (h.hexdigest(), size)
 
 
@@ -496,7 +487,7 @@ def _makedirs(dest, rel):
         os.makedirs(path)
     except OSError as e:
         if e.errno != errno.EEXIST or not os.path.isdir(path) or os.path.islink(path):
-            raise PackageError("cannot create directory %s: %s" % (path, e))
+            raise PackageError("cannot create directory %s: %s" % (path, e)) from e
 
 
 def _remove(path):
@@ -516,14 +507,14 @@ def _extract_conda_zip(pkg, src, dest, digests, libzstd, files):
     while True:
         sig = src.read(4)
         if len(sig) < 4:
-            raise PackageError("%s: the .conda zip ends before its central directory (truncated "
+            raise CorruptPackage("%s: the .conda zip ends before its central directory (truncated "
                                "package)" % pkg)
         if sig != b"PK\x03\x04":
             if sig in (b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"):
                 break
             if not found:
                 raise PackageError("%s: not a .conda file (no zip header)" % pkg)
-            raise PackageError("%s: corrupt .conda zip (unexpected bytes %r)" % (pkg, sig))
+            raise CorruptPackage("%s: corrupt .conda zip (unexpected bytes %r)" % (pkg, sig))
         hdr = _read_exact(src, 26, pkg)
         (_ver, flags, method, _t, _d, _crc, csize, usize, nlen, elen) = struct.unpack(
             "<HHHHHIIIHH", hdr)
@@ -602,12 +593,12 @@ class _Bz2Reader(io.RawIOBase):
                 if not data:
                     if self._got_any and self._d.eof:
                         return 0
-                    raise PackageError("%s: truncated bzip2 stream" % self._what)
+                    raise CorruptPackage("%s: truncated bzip2 stream" % self._what)
             self._got_any = True
             try:
                 self._pending = self._d.decompress(data)
             except (OSError, ValueError, EOFError) as e:
-                raise PackageError("%s: corrupt bzip2 stream (%s)" % (self._what, e))
+                raise CorruptPackage("%s: corrupt bzip2 stream (%s)" % (self._what, e)) from e
         n = min(len(b), len(self._pending))
         b[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -632,7 +623,7 @@ def extract_stream(entry, payload, dest, libzstd=None):
     want_size = entry.get("stored_size", entry.get("size"))
     got_sha = src.sha.hexdigest()
     if (want_sha and got_sha != want_sha) or (want_size is not None and src.size != int(want_size)):
-        raise PackageError(
+        raise CorruptPackage(
             "%s: the stored package is damaged: sha256 %s, %d bytes, but the lock says sha256 %s, "
             "%s bytes; the archive was altered or truncated, rebuild or copy it again"
             % (pkg, got_sha, src.size, want_sha, want_size))
@@ -657,8 +648,8 @@ def _extract_any(pkg, encoding, src, dest, digests, libzstd, files):
                 pass
         else:
             raise PackageError("%s: unknown package encoding %r" % (pkg, encoding))
-    except zstd.ZstdError as e:
-        raise PackageError("%s: %s" % (pkg, e))
+    except ZstdError as e:
+        raise PackageError("%s: %s" % (pkg, e)) from e
 
 
 class _RawAdapter(io.RawIOBase):
@@ -694,7 +685,7 @@ def read_paths(pkg, pkgdir):
                 data = json.loads(f.read().decode("utf-8"))
             paths = data["paths"]
         except (ValueError, KeyError, TypeError) as e:
-            raise PackageError("%s: info/paths.json is not valid (%s)" % (pkg, e))
+            raise PackageError("%s: info/paths.json is not valid (%s)" % (pkg, e)) from e
         for p in paths:
             if not isinstance(p, dict) or "_path" not in p:
                 raise PackageError("%s: info/paths.json has an entry without _path: %r" % (pkg, p))
@@ -785,11 +776,11 @@ def verify_paths(pkg, pkgdir, digests):
             continue
         size = p.get("size_in_bytes")
         if size is not None and int(size) != got[1]:
-            raise PackageError("%s: %s is %d bytes, but info/paths.json says %d: the package is "
+            raise CorruptPackage("%s: %s is %d bytes, but info/paths.json says %d: the package is "
                                "corrupt" % (pkg, rel, got[1], int(size)))
         sha = p.get("sha256")
         if sha and sha != got[0]:
-            raise PackageError("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
+            raise CorruptPackage("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
                                "corrupt" % (pkg, rel, got[0], sha))
 
 

@@ -34,6 +34,8 @@ import struct
 import zipfile
 import zlib
 
+from coex_runtime.errors import FormatError
+
 FORMAT_VERSION = (1, 0)
 INFO_NAME = "COEX-INFO"
 MAIN_NAME = "__main__.py"
@@ -58,10 +60,6 @@ if sys.version_info < (3, 6):
 from coex_runtime.main import main
 sys.exit(main())
 '''
-
-
-class FormatError(Exception):
-    """The archive or its record is not valid: the message says what and how to fix it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +129,7 @@ def parse_entry_point(text, app_files=()):
     try:
         argv = shlex.split(text)
     except ValueError as e:
-        raise FormatError("entry point %r is not a valid shell-style command: %s" % (text, e))
+        raise FormatError("entry point %r is not a valid shell-style command: %s" % (text, e)) from e
     first = argv[0]
     app_files = set(app_files)
 
@@ -221,7 +219,7 @@ def load_info(data):
     try:
         info = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError("COEX-INFO is not valid JSON (%s): the archive is damaged" % e)
+        raise FormatError("COEX-INFO is not valid JSON (%s): the archive is damaged" % e) from e
     return validate_info(info)
 
 
@@ -504,7 +502,7 @@ class _CheckedZipReader(io.RawIOBase):
             data = self._member.read(len(b))
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise FormatError("%s: member %s is damaged (%s): the archive was truncated or altered; "
-                              "copy or rebuild it" % (self._path, self._name, e))
+                              "copy or rebuild it" % (self._path, self._name, e)) from e
         b[: len(data)] = data
         return len(data)
 
@@ -532,11 +530,11 @@ class Archive(object):
             except (zipfile.BadZipFile, OSError) as e:
                 self.close()
                 raise FormatError("%s is not a readable coex archive (%s): it may be truncated or "
-                                  "damaged; copy it again" % (self.path, e))
+                                  "damaged; copy it again" % (self.path, e)) from e
         try:
             self.info_bytes = self.read(INFO_NAME)
         except KeyError:
-            raise FormatError("%s has no %s record: it is not a coex archive" % (self.path, INFO_NAME))
+            raise FormatError("%s has no %s record: it is not a coex archive" % (self.path, INFO_NAME)) from None
         self.info = load_info(self.info_bytes)
         self.id = archive_id(self.info_bytes)
 

@@ -38,17 +38,10 @@ import sys
 import threading
 
 from coex_runtime import condameta, extract, noarch, prefix as prefixmod
+from coex_runtime.errors import CoexFailure, InstallError, LinkScriptError, by_name, os_errno
 
 COPY_BUFSIZE = 1 << 20
 _PENDING = os.path.join("conda-meta", ".coex-pending")
-
-
-class InstallError(Exception):
-    """The environment cannot be installed; the message names the package and file."""
-
-
-class LinkScriptError(InstallError):
-    """A pre-/post-link script failed; the message holds its output."""
 
 
 def _cpus():
@@ -164,12 +157,13 @@ def _fork_map(fn, items, jobs, on_done=None, name=str):
                         try:
                             msg = {"ok": fn(items[nxt])}
                             code = 0
-                        except InstallError as e:
-                            msg = {"error": str(e), "script": isinstance(e, LinkScriptError)}
+                        except CoexFailure as e:
+                            msg = {"error": str(e), "type": type(e).__name__, "errno": os_errno(e)}
                         except BaseException as e:  # noqa: B902 - reported by the parent
                             import traceback
                             msg = {"error": "%s: %s\n%s" % (type(e).__name__, e,
-                                                             traceback.format_exc())}
+                                                             traceback.format_exc()),
+                                   "errno": os_errno(e)}
                         data = json.dumps(msg).encode("utf-8")
                         while data:
                             data = data[os.write(w, data):]
@@ -196,8 +190,8 @@ def _fork_map(fn, items, jobs, on_done=None, name=str):
                     if on_done is not None:
                         on_done(k, results[k])
                 elif msg.get("error"):
-                    cls = LinkScriptError if msg.get("script") else InstallError
-                    errors[k] = cls(msg["error"])
+                    errors[k] = by_name(msg.get("type", ""))(msg["error"])
+                    errors[k].errno = msg.get("errno")
                 else:
                     errors[k] = InstallError("%s: %s" % (name(items[k]), _died(status)))
     finally:
@@ -259,10 +253,8 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     def one(entry):
         try:
             return extract.extract_to_cache(entry, open_payload, pkgs_dir, libzstd=libzstd)
-        except extract.PackageError as e:
-            raise InstallError(str(e))
         except EnvironmentError as e:
-            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e))
+            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e)) from e
 
     out = [None] * total
     todo = []
@@ -316,7 +308,7 @@ def _read_index(pkg, pkgdir):
         with open(p, "rb") as f:
             return json.loads(f.read().decode("utf-8"))
     except (IOError, OSError, ValueError) as e:
-        raise InstallError("%s: cannot read info/index.json (%s)" % (pkg, e))
+        raise InstallError("%s: cannot read info/index.json (%s)" % (pkg, e)) from e
 
 
 def _safe_rel(pkg, rel):
@@ -335,10 +327,8 @@ def plan_package(entry, pkgdir, pyver, sp=None):
     index = _read_index(pkg, pkgdir)
     try:
         paths = extract.read_paths(pkg, pkgdir)
-    except extract.PackageError as e:
-        raise InstallError(str(e))
     except ValueError as e:
-        raise InstallError("%s: %s" % (pkg, e))
+        raise InstallError("%s: %s" % (pkg, e)) from e
     is_np = noarch.is_noarch_python(entry, index)
     if is_np and not pyver:
         raise InstallError("%s is a noarch: python package, but the environment has no python "
@@ -350,10 +340,7 @@ def plan_package(entry, pkgdir, pyver, sp=None):
         targets.append(noarch.target_path(rel, sp) if is_np else rel)
     eps = []
     if is_np:
-        try:
-            eps = noarch.read_entry_points(pkg, pkgdir)
-        except noarch.NoarchError as e:
-            raise InstallError(str(e))
+        eps = noarch.read_entry_points(pkg, pkgdir)
     return _Plan(entry, pkgdir, index, paths, targets, eps, is_np)
 
 
@@ -463,18 +450,15 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
             _mkparent(staging, target, made, lock)
         try:
             st = os.lstat(src)
-        except OSError:
+        except OSError as e:
             raise InstallError("%s: info/paths.json lists %s, but the package does not contain "
-                               "it" % (pkg, p["_path"]))
+                               "it" % (pkg, p["_path"])) from e
         if pt == "softlink" or stat.S_ISLNK(st.st_mode):
             if not stat.S_ISLNK(st.st_mode):
                 raise InstallError("%s: info/paths.json lists %s as a softlink, but it is a "
                                    "regular file in the package" % (pkg, p["_path"]))
             link_target = os.readlink(src)
-            try:
-                extract.check_link_target(pkg, target, link_target)
-            except extract.PackageError as e:
-                raise InstallError(str(e))
+            extract.check_link_target(pkg, target, link_target)
             if owned:
                 _unlink_existing(dst)
                 os.symlink(link_target, dst)
@@ -515,13 +499,10 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
             with open(src, "rb") as f:
                 data = f.read()
             ph = placeholder.encode("utf-8")
-            try:
-                if mode == "binary":
-                    new = prefixmod.replace_binary(data, ph, new_prefix, "%s: %s" % (pkg, target))
-                else:
-                    new = prefixmod.replace_text(data, ph, new_prefix)
-            except prefixmod.PrefixError as e:
-                raise InstallError(str(e))
+            if mode == "binary":
+                new = prefixmod.replace_binary(data, ph, new_prefix, "%s: %s" % (pkg, target))
+            else:
+                new = prefixmod.replace_text(data, ph, new_prefix)
             _unlink_existing(dst)
             _copy_file(None, dst, fmode, data=new, keep_mtime=False)
             # as rattler: the digest and size of the file as written into the prefix
@@ -629,7 +610,7 @@ def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd
         except InstallError:
             raise
         except EnvironmentError as e:
-            raise InstallError("%s: cannot link into %s: %s" % (_pkg(plan.entry), staging, e))
+            raise InstallError("%s: cannot link into %s: %s" % (_pkg(plan.entry), staging, e)) from e
         if progress is not None:
             with lock:
                 done[0] += 1
@@ -691,7 +672,7 @@ def run_link_script(prefix, record, script_rel, action):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as e:
         raise LinkScriptError("cannot run the %s script of %s (%s): %s"
-                              % (action, record["name"], script_rel, e))
+                              % (action, record["name"], script_rel, e)) from e
     out = proc.communicate()[0]
     if proc.returncode != 0:
         raise LinkScriptError(
@@ -706,14 +687,15 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
     """Phase 3, run by the caller after renaming staging -> prefix: run pre-link scripts, compile
     .pyc for noarch python packages with the environment's own python (noarch.compile_pyc: several
     processes when there is enough source), run post-link scripts (install order; a failing
-    script raises LinkScriptError with its output), write conda-meta/<name>-<version>-<build>.json and conda-meta/history."""
+    script raises LinkScriptError with its output), write conda-meta/<name>-<version>-<build>.json
+    and conda-meta/history."""
     prefix = os.path.abspath(prefix)
     pending = os.path.join(prefix, _PENDING)
     try:
         with open(os.path.join(pending, "state.json"), "rb") as f:
             state = json.loads(f.read().decode("utf-8"))
     except (IOError, OSError, ValueError) as e:
-        raise InstallError("%s was not prepared by install_env (%s)" % (prefix, e))
+        raise InstallError("%s was not prepared by install_env (%s)" % (prefix, e)) from e
     pyver = state["pyver"]
     if not requested_specs:
         requested_specs = state.get("requested_specs", ())
@@ -727,10 +709,7 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
     for p in pkgs:
         to_compile.extend(p["compile"])
     if to_compile:
-        try:
-            compiled = noarch.compile_pyc(prefix, pyver, to_compile, jobs=_cpus())
-        except noarch.NoarchError as e:
-            raise InstallError(str(e))
+        compiled = noarch.compile_pyc(prefix, pyver, to_compile, jobs=_cpus())
         for p in pkgs:
             rec = p["record"]
             for py in p["compile"]:

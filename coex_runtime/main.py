@@ -47,14 +47,7 @@ from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime import vpkgs
-
-
-class CoexError(Exception):
-    """A failure explained to the user; ``main`` prints it and exits with ``code``."""
-
-    def __init__(self, msg, code=1):
-        Exception.__init__(self, msg)
-        self.code = code
+from coex_runtime.errors import CoexFailure, FormatError, UsageError, os_errno
 
 
 class Phases(object):
@@ -127,22 +120,15 @@ def archive_identity(argv, environ):
     return path, argv0
 
 
-def open_checked(path):
-    try:
-        return F.open_archive(path)
-    except F.FormatError as e:
-        raise CoexError("coex: %s" % e)
-
-
 def check_host(info, environ):
     plat = info.get("platform")
     host = vpkgs.host_subdir()
     if plat and plat != "noarch" and plat != host:
-        raise CoexError("coex: this archive was built for %s, but this host is %s: build it for %s "
+        raise CoexFailure("this archive was built for %s, but this host is %s: build it for %s "
                         "(e.g. the coex_binary's platform)" % (plat, host, host))
     problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
     if problems:
-        raise CoexError("coex: this host cannot run this archive's environment: %s"
+        raise CoexFailure("this host cannot run this archive's environment: %s"
                         % "; ".join(problems))
 
 
@@ -202,7 +188,7 @@ class Runtime(object):
                     h.update(block)
                     out.write(block)
             if h.hexdigest() != rec["sha256"]:
-                raise CoexError("coex: %s: the archive's libzstd is damaged (sha256 %s, the record says "
+                raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
                                 "%s): the archive was altered or truncated; copy or rebuild it"
                                 % (self.archive.path, h.hexdigest(), rec["sha256"]))
             os.chmod(dst, 0o755)
@@ -268,10 +254,7 @@ class Runtime(object):
         """After a failed extraction: if a stored package does not match the record, say that
         the archive is damaged (rather than what the decoder tripped over)."""
         for p in self._need_extract():
-            try:
-                self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
-            except F.FormatError as e:
-                raise CoexError("coex: %s" % e)
+            self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
 
     def _open_payload(self, entry):
         return self.archive.open(entry["member"])
@@ -335,7 +318,7 @@ def extract_app(archive, dest):
     for rel, member in archive.app_members():
         parts = safe_rel(rel)
         if parts is None:
-            raise CoexError("coex: %s: the app layer member %r escapes the layer (absolute path or "
+            raise FormatError("%s: the app layer member %r escapes the layer (absolute path or "
                             "'..'); refusing to install this archive" % (archive.path, member))
         mode = 0o755 if archive.mode(member) & 0o111 else 0o644
         out = os.path.join(dest, *parts)
@@ -347,12 +330,12 @@ def extract_app(archive, dest):
                     h.update(block)
                     dst.write(block)
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise CoexError("coex: %s: the app layer member %s is damaged (%s): the archive was "
-                            "truncated or altered; copy or rebuild it" % (archive.path, member, e))
+            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
+                              "truncated or altered; copy or rebuild it" % (archive.path, member, e)) from e
         os.chmod(out, mode)
         files.append((rel, mode, h.hexdigest()))
     if F.app_digest(files) != rec.get("digest") or len(files) != rec.get("files", len(files)):
-        raise CoexError("coex: %s: the app layer does not match its record (digest %s, the record says "
+        raise FormatError("%s: the app layer does not match its record (digest %s, the record says "
                         "%s): the archive was altered; rebuild or copy it again"
                         % (archive.path, F.app_digest(files), rec.get("digest")))
 
@@ -367,17 +350,6 @@ def die_of_sigint():
         time.sleep(1)  # the signal is delivered at once; not reached
     except (OSError, ValueError):
         pass
-
-
-def _errors():
-    errs = [F.FormatError, C.CacheError, OSError]
-    for mod, name in (("coex_runtime.extract", "PackageError"), ("coex_runtime.install", "InstallError"),
-                      ("coex_runtime.prefix", "PrefixError"), ("coex_runtime.noarch", "NoarchError"),
-                      ("coex_runtime.zstd", "ZstdError")):
-        m = sys.modules.get(mod)
-        if m is not None and hasattr(m, name):
-            errs.append(getattr(m, name))
-    return tuple(errs)
 
 
 _LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
@@ -436,8 +408,8 @@ def main(argv=None, environ=None):
     phases = Phases(flag(environ, "COEX_VERBOSE"))
     try:
         return _main(argv, environ, phases)
-    except CoexError as e:
-        sys.stderr.write("%s\n" % e)
+    except CoexFailure as e:
+        sys.stderr.write("%s%s\n" % (e.intro, e))
         return e.code
     except KeyboardInterrupt:
         sys.stderr.write("coex: interrupted; nothing was left half-installed\n")
@@ -445,14 +417,12 @@ def main(argv=None, environ=None):
         if is_process:
             die_of_sigint()
         return 130
-    except Exception as e:  # noqa: BLE001 - one clear line for every known failure
-        if isinstance(e, _errors()):
-            msg = str(e)
-            if isinstance(e, OSError) and getattr(e, "filename", None) and e.filename not in msg:
-                msg += " (%s)" % e.filename
-            sys.stderr.write("%s\n" % (msg if msg.startswith("coex") else "coex: error: " + msg))
-            return 1
-        raise
+    except EnvironmentError as e:  # one clear line, not a traceback
+        msg = str(e)
+        if e.filename and e.filename not in msg:
+            msg += " (%s)" % e.filename
+        sys.stderr.write("coex: error: %s\n" % msg)
+        return 1
 
 
 class _Closed(object):
@@ -476,21 +446,10 @@ def flag(environ, name):
 
 
 def out_of_space(exc):
-    """The strerror when ``exc`` is (or was caused by, or says it comes from) a full disk or
-    quota, else None. The installer wraps OS errors (and its workers report them as text)."""
-    codes = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-    seen = set()
-    e = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, EnvironmentError) and e.errno in codes:
-            return e.strerror or os.strerror(e.errno)
-        e = e.__cause__ or e.__context__
-    text = str(exc)
-    for code in codes:
-        if os.strerror(code) in text or "[Errno %d]" % code in text:
-            return os.strerror(code)
-    return None
+    """The strerror when ``exc`` is (or was caused by) a full disk or quota, else None (the
+    installer chains the OS errors it wraps; its workers send their errno back)."""
+    code = os_errno(exc, (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)))
+    return os.strerror(code) if code is not None else None
 
 
 def check_entry_point(info, environ):
@@ -499,8 +458,8 @@ def check_entry_point(info, environ):
     want = environ.get("COEX_ENTRYPOINT")
     eps = info["entry_points"]
     if want and want not in eps:
-        raise CoexError("coex: this archive has no entry point named '%s' (COEX_ENTRYPOINT); choose "
-                        "one of: %s" % (want, ", ".join(sorted(eps))), code=2)
+        raise UsageError("this archive has no entry point named '%s' (COEX_ENTRYPOINT); choose "
+                         "one of: %s" % (want, ", ".join(sorted(eps))))
 
 
 def _main(argv, environ, phases):
@@ -511,11 +470,11 @@ def _main(argv, environ, phases):
         sys.stderr = _Closed()
     path, argv0 = archive_identity(argv, environ)
     args = argv[1:]
-    archive = open_checked(path)
+    archive = F.open_archive(path)
     phases.done("open")
     if flag(environ, "COEX_TOOLS"):
         if closed_stdout:
-            raise CoexError("coex: standard output is closed; the tools write their results there")
+            raise CoexFailure("standard output is closed; the tools write their results there")
         from coex_runtime import tools
         return tools.run(archive, args, environ)
     check_entry_point(archive.info, environ)
@@ -537,11 +496,12 @@ def _main(argv, environ, phases):
             if not out_of_space(e):
                 raise
             size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in archive.info["packages"])
-            raise CoexError("coex: no space left to install this archive's environment into %s (%s; nothing "
-                            "was left half-installed): free some space there or set COEX_ROOT to a file "
-                            "system with room (its %d packages take %s compressed, several times that "
-                            "installed)" % (rt.cache.root, out_of_space(e), len(archive.info["packages"]),
-                                            "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000)))
+            raise CoexFailure("no space left to install this archive's environment into %s (%s; "
+                              "nothing was left half-installed): free some space there or set COEX_ROOT "
+                              "to a file system with room (its %d packages take %s compressed, several "
+                              "times that installed)" % (
+                                  rt.cache.root, out_of_space(e), len(archive.info["packages"]),
+                                  "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000))) from e
     archive.close()
     phases.total()
     L.exec_launcher(rt.launcher, argv0, args, environ)

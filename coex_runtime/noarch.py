@@ -14,9 +14,7 @@ import json
 import os
 import re
 
-
-class NoarchError(Exception):
-    """A noarch: python package cannot be installed (names the package)."""
+from coex_runtime.errors import NoarchError
 
 
 def python_version(entries):
@@ -63,7 +61,7 @@ def read_entry_points(pkg, pkgdir):
         with open(lj, "rb") as f:
             data = json.loads(f.read().decode("utf-8"))
     except ValueError as e:
-        raise NoarchError("%s: info/link.json is not valid JSON (%s)" % (pkg, e))
+        raise NoarchError("%s: info/link.json is not valid JSON (%s)" % (pkg, e)) from e
     noarch = data.get("noarch") or {}
     out = []
     for spec in noarch.get("entry_points", []) or []:
@@ -196,7 +194,7 @@ def compile_pyc(prefix, pyver, py_rels, jobs=None):
             except OSError as e:
                 raise NoarchError("cannot run the environment's python (%s) to compile .pyc "
                                   "files: %s; is the archive built for this platform?"
-                                  % (python, e))
+                                  % (python, e)) from e
         outs = [proc.communicate() for proc in procs]
     finally:
         for proc in procs:

@@ -13,11 +13,9 @@
 
 import re
 
+from coex_runtime.errors import PrefixError
+
 MAX_SHEBANG = 127
-
-
-class PrefixError(Exception):
-    """The new prefix cannot be written into a file (names the package and file)."""
 
 
 def replace_text(data, placeholder, new_prefix):

@@ -32,6 +32,7 @@ import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
+from coex_runtime.errors import CacheError, FormatError, UsageError
 
 USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
 tools:
@@ -40,10 +41,6 @@ tools:
   extract DIR                  install the environment into DIR (prefixes replaced for DIR)
   gc [--older-than DURATION]   remove cache entries unused for DURATION (default 14d)
 """
-
-
-class UsageError(Exception):
-    pass
 
 
 def run(archive, args, environ):
@@ -87,7 +84,7 @@ def info(archive, args, environ):
             "last_use": _iso(used),
             "packages_cached": len(present), "packages_total": len(rec["packages"]),
         }
-    except C.CacheError as e:
+    except CacheError as e:
         out["cache"] = {"error": str(e)}
     sys.stdout.write(json.dumps(out, indent=1, sort_keys=True) + "\n")
     return 0
@@ -109,12 +106,12 @@ def verify_all(archive):
                 for block in iter(lambda: f.read(F.COPY_BUFSIZE), b""):
                     h.update(block)
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise F.FormatError("%s: the app layer member %s is damaged (%s): the archive was "
+            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
                                 "truncated or altered; copy or rebuild it" % (archive.path, member, e))
         files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, h.hexdigest()))
     app = rec.get("app")
     if (app or files) and F.app_digest(files) != (app or {}).get("digest"):
-        raise F.FormatError("%s: the app layer does not match its record: the archive was altered; "
+        raise FormatError("%s: the app layer does not match its record: the archive was altered; "
                             "rebuild or copy it again" % archive.path)
     return "%d packages, %s, %s" % (len(rec["packages"]),
                                     "app layer (%d files)" % len(files) if files else "no app layer",
@@ -126,7 +123,7 @@ def verify(archive, args, environ):
         raise UsageError("takes no arguments")
     try:
         summary = verify_all(archive)
-    except F.FormatError as e:
+    except FormatError as e:
         sys.stderr.write("coex verify: FAILED: %s\n" % e)
         return 1
     sys.stdout.write("coex verify: OK: %s match the record of %s\n" % (summary, archive.path))
@@ -207,10 +204,21 @@ def _parse_gc_args(args):
             raise UsageError("--older-than needs a duration, e.g. --older-than 14d")
         else:
             raise UsageError("unknown argument %r" % a)
+    return parse_duration(older), older
+
+
+def parse_duration(text):
+    """``14d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds -> seconds (float)."""
+    t = (text or "").strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     try:
-        return C.parse_duration(older), older
-    except C.CacheError as e:
-        raise UsageError(str(e).replace("coex gc: ", ""))
+        seconds = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        seconds = None
+    if seconds is None or not seconds >= 0:  # (nan is not)
+        raise UsageError("cannot read the duration %r; use e.g. 14d, 12h, 30m, 45s, 2w (zero or "
+                         "more)" % text)
+    return seconds
 
 
 def _size(path):

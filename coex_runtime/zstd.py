@@ -16,9 +16,7 @@ import ctypes.util
 import io
 import threading
 
-
-class ZstdError(Exception):
-    """A zstd stream could not be decoded, or no decoder could be loaded."""
+from coex_runtime.errors import ZstdError
 
 
 class _InBuffer(ctypes.Structure):
@@ -207,7 +205,7 @@ class _StdlibZstdReader(io.RawIOBase):
         try:
             return self._f.readinto(b)
         except (self._err, EOFError) as e:
-            raise ZstdError("corrupt zstd stream in %s: %s" % (self._name, e))
+            raise ZstdError("corrupt zstd stream in %s: %s" % (self._name, e)) from e
 
     def close(self):
         self._f.close()

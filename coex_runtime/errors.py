@@ -1,0 +1,97 @@
+"""The runtime's failures: one hierarchy, told apart by type (never by message text).
+
+Every failure coex explains to the user is a ``CoexFailure``: ``main`` writes ``intro`` and the
+message on stderr and exits with ``code``. A failure caused by another exception chains it
+(``raise ... from e``); ``errno``, when set, is the OS error behind it (also for errors that
+crossed from a worker process, see ``workers.fork_map``), which is how a full disk is recognised.
+(The build library's errors, ``coex.lib.errors.CoexError``, are another family.)
+
+    CoexFailure                 exit 1
+      UsageError                exit 2: a tool's usage, an entry point the archive lacks
+      FormatError               the archive or its record is damaged or invalid
+      CacheError                no usable cache directory, or a cache operation failed
+      ZstdError                 a zstd stream cannot be decoded, or no decoder can be loaded
+      InstallError              the environment cannot be installed (names package and file)
+        PackageError            a package cannot be extracted or linked
+          CorruptPackage        its stored bytes are damaged (the extractor adds where)
+            TarError            its tar stream is malformed
+        PrefixError             the new prefix cannot be written into a file
+        NoarchError             a noarch: python package cannot be installed
+        LinkScriptError         a pre-/post-link script failed (its output is the message)
+"""
+
+
+class CoexFailure(Exception):
+    """A failure explained to the user: ``main`` prints ``intro`` + message, exits ``code``."""
+
+    code = 1
+    intro = "coex: "
+    errno = None  # the OS error number behind it, if any
+
+
+class UsageError(CoexFailure):
+    code = 2
+
+
+class FormatError(CoexFailure):
+    """The archive or its record is not valid: the message says what and how to fix it."""
+
+
+class CacheError(CoexFailure):
+    """No usable cache directory, or a cache operation failed: the message says what to do."""
+
+
+class ZstdError(CoexFailure):
+    """A zstd stream could not be decoded, or no decoder could be loaded."""
+
+    intro = "coex: error: "
+
+
+class InstallError(CoexFailure):
+    """The environment cannot be installed; the message names the package and file."""
+
+    intro = "coex: error: "
+
+
+class PackageError(InstallError):
+    """A package cannot be extracted or installed; the message names the package and file."""
+
+
+class CorruptPackage(PackageError):
+    """The package's stored bytes are damaged or truncated."""
+
+
+class TarError(CorruptPackage):
+    """The tar stream is malformed."""
+
+
+class PrefixError(InstallError):
+    """The new prefix cannot be written into a file (names the package and file)."""
+
+
+class NoarchError(InstallError):
+    """A noarch: python package cannot be installed (names the package)."""
+
+
+class LinkScriptError(InstallError):
+    """A pre-/post-link script failed; the message holds its output."""
+
+
+def by_name(name, default=InstallError):
+    # type: (str, type) -> type
+    """The failure class called ``name`` (how a worker process's failure comes back)."""
+    cls = globals().get(name)
+    return cls if isinstance(cls, type) and issubclass(cls, CoexFailure) else default
+
+
+def os_errno(exc, among=None):
+    # type: (BaseException, Optional[Tuple[int, ...]]) -> Optional[int]
+    """The first OS error number (of those ``among``, if given) in ``exc`` and its causes."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        if code is not None and (among is None or code in among):
+            return code
+        exc = exc.__cause__ or exc.__context__
+    return None
