@@ -36,12 +36,12 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
 
 from coex_runtime.errors import CacheError
+from coex_runtime.fs import makedirs, rmtree
 
 
 # Bump when the installer lays out the same packages differently (a fix in prefix replacement,
@@ -196,14 +196,6 @@ def existing_root(environ=None):
     return want or fallback_roots(environ)[0], None, False
 
 
-def makedirs(path, mode=0o755):
-    try:
-        os.makedirs(path, mode)
-    except OSError as e:
-        if e.errno != errno.EEXIST or not os.path.isdir(path):
-            raise
-
-
 class Cache(object):
     def __init__(self, root):
         self.root = root
@@ -267,26 +259,6 @@ class Cache(object):
         for n in names:
             if n.startswith("%s-%s-" % (kind, key)) or n.startswith("trash-"):
                 rmtree(os.path.join(self.tmp, n))
-
-
-def rmtree(path):
-    def onerror(func, p, exc):
-        # read-only directories inside packages: make them writable and retry once
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    if os.path.islink(path) or os.path.isfile(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return
-    shutil.rmtree(path, onerror=onerror)
 
 
 class Lock(object):

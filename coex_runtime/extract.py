@@ -26,8 +26,7 @@ import zlib
 
 from coex_runtime import zstd
 from coex_runtime.errors import CorruptPackage, PackageError, TarError, ZstdError
-
-COPY_BUFSIZE = 1 << 20
+from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, remove, safe_relpath, write_all
 
 
 class _HashingReader(object):
@@ -54,38 +53,6 @@ class _HashingReader(object):
                 return
             self._update(data)
             self.size += len(data)
-
-
-class _Bounded(io.RawIOBase):
-    """Exactly `size` bytes of `f` (a member inside a streamed zip)."""
-
-    def __init__(self, f, size, what):
-        io.RawIOBase.__init__(self)
-        self._f = f
-        self._left = size
-        self._what = what
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        n = min(len(b), self._left)
-        if n <= 0:
-            return 0
-        data = self._f.read(n)
-        if not data:
-            raise CorruptPackage("%s ends early (truncated package)" % self._what)
-        k = len(data)
-        b[:k] = data
-        self._left -= k
-        return k
-
-    def drain(self):
-        while self._left > 0:
-            data = self._f.read(min(self._left, COPY_BUFSIZE))
-            if not data:
-                raise CorruptPackage("%s ends early (truncated package)" % self._what)
-            self._left -= len(data)
 
 
 class _Inflating(io.RawIOBase):
@@ -128,17 +95,11 @@ def _read_exact(f, n, what):
 
 def _member_path(pkg, name):
     """Normalised relative member path, or PackageError if it escapes the package."""
-    n = name
-    while n.startswith("./"):
-        n = n[2:]
-    if n.startswith("/") or not n.strip("/"):
-        raise PackageError("%s: member %r has an absolute or empty path; refusing to install it"
-                           % (pkg, name))
-    parts = [p for p in n.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise PackageError("%s: member %r escapes the package directory ('..'); refusing to "
-                           "install it" % (pkg, name))
-    return "/".join(parts)
+    rel = safe_relpath(name)
+    if rel is None:
+        raise PackageError("%s: member %r escapes the package directory (an absolute or empty path, "
+                           "or '..'); refusing to install it" % (pkg, name))
+    return rel
 
 
 def check_link_target(pkg, rel, target):
@@ -219,13 +180,10 @@ class _Files(object):
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise
-            _remove(path)  # the same path twice in one package: the last one wins
+            remove(path)  # the same path twice in one package: the last one wins
             fd = os.open(path, flags, mode)
         try:
-            mv = memoryview(data)
-            while mv:
-                k = os.write(fd, mv)
-                mv = mv[k:]
+            write_all(fd, data)
             if mtime:
                 os.utime(fd if _UTIME_FD else path, (mtime, mtime))
         finally:
@@ -418,8 +376,7 @@ def _extract_tar(pkg, fileobj, dest, digests, what, files):
             elif kind == "symlink":
                 check_link_target(pkg, rel, ti.linkname)
                 files.mkparent(rel)
-                if os.path.lexists(path):
-                    _remove(path)
+                remove(path)
                 os.symlink(ti.linkname, path)
             elif kind == "hardlink":
                 target = _member_path(pkg, ti.linkname)
@@ -429,8 +386,7 @@ def _extract_tar(pkg, fileobj, dest, digests, what, files):
                                        "of the package; refusing to install it"
                                        % (pkg, rel, ti.linkname))
                 files.mkparent(rel)
-                if os.path.lexists(path):
-                    _remove(path)
+                remove(path)
                 os.link(tpath, path)
                 if target in digests:
                     digests[rel] = digests[target]
@@ -454,29 +410,17 @@ def _write_streaming(pkg, files, rel, ti, mode):
     """A file too big to read whole: copied block by block."""
     files.mkparent(rel)
     path = os.path.join(files.dest, rel)
-    if os.path.lexists(path):
-        _remove(path)
+    remove(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    h = hashlib.sha256()
-    size = 0
     try:
-        while True:
-            block = ti.read(COPY_BUFSIZE)
-            if not block:
-                break
-            h.update(block)
-            size += len(block)
-            mv = memoryview(block)
-            while mv:
-                k = os.write(fd, mv)
-                mv = mv[k:]
+        digest, size = copy_hashed(ti, lambda block: write_all(fd, block))
         if ti.mtime:
             os.utime(fd if _UTIME_FD else path, (ti.mtime, ti.mtime))
     finally:
         os.close(fd)
     if size != ti.size:
         raise CorruptPackage("%s: member %s ends early (truncated package)" % (pkg, rel))
-    files.digests[rel] = (h.hexdigest(), size)
+    files.digests[rel] = (digest, size)
 
 
 def _makedirs(dest, rel):
@@ -488,13 +432,6 @@ def _makedirs(dest, rel):
     except OSError as e:
         if e.errno != errno.EEXIST or not os.path.isdir(path) or os.path.islink(path):
             raise PackageError("cannot create directory %s: %s" % (path, e)) from e
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +466,7 @@ def _extract_conda_zip(pkg, src, dest, digests, libzstd, files):
         if flags & 0x01:
             raise PackageError("%s: zip member %s is encrypted" % (pkg, name))
         what = "%s (member %s)" % (pkg, name)
-        body = _Bounded(src, csize, what)
+        body = Bounded(src.read, csize, lambda w=what: CorruptPackage("%s ends early (truncated package)" % w))
         if method not in (0, 8):
             raise PackageError("%s: zip member %s uses compression method %d (stored or deflate "
                                "expected)" % (pkg, name, method))

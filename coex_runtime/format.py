@@ -35,6 +35,7 @@ import zipfile
 import zlib
 
 from coex_runtime.errors import FormatError
+from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, safe_relpath, sha256_file  # noqa: F401 (API)
 
 FORMAT_VERSION = (1, 0)
 INFO_NAME = "COEX-INFO"
@@ -44,7 +45,6 @@ PKGS_DIR = "pkgs/"
 APP_DIR = "app/"
 LIBZSTD_NAME = ".coex/libzstd.so.1"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-COPY_BUFSIZE = 1 << 20
 # Package encodings: how a package is stored in the archive.
 ENCODINGS = ("conda", "tar.zst", "tar.bz2")
 ENTRY_POINT_KINDS = ("command", "function", "app")
@@ -69,14 +69,6 @@ sys.exit(main())
 def dump_json(obj):
     """Canonical JSON bytes: sorted keys, no insignificant whitespace variance."""
     return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(COPY_BUFSIZE), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def env_id(platform, packages):
@@ -154,7 +146,7 @@ def _validate_entry_point(name, ep):
             raise FormatError("%s: a function entry point needs module and function" % where)
     elif kind == "app":
         p = ep.get("path")
-        if not isinstance(p, str) or not p or p.startswith("/") or ".." in p.split("/"):
+        if not isinstance(p, str) or safe_relpath(p, strict=True) is None:
             raise FormatError("%s: app path must be relative inside the app layer, got %r" % (where, p))
         if not isinstance(ep.get("args", []), list):
             raise FormatError("%s: args must be a list" % where)
@@ -372,7 +364,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
     runtime_files = runtime_sources() if runtime_files is None else dict(runtime_files)
     app = sorted((rel.replace(os.sep, "/"), path) for rel, path in app_files)
     for rel, _ in app:
-        if rel.startswith("/") or ".." in rel.split("/") or not rel:
+        if safe_relpath(rel, strict=True) is None:
             raise FormatError("app layer path %r must be relative and inside the layer" % rel)
     rels = [rel for rel, _ in app]
     if len(set(rels)) != len(rels):
@@ -458,33 +450,6 @@ def _copy_into(zf, zinfo, path):
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-class _BoundedReader(io.RawIOBase):
-    """Reads ``size`` bytes at ``offset`` of a stored zip member with ``os.pread`` on the archive's
-    one open descriptor: no zipfile machinery, no shared file position (threads can read different
-    members at once), and the bytes come from the file that was opened even if a rebuild renames a
-    new archive over the path meanwhile."""
-
-    def __init__(self, fd, offset, size):
-        self._fd = fd
-        self._pos = offset
-        self._left = size
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        n = min(len(b), self._left)
-        if n <= 0:
-            return 0
-        data = os.pread(self._fd, n, self._pos)
-        if not data:
-            raise FormatError("the archive ends inside a stored member: it is truncated")
-        b[: len(data)] = data
-        self._pos += len(data)
-        self._left -= len(data)
-        return len(data)
 
 
 class _CheckedZipReader(io.RawIOBase):
@@ -577,7 +542,9 @@ class Archive(object):
 
     def open(self, name):
         """A binary file object over a member's stored bytes. Stored (uncompressed) members are
-        read directly from the archive file with their own descriptor."""
+        read with ``os.pread`` on the archive's one open descriptor: no zipfile machinery, no
+        shared file position (forked workers read different members at once), and the bytes come
+        from the file that was opened even if a rebuild renames a new archive over the path."""
         if self.is_dir:
             return open(os.path.join(self.path, *name.split("/")), "rb")
         zi = self._zip.getinfo(name)
@@ -588,21 +555,23 @@ class Archive(object):
             raise FormatError("%s: member %s has a bad local header: the archive is damaged"
                               % (self.path, name))
         name_len, extra_len = struct.unpack("<HH", header[26:30])
-        return io.BufferedReader(
-            _BoundedReader(self._file.fileno(), zi.header_offset + 30 + name_len + extra_len, zi.file_size),
-            COPY_BUFSIZE)
+        fd, pos = self._file.fileno(), [zi.header_offset + 30 + name_len + extra_len]
+
+        def read(n):
+            data = os.pread(fd, n, pos[0])
+            pos[0] += len(data)
+            return data
+        return io.BufferedReader(Bounded(read, zi.file_size, lambda: FormatError(
+            "the archive ends inside a stored member: it is truncated")), COPY_BUFSIZE)
 
     def verify(self, name, sha256, size):
         """Stream a member and check its sha256 and size; raise FormatError on mismatch."""
-        h, n = hashlib.sha256(), 0
         with self.open(name) as f:
-            for block in iter(lambda: f.read(COPY_BUFSIZE), b""):
-                h.update(block)
-                n += len(block)
-        if n != size or h.hexdigest() != sha256:
+            got, n = copy_hashed(f)
+        if n != size or got != sha256:
             raise FormatError(
                 "%s: member %s is damaged (sha256 %s, %d bytes; the record says %s, %d bytes): the "
-                "archive was truncated or altered; copy or rebuild it" % (self.path, name, h.hexdigest(), n, sha256, size))
+                "archive was truncated or altered; copy or rebuild it" % (self.path, name, got, n, sha256, size))
 
     def app_members(self):
         """[(relpath, member name)] of the app layer."""

@@ -39,8 +39,8 @@ import threading
 
 from coex_runtime import condameta, extract, noarch, prefix as prefixmod
 from coex_runtime.errors import CoexFailure, InstallError, LinkScriptError, by_name, os_errno
+from coex_runtime.fs import copy_hashed, remove, safe_relpath, write_all
 
-COPY_BUFSIZE = 1 << 20
 _PENDING = os.path.join("conda-meta", ".coex-pending")
 
 
@@ -311,17 +311,6 @@ def _read_index(pkg, pkgdir):
         raise InstallError("%s: cannot read info/index.json (%s)" % (pkg, e)) from e
 
 
-def _safe_rel(pkg, rel):
-    r = rel
-    while r.startswith("./"):
-        r = r[2:]
-    parts = [p for p in r.split("/") if p not in ("", ".")]
-    if r.startswith("/") or not parts or ".." in parts:
-        raise InstallError("%s: info/paths.json lists %r, which escapes the environment; "
-                           "refusing to install it" % (pkg, rel))
-    return "/".join(parts)
-
-
 def plan_package(entry, pkgdir, pyver, sp=None):
     pkg = _pkg(entry)
     index = _read_index(pkg, pkgdir)
@@ -335,7 +324,10 @@ def plan_package(entry, pkgdir, pyver, sp=None):
                            "package to install it for; add python to the lock" % pkg)
     targets = []
     for p in paths:
-        rel = _safe_rel(pkg, p["_path"])
+        rel = safe_relpath(p["_path"])
+        if rel is None:
+            raise InstallError("%s: info/paths.json lists %r, which escapes the environment; "
+                               "refusing to install it" % (pkg, p["_path"]))
         p["_path"] = rel
         targets.append(noarch.target_path(rel, sp) if is_np else rel)
     eps = []
@@ -361,29 +353,12 @@ def _mkparent(staging, rel, made, lock):
         made.add(parent)
 
 
-def _unlink_existing(path):
-    try:
-        os.unlink(path)
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            return
-        if e.errno in (errno.EISDIR, errno.EPERM) and os.path.isdir(path) \
-                and not os.path.islink(path):
-            import shutil
-            shutil.rmtree(path)
-            return
-        raise
-
-
 def _copy_file(src, dst, mode, data=None, keep_mtime=True):
     """Copy src -> dst (or write `data`), mode `mode` (the umask applies)."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         if data is not None:
-            mv = memoryview(data)
-            while mv:
-                k = os.write(fd, mv)
-                mv = mv[k:]
+            write_all(fd, data)
         else:
             with open(src, "rb") as f:
                 sfd = f.fileno()
@@ -403,14 +378,7 @@ def _copy_file(src, dst, mode, data=None, keep_mtime=True):
                     f.seek(0)
                     os.lseek(fd, 0, 0)
                     os.ftruncate(fd, 0)
-                    while True:
-                        block = f.read(COPY_BUFSIZE)
-                        if not block:
-                            break
-                        mv = memoryview(block)
-                        while mv:
-                            k = os.write(fd, mv)
-                            mv = mv[k:]
+                    copy_hashed(f, lambda block: write_all(fd, block))
             if keep_mtime:
                 st = os.stat(src)
                 os.utime(fd if os.utime in os.supports_fd else dst, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -460,7 +428,7 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
             link_target = os.readlink(src)
             extract.check_link_target(pkg, target, link_target)
             if owned:
-                _unlink_existing(dst)
+                remove(dst)
                 os.symlink(link_target, dst)
             rec["path_type"] = "softlink"
             # as rattler: the digest and size of the link's target path
@@ -503,14 +471,14 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
                 new = prefixmod.replace_binary(data, ph, new_prefix, "%s: %s" % (pkg, target))
             else:
                 new = prefixmod.replace_text(data, ph, new_prefix)
-            _unlink_existing(dst)
+            remove(dst)
             _copy_file(None, dst, fmode, data=new, keep_mtime=False)
             # as rattler: the digest and size of the file as written into the prefix
             rec["sha256_in_prefix"] = _sha256(new)
             rec["size_in_bytes"] = len(new)
             link_kinds.add(condameta.LINK_TYPE_COPY)
         elif p.get("no_link") or not can_hardlink[0]:
-            _unlink_existing(dst)
+            remove(dst)
             _copy_file(src, dst, fmode)
             link_kinds.add(condameta.LINK_TYPE_COPY)
         else:
@@ -518,7 +486,7 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
                 os.link(src, dst)
             except OSError as e:
                 if e.errno == errno.EEXIST:
-                    _unlink_existing(dst)
+                    remove(dst)
                     os.link(src, dst)
                 elif e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES,
                                  errno.ENOTSUP if hasattr(errno, "ENOTSUP") else errno.EPERM):
@@ -537,7 +505,7 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
         if target in plan.owned:
             dst = os.path.join(staging, target)
             _mkparent(staging, target, made, lock)
-            _unlink_existing(dst)
+            remove(dst)
             _copy_file(None, dst, 0o755, data=data, keep_mtime=False)
         paths_data.append({"_path": target, "path_type": "unix_python_entry_point",
                            "sha256": _sha256(data), "size_in_bytes": len(data)})

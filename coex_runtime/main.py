@@ -35,7 +35,6 @@ as the program would be; after the exec every status is the program's own.
 """
 
 import errno
-import hashlib
 import json
 import os
 import sys
@@ -48,6 +47,7 @@ from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime import vpkgs
 from coex_runtime.errors import CoexFailure, FormatError, UsageError, os_errno
+from coex_runtime.fs import copy_hashed, makedirs, rmtree, safe_relpath
 
 
 class Phases(object):
@@ -182,15 +182,12 @@ class Runtime(object):
         stage = self.cache.staging("lib", rec["sha256"][:16])
         try:
             dst = os.path.join(stage, "libzstd.so.1")
-            h = hashlib.sha256()
             with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
-                for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
-                    h.update(block)
-                    out.write(block)
-            if h.hexdigest() != rec["sha256"]:
+                digest = copy_hashed(src, out.write)[0]
+            if digest != rec["sha256"]:
                 raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
                                 "%s): the archive was altered or truncated; copy or rebuild it"
-                                % (self.archive.path, h.hexdigest(), rec["sha256"]))
+                                % (self.archive.path, digest, rec["sha256"]))
             os.chmod(dst, 0o755)
             try:
                 os.rename(stage, d)
@@ -198,7 +195,7 @@ class Runtime(object):
                 if not os.path.isfile(path):
                     raise
         finally:
-            C.rmtree(stage) if os.path.isdir(stage) else None
+            rmtree(stage) if os.path.isdir(stage) else None
         return path
 
     def _need_extract(self):
@@ -244,7 +241,7 @@ class Runtime(object):
                 C.write_atomic(os.path.join(self.prefix, C.READY), F.dump_json(marker))
             except BaseException:
                 if stage is not None:
-                    C.rmtree(stage)
+                    rmtree(stage)
                 else:
                     self.cache.discard(self.prefix)
                 raise
@@ -273,7 +270,7 @@ class Runtime(object):
                 os.chmod(stage, 0o755)
                 os.rename(stage, self.app_dir)
             except BaseException:
-                C.rmtree(stage)
+                rmtree(stage)
                 raise
         return True
 
@@ -301,39 +298,25 @@ class Runtime(object):
         return did_env or did_app
 
 
-def safe_rel(rel):
-    """The app-layer path as a list of parts, or None if it escapes the layer."""
-    if not rel or rel.startswith("/") or "\\" in rel or "\0" in rel:
-        return None
-    parts = rel.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    return parts
-
-
 def extract_app(archive, dest):
     """Extract the app layer into ``dest`` and check it against the record's digest."""
     rec = archive.info.get("app") or {}
     files = []
     for rel, member in archive.app_members():
-        parts = safe_rel(rel)
-        if parts is None:
+        if safe_relpath(rel, strict=True) is None:
             raise FormatError("%s: the app layer member %r escapes the layer (absolute path or "
                             "'..'); refusing to install this archive" % (archive.path, member))
         mode = 0o755 if archive.mode(member) & 0o111 else 0o644
-        out = os.path.join(dest, *parts)
-        C.makedirs(os.path.dirname(out))
-        h = hashlib.sha256()
+        out = os.path.join(dest, *rel.split("/"))
+        makedirs(os.path.dirname(out))
         try:
             with archive.open(member) as src, open(out, "wb") as dst:
-                for block in iter(lambda: src.read(F.COPY_BUFSIZE), b""):
-                    h.update(block)
-                    dst.write(block)
+                digest = copy_hashed(src, dst.write)[0]
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
                               "truncated or altered; copy or rebuild it" % (archive.path, member, e)) from e
         os.chmod(out, mode)
-        files.append((rel, mode, h.hexdigest()))
+        files.append((rel, mode, digest))
     if F.app_digest(files) != rec.get("digest") or len(files) != rec.get("files", len(files)):
         raise FormatError("%s: the app layer does not match its record (digest %s, the record says "
                         "%s): the archive was altered; rebuild or copy it again"

@@ -15,6 +15,7 @@ import os
 import re
 
 from coex_runtime.errors import NoarchError
+from coex_runtime.fs import safe_relpath
 
 
 def python_version(entries):
@@ -38,9 +39,7 @@ def site_packages(pyver, python_index=None):
     """The prefix-relative site-packages of the python being installed: its index.json's
     `python_site_packages_path` (CEP 17, e.g. free-threaded builds), else lib/pythonX.Y/..."""
     sp = (python_index or {}).get("python_site_packages_path")
-    if sp and isinstance(sp, str) and not sp.startswith("/") and ".." not in sp.split("/"):
-        return sp.strip("/")
-    return "lib/python%s/site-packages" % pyver
+    return (isinstance(sp, str) and safe_relpath(sp)) or "lib/python%s/site-packages" % pyver
 
 
 def target_path(rel, sp):

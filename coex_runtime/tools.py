@@ -22,7 +22,6 @@
 Exit statuses: 0 ok, 1 failure (message on stderr), 2 usage error.
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ import zlib
 from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime.errors import CacheError, FormatError, UsageError
+from coex_runtime.fs import copy_hashed, rmtree
 
 USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
 tools:
@@ -100,15 +100,13 @@ def verify_all(archive):
         archive.verify(z["member"], z["sha256"], int(z["size"]))
     files = []
     for rel, member in archive.app_members():
-        h = hashlib.sha256()
         try:
             with archive.open(member) as f:
-                for block in iter(lambda: f.read(F.COPY_BUFSIZE), b""):
-                    h.update(block)
+                digest = copy_hashed(f)[0]
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
                                 "truncated or altered; copy or rebuild it" % (archive.path, member, e))
-        files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, h.hexdigest()))
+        files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, digest))
     app = rec.get("app")
     if (app or files) and F.app_digest(files) != (app or {}).get("digest"):
         raise FormatError("%s: the app layer does not match its record: the archive was altered; "
@@ -176,12 +174,12 @@ def extract(archive, args, environ):
             install.finalize_env(dest, entries, requested_specs=specs)
         except BaseException:
             if os.path.isdir(stage):
-                C.rmtree(stage)
+                rmtree(stage)
             if renamed and existed:
                 for n in os.listdir(dest):
-                    C.rmtree(os.path.join(dest, n))
+                    rmtree(os.path.join(dest, n))
             elif renamed:
-                C.rmtree(dest)
+                rmtree(dest)
             raise
     sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
                      "CONDA_PREFIX=%s)\n" % (len(entries), dest, dest, dest))
