@@ -13,7 +13,7 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     launch/<id16>.sh            per-archive launcher sourced by the sh preamble (written last)
     launch/<id16>.json          what the launcher uses (env, app), for ``gc``
     launch/<id16>.used          touched by every run (warm ones too): its mtime is the last use
-    tmp/                        staging dirs and trash; anything here is debris once unlocked
+    tmp/                        work dirs (``<kind>-<key>-*``) and trash; debris once unlocked
     gc.lock                     installs hold it shared, ``gc`` exclusive
 
 Root selection (``select_root``): the configured root (``configured_root``: no root at all when
@@ -22,17 +22,17 @@ created, written (a real file is created and removed) and is not on a ``noexec``
 ``ST_NOEXEC``); otherwise the first usable of ``${TMPDIR:-/tmp}/coex-<uid>`` (TMPDIR only when
 absolute), ``/var/tmp/coex-<uid>``, ``/dev/shm/coex-<uid>``. A fallback root must be a directory
 owned by the user and not writable by others (mode 0700), or it is skipped. Using a fallback is
-reported once per process on stderr; the sh preamble looks for launchers in the same fallback place, so warm runs stay Python-free.
+reported once per process on stderr; the sh preamble looks for launchers in the same fallback
+place, so warm runs stay Python-free.
 
-Atomicity: every directory is built under ``tmp/`` and renamed into place; an environment is
-ready only once its marker exists (the marker is written with write-temp + fsync + rename after
-``finalize``). A run killed at any instant leaves either nothing visible, a staging dir in
-``tmp/``, or an ``envs/<id>/`` without marker; the next run (holding the env lock) moves such
-debris to ``tmp/trash-*`` and deletes it.
+Atomicity: every directory is an ``atomic.AtomicDirectory``, built in a work dir under ``tmp/``
+(packages: ``pkgs/.tmp-*``) and renamed into place; an environment is ready only once its marker
+exists (written with write-temp + fsync + rename after ``finalize``). A run killed at any instant
+leaves either nothing visible, a work dir, or an ``envs/<id>/`` without marker; the next run
+(holding the env lock) removes such debris.
 """
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -41,7 +41,7 @@ import sys
 import tempfile
 
 from coex_runtime.errors import CacheError
-from coex_runtime.fs import makedirs, rmtree
+from coex_runtime.fs import makedirs
 
 
 # Bump when the installer lays out the same packages differently (a fix in prefix replacement,
@@ -232,90 +232,6 @@ class Cache(object):
                 return json.load(f)
         except (IOError, OSError, ValueError):
             return None
-
-    def staging(self, kind, key):
-        makedirs(self.tmp)
-        return tempfile.mkdtemp(prefix="%s-%s-%d-" % (kind, key, os.getpid()), dir=self.tmp)
-
-    # debris -----------------------------------------------------------------------------------
-    def discard(self, path):
-        """Atomically make ``path`` invisible (rename into tmp/trash-*), then delete it."""
-        if not os.path.lexists(path):
-            return
-        makedirs(self.tmp)
-        trash = os.path.join(self.tmp, "trash-%d-%s" % (os.getpid(), os.urandom(4).hex()))
-        try:
-            os.rename(path, trash)
-        except OSError:
-            trash = path
-        rmtree(trash)
-
-    def clean_staging(self, kind, key):
-        """Under the lock for (kind, key): remove its old staging dirs and any trash."""
-        try:
-            names = os.listdir(self.tmp)
-        except OSError:
-            return
-        for n in names:
-            if n.startswith("%s-%s-" % (kind, key)) or n.startswith("trash-"):
-                rmtree(os.path.join(self.tmp, n))
-
-
-class Lock(object):
-    """An flock on ``path`` (created if missing). ``shared`` for readers, ``wait=False`` to try."""
-
-    def __init__(self, path, shared=False, wait=True):
-        self.path, self.shared, self.wait = path, shared, wait
-        self.fd = None
-
-    def acquire(self):
-        makedirs(os.path.dirname(self.path))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
-        if not self.wait:
-            op |= fcntl.LOCK_NB
-        try:
-            fcntl.flock(fd, op)
-        except (IOError, OSError) as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
-        self.fd = fd
-        return True
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-def write_atomic(path, data, mode=0o644, fsync=True):
-    """Write bytes to ``path`` through a temp file in the same directory, (fsync,) rename."""
-    d = os.path.dirname(path)
-    makedirs(d)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def mtime(path, default=0.0):

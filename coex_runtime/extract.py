@@ -19,12 +19,12 @@ import io
 import json
 import os
 import posixpath
-import shutil
 import stat
 import struct
 import zlib
 
 from coex_runtime import zstd
+from coex_runtime.atomic import AtomicDirectory
 from coex_runtime.errors import CorruptPackage, PackageError, TarError, ZstdError
 from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, remove, safe_relpath, write_all
 
@@ -722,34 +722,21 @@ def verify_paths(pkg, pkgdir, digests):
 
 
 def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
-    """pkgs_dir/<stored sha256>/ for `entry`, extracting it first unless present.  The
-    directory appears atomically (rename of a temp dir inside pkgs_dir) and only when
-    complete and verified; concurrent extractors of the same package are safe."""
+    """pkgs_dir/<stored sha256>/ for `entry`, extracting it first unless present and intact (a
+    damaged one is extracted again). It appears atomically, complete and verified; concurrent
+    extractors of the same package are safe (see atomic.AtomicDirectory: the first one wins)."""
     key = entry.get("stored_sha256") or entry["sha256"]
     final = os.path.join(pkgs_dir, key)
-    if os.path.isdir(final):
-        if cached_package_intact(final):
-            return final
-        _discard(pkgs_dir, final)  # damaged (files deleted or truncated): extract it again
-    if not os.path.isdir(pkgs_dir):
-        os.makedirs(pkgs_dir, exist_ok=True)
-    tmp = _make_temp_dir(pkgs_dir, key)
-    try:
+
+    def populate(work):
         payload = open_payload(entry)
         try:
-            extract_stream(entry, payload, tmp, libzstd=libzstd)
+            extract_stream(entry, payload, work, libzstd=libzstd)
         finally:
             payload.close()
-        try:
-            os.rename(tmp, final)
-        except OSError as e:
-            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(final):
-                shutil.rmtree(tmp, ignore_errors=True)   # another process won the race
-            else:
-                raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # 0o777 minus the umask, like every directory in the package (not mkdtemp's 0o700)
+    AtomicDirectory(final, work_prefix=".tmp-%s-" % key[:12], mode=0o777,
+                    ready=lambda d: os.path.isdir(d) and cached_package_intact(d)).ensure(populate)
     return final
 
 
@@ -774,29 +761,3 @@ def cached_package_intact(pkgdir):
                 and st.st_size != int(size):
             return False
     return True
-
-
-def _discard(pkgs_dir, path):
-    """Move a damaged cache entry out of the way (atomically), then delete it."""
-    trash = _make_temp_dir(pkgs_dir, "trash")
-    try:
-        os.rename(path, os.path.join(trash, "old"))
-    except OSError:
-        pass  # someone else already moved it
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _make_temp_dir(parent, key):
-    """A fresh directory in `parent`, mode 0o777 minus the umask (mkdtemp would make it 0o700,
-    and reading the umask means changing it, which races with other threads)."""
-    import random
-    for _ in range(100):
-        path = os.path.join(parent, ".tmp-%s-%d-%08x" % (key[:12], os.getpid(),
-                                                          random.getrandbits(32)))
-        try:
-            os.mkdir(path, 0o777)
-            return path
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-    raise PackageError("cannot create a temporary directory in %s" % parent)

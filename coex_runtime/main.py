@@ -46,8 +46,9 @@ from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime import vpkgs
+from coex_runtime.atomic import AtomicDirectory, Lock, write_atomic
 from coex_runtime.errors import CoexFailure, FormatError, UsageError, os_errno
-from coex_runtime.fs import copy_hashed, makedirs, rmtree, safe_relpath
+from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
 
 
 class Phases(object):
@@ -166,36 +167,23 @@ class Runtime(object):
     # libzstd ----------------------------------------------------------------------------------
     def libzstd(self):
         """Path of the archive's libzstd in the cache (extracted, sha-checked), or None."""
+        from coex_runtime import zstd
         rec = self.info.get("libzstd")
-        if not rec:
+        if not rec or zstd.stdlib_zstd() is not None:
             return None
-        try:
-            from coex_runtime import zstd
-            if zstd._stdlib_zstd() is not None:
-                return None
-        except ImportError:
-            pass
-        d = os.path.join(self.cache.lib, rec["sha256"])
-        path = os.path.join(d, "libzstd.so.1")
-        if os.path.isfile(path):
-            return path
-        stage = self.cache.staging("lib", rec["sha256"][:16])
-        try:
-            dst = os.path.join(stage, "libzstd.so.1")
+        path = os.path.join(self.cache.lib, rec["sha256"], "libzstd.so.1")
+
+        def populate(work):
+            dst = os.path.join(work, "libzstd.so.1")
             with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
                 digest = copy_hashed(src, out.write)[0]
             if digest != rec["sha256"]:
                 raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
-                                "%s): the archive was altered or truncated; copy or rebuild it"
-                                % (self.archive.path, digest, rec["sha256"]))
+                                  "%s): the archive was altered or truncated; copy or rebuild it"
+                                  % (self.archive.path, digest, rec["sha256"]))
             os.chmod(dst, 0o755)
-            try:
-                os.rename(stage, d)
-            except OSError:
-                if not os.path.isfile(path):
-                    raise
-        finally:
-            rmtree(stage) if os.path.isdir(stage) else None
+        AtomicDirectory(os.path.dirname(path), self.cache.tmp, "lib-%s-" % rec["sha256"][:16],
+                        ready=lambda d: os.path.isfile(path)).ensure(populate)
         return path
 
     def _need_extract(self):
@@ -204,48 +192,37 @@ class Runtime(object):
 
     # the environment --------------------------------------------------------------------------
     def ensure_env(self):
-        if self.cache.env_ready(self.env16):
-            return False
-        with C.Lock(os.path.join(self.cache.envs, self.env16 + ".lock")):
-            if self.cache.env_ready(self.env16):
-                return False
-            self.cache.clean_staging("env", self.env16)
-            self.cache.discard(self.prefix)
-            from coex_runtime import install
+        from coex_runtime import install
+        entries = self.info["packages"]
+        specs = self.info.get("requested_specs") or []
+
+        def populate(work):
             # Always: a cached package found damaged is extracted again, and needs the decoder.
             libzstd = self.libzstd()
-            stage = self.cache.staging("env", self.env16)
-            entries = self.info["packages"]
-            specs = self.info.get("requested_specs") or []
             try:
-                try:
-                    install.install_env(entries, self._open_payload, self.cache.pkgs, stage, self.prefix,
-                                        libzstd=libzstd, progress=self.progress, requested_specs=specs)
-                except Exception:
-                    self.diagnose_payloads()
-                    raise
-                finally:
-                    self.progress.finish()
-                self.phases.done("extract+link")
-                os.rename(stage, self.prefix)
-                stage = None
-                try:
-                    install.finalize_env(self.prefix, entries, requested_specs=specs, progress=self.progress)
-                finally:
-                    self.progress.finish()
-                self.phases.done("finalize")
-                marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
-                          "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
-                          "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
-                          "installed": time.time(), "by_archive": self.archive.id}
-                C.write_atomic(os.path.join(self.prefix, C.READY), F.dump_json(marker))
-            except BaseException:
-                if stage is not None:
-                    rmtree(stage)
-                else:
-                    self.cache.discard(self.prefix)
+                install.install_env(entries, self._open_payload, self.cache.pkgs, work, self.prefix,
+                                    libzstd=libzstd, progress=self.progress, requested_specs=specs)
+            except Exception:
+                self.diagnose_payloads()
                 raise
-        return True
+            finally:
+                self.progress.finish()
+            self.phases.done("extract+link")
+
+        def finish(prefix):
+            try:
+                install.finalize_env(prefix, entries, requested_specs=specs, progress=self.progress)
+            finally:
+                self.progress.finish()
+            self.phases.done("finalize")
+            marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
+                      "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
+                      "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
+                      "installed": time.time(), "by_archive": self.archive.id}
+            write_atomic(os.path.join(prefix, C.READY), F.dump_json(marker))
+        return AtomicDirectory(self.prefix, self.cache.tmp, "env-%s-" % self.env16,
+                               lock=os.path.join(self.cache.envs, self.env16 + ".lock"),
+                               ready=lambda d: self.cache.env_ready(self.env16)).ensure(populate, finish)
 
     def diagnose_payloads(self):
         """After a failed extraction: if a stored package does not match the record, say that
@@ -258,36 +235,29 @@ class Runtime(object):
 
     # the app layer ----------------------------------------------------------------------------
     def ensure_app(self):
-        if self.app16 is None or os.path.isdir(self.app_dir):
+        if self.app16 is None:
             return False
-        with C.Lock(self.app_dir + ".lock"):
-            if os.path.isdir(self.app_dir):
-                return False
-            self.cache.clean_staging("app", self.app16)
-            stage = self.cache.staging("app", self.app16)
-            try:
-                extract_app(self.archive, stage)
-                os.chmod(stage, 0o755)
-                os.rename(stage, self.app_dir)
-            except BaseException:
-                rmtree(stage)
-                raise
-        return True
+
+        def populate(work):
+            extract_app(self.archive, work)
+            os.chmod(work, 0o755)
+        return AtomicDirectory(self.app_dir, self.cache.tmp, "app-%s-" % self.app16,
+                               lock=self.app_dir + ".lock").ensure(populate)
 
     # the launcher -----------------------------------------------------------------------------
     def write_launcher(self):
         meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
                 "app": self.app16, "written": time.time()}
-        C.write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)
+        write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)
         text = L.render_launcher(self.info, self.id16, self.prefix, self.app_dir,
                                  self.cache.used_file(self.id16),
                                  os.path.join(self.prefix, C.READY))
-        C.write_atomic(self.launcher, text.encode("utf-8"), 0o644, fsync=False)
+        write_atomic(self.launcher, text.encode("utf-8"), 0o644, fsync=False)
 
     def install(self):
         """Everything up to a ready launcher; returns True when something was installed."""
         self.cache.ensure()
-        with C.Lock(os.path.join(self.cache.root, "gc.lock"), shared=True):
+        with Lock(os.path.join(self.cache.root, "gc.lock"), shared=True):
             did_app = self.ensure_app()  # small, and checked against its digest: first
             if did_app:
                 self.phases.done("app")

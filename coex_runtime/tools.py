@@ -31,8 +31,9 @@ import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
+from coex_runtime.atomic import AtomicDirectory, Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
-from coex_runtime.fs import copy_hashed, rmtree
+from coex_runtime.fs import copy_hashed
 
 USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
 tools:
@@ -150,37 +151,22 @@ def extract(archive, args, environ):
     root, _ = C.select_root(environ)
     rt = Runtime(archive, C.Cache(root))
     rt.cache.ensure()
-    import tempfile
     entries = archive.info["packages"]
     specs = archive.info.get("requested_specs") or []
-    with C.Lock(os.path.join(root, "gc.lock"), shared=True):
+    with Lock(os.path.join(root, "gc.lock"), shared=True):
         libzstd = rt.libzstd() if rt._need_extract() else None
-        stage = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".coex-", dir=parent)
-        renamed, existed = False, os.path.isdir(dest)
-        try:
+
+        def populate(work):
             try:
-                install.install_env(entries, rt._open_payload, rt.cache.pkgs, stage, dest,
+                install.install_env(entries, rt._open_payload, rt.cache.pkgs, work, dest,
                                     libzstd=libzstd, requested_specs=specs)
             except Exception:
                 rt.diagnose_payloads()
                 raise
-            renamed = True
-            if existed:  # keep the user's (empty) directory itself: it may be their cwd
-                for n in sorted(os.listdir(stage)):
-                    os.rename(os.path.join(stage, n), os.path.join(dest, n))
-                os.rmdir(stage)
-            else:
-                os.rename(stage, dest)
-            install.finalize_env(dest, entries, requested_specs=specs)
-        except BaseException:
-            if os.path.isdir(stage):
-                rmtree(stage)
-            if renamed and existed:
-                for n in os.listdir(dest):
-                    rmtree(os.path.join(dest, n))
-            elif renamed:
-                rmtree(dest)
-            raise
+        # an existing (empty) dest is kept: it may be the caller's working directory
+        AtomicDirectory(dest, parent, "." + os.path.basename(dest) + ".coex-", ready=lambda d: False,
+                        keep_existing=True).ensure(
+            populate, lambda d: install.finalize_env(d, entries, requested_specs=specs))
     sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
                      "CONDA_PREFIX=%s)\n" % (len(entries), dest, dest, dest))
     return 0
@@ -274,11 +260,11 @@ def gc(archive, args, environ):
     def drop(path, kind=None):
         if os.path.isdir(path) and not os.path.islink(path):
             freed[0] += _size(path)
-        cache.discard(path)
+        discard(path, cache.tmp)
         if kind:
             removed[kind] += 1
 
-    with C.Lock(os.path.join(root, "gc.lock")):
+    with Lock(os.path.join(root, "gc.lock")):
         running_envs, running_apps = in_use(cache)
         live_envs, live_apps, kept = set(running_envs), set(running_apps), 0
         for n in sorted(os.listdir(cache.launch)):

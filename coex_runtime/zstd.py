@@ -91,7 +91,7 @@ def load_libzstd(libzstd=None):
         "libzstd1`) or run with a Python >= 3.14." % "; ".join(tried))
 
 
-def _stdlib_zstd():
+def stdlib_zstd():
     try:
         from compression import zstd as czstd  # type: ignore  # CPython 3.14+
         return czstd
@@ -214,7 +214,7 @@ class _StdlibZstdReader(io.RawIOBase):
 
 def backend(libzstd=None):
     """Describe which backend `open_reader` would use (for diagnostics)."""
-    if _stdlib_zstd() is not None:
+    if stdlib_zstd() is not None:
         return "compression.zstd"
     lib = load_libzstd(libzstd)
     return "ctypes:%s" % getattr(lib, "_name", "libzstd")
@@ -223,7 +223,7 @@ def backend(libzstd=None):
 def open_reader(fileobj, libzstd=None, name=None, buffer_size=1 << 20):
     """A buffered, readable file object yielding the decompressed bytes of `fileobj`.
     Corrupt or truncated input raises ZstdError naming `name`."""
-    czstd = _stdlib_zstd()
+    czstd = stdlib_zstd()
     if czstd is not None:
         raw = _StdlibZstdReader(fileobj, czstd, name)
     else:

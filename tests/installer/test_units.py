@@ -295,7 +295,7 @@ def test_stdlib_zstd_backend_is_preferred(monkeypatch):
                 raise ZstdError(str(e))
 
     fake = types.SimpleNamespace(ZstdFile=ZstdFile, ZstdError=ZstdError)
-    monkeypatch.setattr(zstd, "_stdlib_zstd", lambda: fake)
+    monkeypatch.setattr(zstd, "stdlib_zstd", lambda: fake)
     monkeypatch.setattr(zstd, "load_libzstd", lambda *a: pytest.fail("libzstd must not be loaded"))
     data = b"stdlib backend " * 50000
     assert zstd.backend() == "compression.zstd"
