@@ -205,6 +205,7 @@ class Cache(object):
         self.lib = os.path.join(root, "lib")
         self.launch = os.path.join(root, "launch")
         self.tmp = os.path.join(root, "tmp")
+        self.gc_lock = os.path.join(root, "gc.lock")
 
     def ensure(self):
         for d in (self.pkgs, self.envs, self.apps, self.lib, self.launch, self.tmp):

@@ -13,17 +13,11 @@ of each phase on stderr):
 4. ``check``: the archive's platform must be the host's conda subdir and its virtual-package
    needs must hold (``vpkgs.check``; ``CONDA_OVERRIDE_*`` honoured): else stop before touching
    the cache.
-5. ``app``: under ``apps/<app16>.lock``, extract the app layer into a staging dir (modes kept,
-   setuid dropped, paths escaping the layer refused), check it against the record's app digest,
-   rename to ``apps/<app16>``. (Before the environment: it is small and fully checked first.)
-6. ``env``: under ``envs/<env16>.lock`` (and ``gc.lock`` shared), double-checked: remove debris
-   of killed runs, install into ``tmp/env-<env16>-*`` with prefixes made for ``envs/<env16>``
-   (``install.install_env``; every package's stored sha256 is checked while it is extracted,
-   packages are extracted into ``pkgs/<sha256>`` before anything is linked, and a failure leaves
-   only the staging dir, which is removed), rename to ``envs/<env16>``, ``install.finalize_env``,
-   then write the readiness marker atomically. Any failure after the rename removes the env.
-   When extraction fails, the stored packages are checked against the record so a damaged
-   archive is reported as such.
+5. ``app``: the app layer into ``apps/<app16>``, checked against the record's digest
+   (``runtime.Runtime.ensure_app``; before the environment: it is small and fully checked first).
+6. ``env``: the environment into ``envs/<env16>`` (``Runtime.ensure_env``: extract+link into a
+   work dir with prefixes made for ``envs/<env16>``, rename, ``finalize``, readiness marker;
+   nothing half-done is ever left ready, see runtime.py and atomic.py).
 7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), record
    the use, and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
 
@@ -39,16 +33,12 @@ import json
 import os
 import sys
 import time
-import zipfile
-import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
-from coex_runtime import vpkgs
-from coex_runtime.atomic import AtomicDirectory, Lock, write_atomic
-from coex_runtime.errors import CoexFailure, FormatError, UsageError, os_errno
-from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
+from coex_runtime.errors import CoexFailure, UsageError, os_errno
+from coex_runtime.runtime import Runtime, check_host
 
 
 class Phases(object):
@@ -119,178 +109,6 @@ def archive_identity(argv, environ):
     environ["COEX_ARCHIVE"] = path
     environ["COEX_ARGV0"] = argv0
     return path, argv0
-
-
-def check_host(info, environ):
-    plat = info.get("platform")
-    host = vpkgs.host_subdir()
-    if plat and plat != "noarch" and plat != host:
-        raise CoexFailure("this archive was built for %s, but this host is %s: build it for %s "
-                        "(e.g. the coex_binary's platform)" % (plat, host, host))
-    problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
-    if problems:
-        raise CoexFailure("this host cannot run this archive's environment: %s"
-                        % "; ".join(problems))
-
-
-class Runtime(object):
-    """One archive against one cache."""
-
-    def __init__(self, archive, cache, phases=None, progress=None):
-        self.archive = archive
-        self.info = archive.info
-        self.cache = cache
-        self.id16 = F.short_id(archive.id)
-        self.env16 = C.env_dir_name(self.info["env_id"])
-        app = self.info.get("app")
-        self.app16 = F.short_id(app["digest"]) if app else None
-        self.phases = phases or Phases(False)
-        self.progress = progress or Progress(False)
-
-    # paths ------------------------------------------------------------------------------------
-    @property
-    def prefix(self):
-        return self.cache.env_dir(self.env16)
-
-    @property
-    def app_dir(self):
-        return self.cache.app_dir(self.app16) if self.app16 else None
-
-    @property
-    def launcher(self):
-        return self.cache.launcher(self.id16)
-
-    def ready(self):
-        return (os.path.isfile(self.launcher) and self.cache.env_ready(self.env16)
-                and (self.app_dir is None or os.path.isdir(self.app_dir)))
-
-    # libzstd ----------------------------------------------------------------------------------
-    def libzstd(self):
-        """Path of the archive's libzstd in the cache (extracted, sha-checked), or None."""
-        from coex_runtime import zstd
-        rec = self.info.get("libzstd")
-        if not rec or zstd.stdlib_zstd() is not None:
-            return None
-        path = os.path.join(self.cache.lib, rec["sha256"], "libzstd.so.1")
-
-        def populate(work):
-            dst = os.path.join(work, "libzstd.so.1")
-            with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
-                digest = copy_hashed(src, out.write)[0]
-            if digest != rec["sha256"]:
-                raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
-                                  "%s): the archive was altered or truncated; copy or rebuild it"
-                                  % (self.archive.path, digest, rec["sha256"]))
-            os.chmod(dst, 0o755)
-        AtomicDirectory(os.path.dirname(path), self.cache.tmp, "lib-%s-" % rec["sha256"][:16],
-                        ready=lambda d: os.path.isfile(path)).ensure(populate)
-        return path
-
-    def _need_extract(self):
-        return [p for p in self.info["packages"]
-                if not os.path.isdir(os.path.join(self.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
-
-    # the environment --------------------------------------------------------------------------
-    def ensure_env(self):
-        from coex_runtime import install
-        entries = self.info["packages"]
-        specs = self.info.get("requested_specs") or []
-
-        def populate(work):
-            # Always: a cached package found damaged is extracted again, and needs the decoder.
-            libzstd = self.libzstd()
-            try:
-                install.install_env(entries, self._open_payload, self.cache.pkgs, work, self.prefix,
-                                    libzstd=libzstd, progress=self.progress, requested_specs=specs)
-            except Exception:
-                self.diagnose_payloads()
-                raise
-            finally:
-                self.progress.finish()
-            self.phases.done("extract+link")
-
-        def finish(prefix):
-            try:
-                install.finalize_env(prefix, entries, requested_specs=specs, progress=self.progress)
-            finally:
-                self.progress.finish()
-            self.phases.done("finalize")
-            marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
-                      "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
-                      "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
-                      "installed": time.time(), "by_archive": self.archive.id}
-            write_atomic(os.path.join(prefix, C.READY), F.dump_json(marker))
-        return AtomicDirectory(self.prefix, self.cache.tmp, "env-%s-" % self.env16,
-                               lock=os.path.join(self.cache.envs, self.env16 + ".lock"),
-                               ready=lambda d: self.cache.env_ready(self.env16)).ensure(populate, finish)
-
-    def diagnose_payloads(self):
-        """After a failed extraction: if a stored package does not match the record, say that
-        the archive is damaged (rather than what the decoder tripped over)."""
-        for p in self._need_extract():
-            self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
-
-    def _open_payload(self, entry):
-        return self.archive.open(entry["member"])
-
-    # the app layer ----------------------------------------------------------------------------
-    def ensure_app(self):
-        if self.app16 is None:
-            return False
-
-        def populate(work):
-            extract_app(self.archive, work)
-            os.chmod(work, 0o755)
-        return AtomicDirectory(self.app_dir, self.cache.tmp, "app-%s-" % self.app16,
-                               lock=self.app_dir + ".lock").ensure(populate)
-
-    # the launcher -----------------------------------------------------------------------------
-    def write_launcher(self):
-        meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
-                "app": self.app16, "written": time.time()}
-        write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)
-        text = L.render_launcher(self.info, self.id16, self.prefix, self.app_dir,
-                                 self.cache.used_file(self.id16),
-                                 os.path.join(self.prefix, C.READY))
-        write_atomic(self.launcher, text.encode("utf-8"), 0o644, fsync=False)
-
-    def install(self):
-        """Everything up to a ready launcher; returns True when something was installed."""
-        self.cache.ensure()
-        with Lock(os.path.join(self.cache.root, "gc.lock"), shared=True):
-            did_app = self.ensure_app()  # small, and checked against its digest: first
-            if did_app:
-                self.phases.done("app")
-            did_env = self.ensure_env()
-            if did_env or did_app or not self.ready():
-                self.write_launcher()
-                self.phases.done("launcher")
-        return did_env or did_app
-
-
-def extract_app(archive, dest):
-    """Extract the app layer into ``dest`` and check it against the record's digest."""
-    rec = archive.info.get("app") or {}
-    files = []
-    for rel, member in archive.app_members():
-        if safe_relpath(rel, strict=True) is None:
-            raise FormatError("%s: the app layer member %r escapes the layer (absolute path or "
-                            "'..'); refusing to install this archive" % (archive.path, member))
-        mode = 0o755 if archive.mode(member) & 0o111 else 0o644
-        out = os.path.join(dest, *rel.split("/"))
-        makedirs(os.path.dirname(out))
-        try:
-            with archive.open(member) as src, open(out, "wb") as dst:
-                digest = copy_hashed(src, dst.write)[0]
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
-                              "truncated or altered; copy or rebuild it" % (archive.path, member, e)) from e
-        os.chmod(out, mode)
-        files.append((rel, mode, digest))
-    if F.app_digest(files) != rec.get("digest") or len(files) != rec.get("files", len(files)):
-        raise FormatError("%s: the app layer does not match its record (digest %s, the record says "
-                        "%s): the archive was altered; rebuild or copy it again"
-                        % (archive.path, F.app_digest(files), rec.get("digest")))
 
 
 def die_of_sigint():

@@ -26,14 +26,11 @@ import json
 import os
 import sys
 import time
-import zipfile
-import zlib
 
 from coex_runtime import cache as C
-from coex_runtime import format as F
-from coex_runtime.atomic import AtomicDirectory, Lock, discard
+from coex_runtime.atomic import Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
-from coex_runtime.fs import copy_hashed
+from coex_runtime.runtime import Runtime, check_host, read_app_layer
 
 USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
 tools:
@@ -68,22 +65,19 @@ def _iso(t):
 def info(archive, args, environ):
     if args:
         raise UsageError("takes no arguments")
-    from coex_runtime.main import Runtime
     rec = archive.info
     out = {"archive": archive.path, "archive_id": archive.id, "record": rec}
     try:
         root, note, exists = C.existing_root(environ)  # creates nothing
         rt = Runtime(archive, C.Cache(root))
-        used = C.mtime(rt.cache.used_file(rt.id16), None)
-        present = [p["filename"] for p in rec["packages"]
-                   if os.path.isdir(os.path.join(rt.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
+        cached = len(rec["packages"]) - len(rt.missing_packages())
         out["cache"] = {
             "root": root, "fallback": note, "exists": exists,
             "env_dir": rt.prefix, "env_ready": rt.cache.env_ready(rt.env16),
             "app_dir": rt.app_dir, "app_ready": bool(rt.app_dir and os.path.isdir(rt.app_dir)),
             "launcher": rt.launcher, "launcher_ready": rt.ready(),
-            "last_use": _iso(used),
-            "packages_cached": len(present), "packages_total": len(rec["packages"]),
+            "last_use": _iso(C.mtime(rt.cache.used_file(rt.id16), None)),
+            "packages_cached": cached, "packages_total": len(rec["packages"]),
         }
     except CacheError as e:
         out["cache"] = {"error": str(e)}
@@ -99,21 +93,9 @@ def verify_all(archive):
     if rec.get("libzstd"):
         z = rec["libzstd"]
         archive.verify(z["member"], z["sha256"], int(z["size"]))
-    files = []
-    for rel, member in archive.app_members():
-        try:
-            with archive.open(member) as f:
-                digest = copy_hashed(f)[0]
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
-                                "truncated or altered; copy or rebuild it" % (archive.path, member, e))
-        files.append((rel, 0o755 if archive.mode(member) & 0o111 else 0o644, digest))
-    app = rec.get("app")
-    if (app or files) and F.app_digest(files) != (app or {}).get("digest"):
-        raise FormatError("%s: the app layer does not match its record: the archive was altered; "
-                            "rebuild or copy it again" % archive.path)
+    n = read_app_layer(archive)
     return "%d packages, %s, %s" % (len(rec["packages"]),
-                                    "app layer (%d files)" % len(files) if files else "no app layer",
+                                    "app layer (%d files)" % n if n else "no app layer",
                                     "libzstd" if rec.get("libzstd") else "no libzstd")
 
 
@@ -132,8 +114,6 @@ def verify(archive, args, environ):
 def extract(archive, args, environ):
     if len(args) != 1 or args[0].startswith("-"):
         raise UsageError("needs exactly one argument, the target directory")
-    from coex_runtime import install
-    from coex_runtime.main import Runtime, check_host
     dest = os.path.abspath(args[0])
     if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)
                                       and not os.listdir(dest)):
@@ -143,32 +123,14 @@ def extract(archive, args, environ):
     if C.unsafe_prefix(dest):
         sys.stderr.write("coex extract: %s; choose a path without them\n" % C.unsafe_prefix(dest))
         return 1
-    parent = os.path.dirname(dest)
-    if not os.path.isdir(parent):
-        sys.stderr.write("coex extract: the parent directory %s does not exist; create it first\n" % parent)
+    if not os.path.isdir(os.path.dirname(dest)):
+        sys.stderr.write("coex extract: the parent directory %s does not exist; create it first\n"
+                         % os.path.dirname(dest))
         return 1
     check_host(archive.info, environ)
-    root, _ = C.select_root(environ)
-    rt = Runtime(archive, C.Cache(root))
-    rt.cache.ensure()
-    entries = archive.info["packages"]
-    specs = archive.info.get("requested_specs") or []
-    with Lock(os.path.join(root, "gc.lock"), shared=True):
-        libzstd = rt.libzstd() if rt._need_extract() else None
-
-        def populate(work):
-            try:
-                install.install_env(entries, rt._open_payload, rt.cache.pkgs, work, dest,
-                                    libzstd=libzstd, requested_specs=specs)
-            except Exception:
-                rt.diagnose_payloads()
-                raise
-        # an existing (empty) dest is kept: it may be the caller's working directory
-        AtomicDirectory(dest, parent, "." + os.path.basename(dest) + ".coex-", ready=lambda d: False,
-                        keep_existing=True).ensure(
-            populate, lambda d: install.finalize_env(d, entries, requested_specs=specs))
+    Runtime(archive, C.Cache(C.select_root(environ)[0])).install_into(dest)
     sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
-                     "CONDA_PREFIX=%s)\n" % (len(entries), dest, dest, dest))
+                     "CONDA_PREFIX=%s)\n" % (len(archive.info["packages"]), dest, dest, dest))
     return 0
 
 
@@ -264,7 +226,7 @@ def gc(archive, args, environ):
         if kind:
             removed[kind] += 1
 
-    with Lock(os.path.join(root, "gc.lock")):
+    with Lock(cache.gc_lock):
         running_envs, running_apps = in_use(cache)
         live_envs, live_apps, kept = set(running_envs), set(running_apps), 0
         for n in sorted(os.listdir(cache.launch)):

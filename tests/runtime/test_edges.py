@@ -289,14 +289,14 @@ def test_archive_replaced_by_a_new_build_while_installing(std_archive, strict_ar
     keeps reading the file it opened (the new one has other members at other offsets)."""
     from coex_runtime import cache as C
     from coex_runtime import format as F
-    from coex_runtime import main as M
+    from coex_runtime.runtime import Runtime
     arc, info = std_archive
     path = tmp_path / "app.coex"
     shutil.copy(str(arc), str(path))
     a = F.open_archive(str(path))
     shutil.copy(str(strict_archive), str(path) + ".new")
     os.rename(str(path) + ".new", str(path))
-    rt = M.Runtime(a, C.Cache(str(tmp_path / "root")))
+    rt = Runtime(a, C.Cache(str(tmp_path / "root")))
     rt.install()
     assert os.path.isfile(os.path.join(_prefix(tmp_path / "root", info), ".coex-ready"))
 

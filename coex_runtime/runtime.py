@@ -1,0 +1,252 @@
+"""One archive against one cache: what it needs there, and how it gets installed.
+
+``Runtime(archive, cache)`` owns everything an archive puts into the cache (see cache.py for
+the layout); the cold path (``main``) and every tool (``tools``) go through it:
+
+* ``ready()``: the archive's launcher, environment and app layer are all there (what the warm
+  path needs); ``missing_packages()``: the packages not yet extracted into ``pkgs/``.
+* ``install()``: under the shared ``gc.lock``, ``ensure_app()`` (small and fully checked, so
+  first), ``ensure_env()``, then the launcher, written last.
+* ``ensure_app()``: the app layer as ``apps/<app16>``, every file checked against the record's
+  digest (``read_app_layer``, which ``verify`` uses too).
+* ``ensure_env()``: the environment as ``envs/<env16>``, ready once its marker is written.
+* ``install_into(dest)``: the same environment at a directory of the user's (``extract DIR``).
+
+Each of them decides first (is it there?) and only then acts, through one
+``atomic.AtomicDirectory`` (double-checked lock, work dir, rename, cleanup on failure).
+Installing an environment = ``install.install_env`` (verify and extract missing packages into
+``pkgs/``, link into the work dir with prefixes made for the final path), rename,
+``install.finalize_env`` (link scripts, .pyc, conda-meta). When extraction fails, the stored
+packages are checked against the record, so a damaged archive is reported as such.
+"""
+
+import os
+import time
+import zipfile
+import zlib
+
+from coex_runtime import cache as C
+from coex_runtime import format as F
+from coex_runtime import launch as L
+from coex_runtime import vpkgs
+from coex_runtime.atomic import AtomicDirectory, Lock, write_atomic
+from coex_runtime.errors import CoexFailure, FormatError
+from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
+
+
+def check_host(info, environ):
+    # type: (dict, Mapping[str, str]) -> None
+    """Stop (CoexFailure) unless this host is the archive's platform and meets its virtual
+    package needs (``CONDA_OVERRIDE_*`` honoured)."""
+    plat = info.get("platform")
+    host = vpkgs.host_subdir()
+    if plat and plat != "noarch" and plat != host:
+        raise CoexFailure("this archive was built for %s, but this host is %s: build it for %s "
+                          "(e.g. the coex_binary's platform)" % (plat, host, host))
+    problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
+    if problems:
+        raise CoexFailure("this host cannot run this archive's environment: %s" % "; ".join(problems))
+
+
+def read_app_layer(archive, dest=None):
+    # type: (F.Archive, Optional[str]) -> int
+    """Read every app-layer file (written under ``dest`` when given, modes kept, setuid dropped)
+    and check the layer against the record's digest; the number of files. A path escaping the
+    layer, a damaged member or a mismatch raise FormatError."""
+    files = []
+    for rel, member in archive.app_members():
+        if safe_relpath(rel, strict=True) is None:
+            raise FormatError("%s: the app layer member %r escapes the layer (absolute path or "
+                              "'..'); refusing to install this archive" % (archive.path, member))
+        mode = 0o755 if archive.mode(member) & 0o111 else 0o644
+        try:
+            with archive.open(member) as src:
+                if dest is None:
+                    digest = copy_hashed(src)[0]
+                else:
+                    out = os.path.join(dest, *rel.split("/"))
+                    makedirs(os.path.dirname(out))
+                    with open(out, "wb") as dst:
+                        digest = copy_hashed(src, dst.write)[0]
+                    os.chmod(out, mode)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
+                              "truncated or altered; copy or rebuild it" % (archive.path, member, e)) from e
+        files.append((rel, mode, digest))
+    rec, digest = archive.info.get("app") or {}, F.app_digest(files)
+    if (rec or files) and (digest != rec.get("digest") or len(files) != rec.get("files", len(files))):
+        raise FormatError("%s: the app layer does not match its record (digest %s, the record says "
+                          "%s): the archive was altered; rebuild or copy it again"
+                          % (archive.path, digest, rec.get("digest")))
+    return len(files)
+
+
+class _Quiet(object):
+    """Phases and progress that show nothing."""
+
+    def __call__(self, *args):
+        pass
+
+    def done(self, name):
+        pass
+
+    def finish(self):
+        pass
+
+
+class Runtime(object):
+    """One archive against one cache. ``phases.done(name)`` is told as each phase ends;
+    ``progress(phase, done, total, name)`` as packages go (and ``progress.finish()``)."""
+
+    def __init__(self, archive, cache, phases=None, progress=None):
+        # type: (F.Archive, C.Cache, object, object) -> None
+        self.archive = archive
+        self.info = archive.info
+        self.cache = cache
+        self.id16 = F.short_id(archive.id)
+        self.env16 = C.env_dir_name(self.info["env_id"])
+        app = self.info.get("app")
+        self.app16 = F.short_id(app["digest"]) if app else None
+        self.phases = phases or _Quiet()
+        self.progress = progress or _Quiet()
+
+    # what is there -----------------------------------------------------------------------------
+    @property
+    def prefix(self):
+        return self.cache.env_dir(self.env16)
+
+    @property
+    def app_dir(self):
+        return self.cache.app_dir(self.app16) if self.app16 else None
+
+    @property
+    def launcher(self):
+        return self.cache.launcher(self.id16)
+
+    def ready(self):
+        # type: () -> bool
+        return (os.path.isfile(self.launcher) and self.cache.env_ready(self.env16)
+                and (self.app_dir is None or os.path.isdir(self.app_dir)))
+
+    def missing_packages(self):
+        # type: () -> List[dict]
+        return [p for p in self.info["packages"]
+                if not os.path.isdir(os.path.join(self.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
+
+    # installing --------------------------------------------------------------------------------
+    def install(self):
+        # type: () -> bool
+        """Everything up to a ready launcher; True when something was installed."""
+        self.cache.ensure()
+        with Lock(self.cache.gc_lock, shared=True):
+            did_app = self.ensure_app()  # small, and checked against its digest: first
+            if did_app:
+                self.phases.done("app")
+            did_env = self.ensure_env()
+            if did_env or did_app or not self.ready():
+                self.write_launcher()
+                self.phases.done("launcher")
+        return did_env or did_app
+
+    def ensure_app(self):
+        # type: () -> bool
+        if self.app16 is None:
+            return False
+
+        def populate(work):
+            read_app_layer(self.archive, work)
+            os.chmod(work, 0o755)
+        return AtomicDirectory(self.app_dir, self.cache.tmp, "app-%s-" % self.app16,
+                               lock=self.app_dir + ".lock").ensure(populate)
+
+    def ensure_env(self):
+        # type: () -> bool
+        def mark_ready(prefix):
+            entries = self.info["packages"]
+            marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
+                      "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
+                      "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
+                      "installed": time.time(), "by_archive": self.archive.id}
+            write_atomic(os.path.join(prefix, C.READY), F.dump_json(marker))
+        return self._install_env(AtomicDirectory(
+            self.prefix, self.cache.tmp, "env-%s-" % self.env16,
+            lock=os.path.join(self.cache.envs, self.env16 + ".lock"),
+            ready=lambda d: self.cache.env_ready(self.env16)), mark_ready)
+
+    def install_into(self, dest):
+        # type: (str) -> None
+        """The environment at ``dest`` (absent or an empty directory, which is kept), prefixes
+        replaced for ``dest``; on failure nothing is left there."""
+        self.cache.ensure()
+        with Lock(self.cache.gc_lock, shared=True):
+            self._install_env(AtomicDirectory(
+                dest, os.path.dirname(dest), ".%s.coex-" % os.path.basename(dest),
+                ready=lambda d: False, keep_existing=True))
+
+    def _install_env(self, target, finish=None):
+        from coex_runtime import install
+        entries = self.info["packages"]
+        specs = self.info.get("requested_specs") or []
+
+        def populate(work):
+            # Always: a cached package found damaged is extracted again, and needs the decoder.
+            libzstd = self.libzstd()
+            try:
+                install.install_env(entries, self.open_payload, self.cache.pkgs, work, target.target,
+                                    libzstd=libzstd, progress=self.progress, requested_specs=specs)
+            except Exception:
+                self.diagnose_payloads()
+                raise
+            finally:
+                self.progress.finish()
+            self.phases.done("extract+link")
+
+        def done(prefix):
+            try:
+                install.finalize_env(prefix, entries, requested_specs=specs, progress=self.progress)
+            finally:
+                self.progress.finish()
+            self.phases.done("finalize")
+            if finish is not None:
+                finish(prefix)
+        return target.ensure(populate, done)
+
+    def open_payload(self, entry):
+        # type: (dict) -> IO[bytes]
+        return self.archive.open(entry["member"])
+
+    def diagnose_payloads(self):
+        """After a failed extraction: if a stored package does not match the record, say that
+        the archive is damaged (FormatError) rather than what the decoder tripped over."""
+        for p in self.missing_packages():
+            self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
+
+    def libzstd(self):
+        # type: () -> Optional[str]
+        """Path of the archive's libzstd in the cache (extracted, sha-checked), or None."""
+        from coex_runtime import zstd
+        rec = self.info.get("libzstd")
+        if not rec or zstd.stdlib_zstd() is not None:
+            return None
+        path = os.path.join(self.cache.lib, rec["sha256"], "libzstd.so.1")
+
+        def populate(work):
+            dst = os.path.join(work, "libzstd.so.1")
+            with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
+                digest = copy_hashed(src, out.write)[0]
+            if digest != rec["sha256"]:
+                raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
+                                  "%s): the archive was altered or truncated; copy or rebuild it"
+                                  % (self.archive.path, digest, rec["sha256"]))
+            os.chmod(dst, 0o755)
+        AtomicDirectory(os.path.dirname(path), self.cache.tmp, "lib-%s-" % rec["sha256"][:16],
+                        ready=lambda d: os.path.isfile(path)).ensure(populate)
+        return path
+
+    def write_launcher(self):
+        meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
+                "app": self.app16, "written": time.time()}
+        write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)
+        text = L.render_launcher(self.info, self.id16, self.prefix, self.app_dir,
+                                 self.cache.used_file(self.id16), os.path.join(self.prefix, C.READY))
+        write_atomic(self.launcher, text.encode("utf-8"), 0o644, fsync=False)
