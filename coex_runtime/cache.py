@@ -42,6 +42,7 @@ import tempfile
 
 from coex_runtime.errors import CacheError
 from coex_runtime.fs import makedirs
+from coex_runtime.variables import Variables
 
 
 # Bump when the installer lays out the same packages differently (a fix in prefix replacement,
@@ -66,24 +67,20 @@ def configured_root(environ=None):
     root (never a cache per working directory, nor a made-up ``/nonexistent`` created as root).
     A relative ``COEX_ROOT`` is taken as given (relative to the working directory). The sh
     preamble computes the same (see format.PREAMBLE_TEMPLATE)."""
-    environ = os.environ if environ is None else environ
-    if environ.get("COEX_ROOT"):
-        return environ["COEX_ROOT"]
-    xdg = environ.get("XDG_CACHE_HOME") or ""
-    if xdg.startswith("/"):
-        return os.path.join(xdg, "coex")
-    home = environ.get("HOME") or ""
-    if home.startswith("/"):
-        return os.path.join(home, ".cache", "coex")
+    v = Variables(environ)
+    if v.root:
+        return v.root
+    if v.xdg_cache_home:
+        return os.path.join(v.xdg_cache_home, "coex")
+    if v.home:
+        return os.path.join(v.home, ".cache", "coex")
     return None
 
 
 def fallback_roots(environ=None):
-    environ = os.environ if environ is None else environ
     uid = os.getuid()
     out = []
-    tmpdir = environ.get("TMPDIR") or ""
-    for base in (tmpdir if tmpdir.startswith("/") else "/tmp", "/var/tmp", "/dev/shm"):
+    for base in (Variables(environ).tmpdir or "/tmp", "/var/tmp", "/dev/shm"):
         p = os.path.join(base, "coex-%d" % uid)
         if p not in out:
             out.append(p)
@@ -153,7 +150,6 @@ _NOTED = []
 
 def select_root(environ=None, stderr=None):
     """(root, note): the root to use and, when it is a fallback, why (already printed)."""
-    environ = os.environ if environ is None else environ
     want = configured_root(environ)
     if want is None:
         why = "location unknown (HOME is not set or not an absolute path, nor is COEX_ROOT)"
@@ -181,7 +177,6 @@ def existing_root(environ=None):
     """(root, note, exists) of the cache a run would use, creating nothing (for ``info``): the
     configured root when it exists and is usable, else an existing usable fallback root, else
     the root a first run would try (``exists`` False)."""
-    environ = os.environ if environ is None else environ
     want = configured_root(environ)
     want = os.path.abspath(want) if want else None
     if want and os.path.isdir(want):

@@ -39,6 +39,7 @@ from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime.errors import CoexFailure, UsageError, os_errno
 from coex_runtime.runtime import Runtime, check_host
+from coex_runtime.variables import LC_REEXEC, Variables
 
 
 class Phases(object):
@@ -95,19 +96,16 @@ class Progress(object):
             self.shown = False
 
 
-def archive_identity(argv, environ):
+def archive_identity(argv, v):
+    # type: (List[str], Variables) -> Tuple[str, str]
     """(archive path, argv0): keep the preamble's COEX_ARCHIVE and COEX_ARGV0 when they are about
     this archive (the preamble's ``$PWD/./app.coex`` is this file too), so the program sees the
     same values on its first run as on every warm one."""
     path = os.path.abspath(argv[0]) if argv and argv[0] else os.path.abspath(".")
-    argv0 = environ.get("COEX_ARGV0")
-    given = environ.get("COEX_ARCHIVE")
-    if given and argv0 and os.path.abspath(given) == path:
-        environ["COEX_ARGV0"] = argv0
-        return path, argv0
+    if v.archive and v.argv0 and os.path.abspath(v.archive) == path:
+        return path, v.argv0
     argv0 = argv[0] if argv else path
-    environ["COEX_ARCHIVE"] = path
-    environ["COEX_ARGV0"] = argv0
+    v.set_identity(path, argv0)
     return path, argv0
 
 
@@ -124,7 +122,6 @@ def die_of_sigint():
 
 
 _LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
-_REEXEC = "COEX_LC_REEXEC"
 
 
 def utf8_reexec(argv, environ):
@@ -133,7 +130,7 @@ def utf8_reexec(argv, environ):
     cannot be created or written into launchers. Such a run (cold path only) is done again by
     this same Python in a UTF-8 locale; the caller's locale variables are kept in COEX_LC_REEXEC
     and given back to the program (``restore_locale``)."""
-    if sys.version_info >= (3, 7) or _REEXEC in environ or not sys.executable:
+    if sys.version_info >= (3, 7) or Variables(environ).lc_reexec is not None or not sys.executable:
         return
     if sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") not in ("ascii", "ansix3.41968"):
         return
@@ -146,7 +143,7 @@ def utf8_reexec(argv, environ):
             continue
         locale.setlocale(locale.LC_CTYPE, saved)
         env = dict(environ)
-        env[_REEXEC] = json.dumps(dict((k, environ.get(k)) for k in _LOCALE_VARS))
+        env[LC_REEXEC] = json.dumps(dict((k, environ.get(k)) for k in _LOCALE_VARS))
         env["LC_ALL"] = loc
         sys.stdout.flush() if sys.stdout is not None else None
         os.execve(sys.executable, [sys.executable, "-E", "-S"] + list(argv), env)
@@ -155,7 +152,7 @@ def utf8_reexec(argv, environ):
 
 def restore_locale(environ):
     """Give the program the locale variables its caller set (see ``utf8_reexec``)."""
-    saved = environ.pop(_REEXEC, None)
+    saved = Variables(environ).pop_lc_reexec()
     if saved is None:
         return
     try:
@@ -176,7 +173,7 @@ def main(argv=None, environ=None):
     if is_process:
         utf8_reexec(argv, environ)
         restore_locale(environ)
-    phases = Phases(flag(environ, "COEX_VERBOSE"))
+    phases = Phases(Variables(environ).verbose)
     try:
         return _main(argv, environ, phases)
     except CoexFailure as e:
@@ -210,12 +207,6 @@ class _Closed(object):
         return False
 
 
-def flag(environ, name):
-    """A yes/no variable: unset, empty, ``0``, ``false``, ``no``, ``off`` (any case) mean no (as
-    the sh preamble reads COEX_TOOLS)."""
-    return (environ.get(name) or "0").strip().lower() not in ("0", "false", "no", "off")
-
-
 def out_of_space(exc):
     """The strerror when ``exc`` is (or was caused by) a full disk or quota, else None (the
     installer chains the OS errors it wraps; its workers send their errno back)."""
@@ -223,10 +214,11 @@ def out_of_space(exc):
     return os.strerror(code) if code is not None else None
 
 
-def check_entry_point(info, environ):
+def check_entry_point(info, v):
+    # type: (dict, Variables) -> None
     """A COEX_ENTRYPOINT the archive does not declare stops before anything is installed (the
     launcher gives the same message on warm runs)."""
-    want = environ.get("COEX_ENTRYPOINT")
+    want = v.entrypoint
     eps = info["entry_points"]
     if want and want not in eps:
         raise UsageError("this archive has no entry point named '%s' (COEX_ENTRYPOINT); choose "
@@ -234,46 +226,51 @@ def check_entry_point(info, environ):
 
 
 def _main(argv, environ, phases):
+    v = Variables(environ)
     closed_stdout = sys.stdout is None
     if closed_stdout:
         sys.stdout = _Closed()
     if sys.stderr is None:
         sys.stderr = _Closed()
-    path, argv0 = archive_identity(argv, environ)
+    path, argv0 = archive_identity(argv, v)
     args = argv[1:]
     archive = F.open_archive(path)
     phases.done("open")
-    if flag(environ, "COEX_TOOLS"):
+    if v.tools:
         if closed_stdout:
             raise CoexFailure("standard output is closed; the tools write their results there")
         from coex_runtime import tools
         return tools.run(archive, args, environ)
-    check_entry_point(archive.info, environ)
+    check_entry_point(archive.info, v)
     progress = Progress(sys.stderr.isatty(), archive.info["packages"])
-    # A ready launcher under the configured root is used as the preamble uses it, even when that
-    # root is read-only now (a cache baked into an image): `python app.coex` == `./app.coex`.
+    # decide: a ready launcher under the configured root is used as the preamble uses it, even
+    # when that root is read-only now (a cache baked into an image): `python app.coex` ==
+    # `./app.coex`; else the root a first run installs into
     want = C.configured_root(environ)
     rt = Runtime(archive, C.Cache(os.path.abspath(want)), phases, progress) if want else None
     if rt is None or not rt.ready():
-        root, _ = C.select_root(environ)
-        rt = Runtime(archive, C.Cache(root), phases, progress)
+        rt = Runtime(archive, C.Cache(C.select_root(environ)[0]), phases, progress)
     phases.done("root")
-    if not rt.ready():
+    if not rt.ready():  # act
         check_host(archive.info, environ)
         phases.done("check")
         try:
             rt.install()
         except Exception as e:
-            if not out_of_space(e):
-                raise
-            size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in archive.info["packages"])
-            raise CoexFailure("no space left to install this archive's environment into %s (%s; "
-                              "nothing was left half-installed): free some space there or set COEX_ROOT "
-                              "to a file system with room (its %d packages take %s compressed, several "
-                              "times that installed)" % (
-                                  rt.cache.root, out_of_space(e), len(archive.info["packages"]),
-                                  "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000))) from e
+            if out_of_space(e):
+                raise _no_space(rt, out_of_space(e)) from e
+            raise
     archive.close()
     phases.total()
     L.exec_launcher(rt.launcher, argv0, args, environ)
     return 127  # not reached
+
+
+def _no_space(rt, why):
+    pkgs = rt.info["packages"]
+    size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in pkgs)
+    return CoexFailure("no space left to install this archive's environment into %s (%s; nothing was "
+                       "left half-installed): free some space there or set COEX_ROOT to a file system "
+                       "with room (its %d packages take %s compressed, several times that installed)"
+                       % (rt.cache.root, why, len(pkgs),
+                          "%.1f MB" % (size / 1e6) if size >= 1e5 else "%d kB" % (size // 1000)))

@@ -31,6 +31,7 @@ from coex_runtime import cache as C
 from coex_runtime.atomic import Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
 from coex_runtime.runtime import Runtime, check_host, read_app_layer
+from coex_runtime.variables import Variables
 
 USAGE = """usage: COEX_TOOLS=1 %s <tool> [args]
 tools:
@@ -42,7 +43,7 @@ tools:
 
 
 def run(archive, args, environ):
-    name = os.path.basename(environ.get("COEX_ARGV0") or archive.path)
+    name = os.path.basename(Variables(environ).argv0 or archive.path)
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE % name)
         return 0 if args else 2
