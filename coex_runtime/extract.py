@@ -25,19 +25,19 @@ import zlib
 
 from coex_runtime import zstd
 from coex_runtime.atomic import AtomicDirectory
+from coex_runtime.format import Package
 from coex_runtime.errors import CorruptPackage, PackageError, TarError, ZstdError
 from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, remove, safe_relpath, write_all
 
 
 class _HashingReader(object):
-    """Counts and hashes every byte read from `f` (the stored payload); `update(bytes)` does
-    the hashing (by default here, inline)."""
+    """Counts every byte read from `f` (the stored payload) and hands it to `update(bytes)`,
+    which hashes it."""
 
-    def __init__(self, f, update=None):
+    def __init__(self, f, update):
         self._f = f
-        self.sha = hashlib.sha256()
         self.size = 0
-        self._update = update or self.sha.update
+        self._update = update
 
     def read(self, n=-1):
         data = self._f.read(n) if n is not None and n >= 0 else self._f.read()
@@ -545,21 +545,18 @@ class _Bz2Reader(io.RawIOBase):
 def extract_stream(entry, payload, dest, libzstd=None):
     """Extract `payload` (the stored bytes of `entry`) into the existing empty directory
     `dest`, checking the stored sha256/size and info/paths.json. Raises PackageError."""
-    pkg = entry.get("filename") or entry.get("name", "?")
-    encoding = entry.get("encoding") or encoding_for(pkg)
+    want = Package(entry)
+    pkg = want.label
     digests = {}
     files = _Files(pkg, dest, digests)
     src = _HashingReader(payload, files.stored_update)
     try:
-        _extract_any(pkg, encoding, src, dest, digests, libzstd, files)
+        _extract_any(pkg, want.encoding, src, dest, digests, libzstd, files)
         src.drain()
     finally:
         files.close()
-    src.sha = files.stored_sha
-    want_sha = entry.get("stored_sha256") or entry.get("sha256")
-    want_size = entry.get("stored_size", entry.get("size"))
-    got_sha = src.sha.hexdigest()
-    if (want_sha and got_sha != want_sha) or (want_size is not None and src.size != int(want_size)):
+    got_sha, want_sha, want_size = files.stored_sha.hexdigest(), want.stored_sha256, want.stored_size
+    if (want_sha and got_sha != want_sha) or (want_size is not None and src.size != want_size):
         raise CorruptPackage(
             "%s: the stored package is damaged: sha256 %s, %d bytes, but the lock says sha256 %s, "
             "%s bytes; the archive was altered or truncated, rebuild or copy it again"
@@ -602,14 +599,6 @@ class _RawAdapter(io.RawIOBase):
         n = len(data)
         b[:n] = data
         return n
-
-
-def encoding_for(filename):
-    if filename.endswith(".conda"):
-        return "conda"
-    if filename.endswith(".tar.bz2"):
-        return "tar.bz2"
-    return "tar.zst"
 
 
 def read_paths(pkg, pkgdir):
@@ -725,7 +714,7 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     """pkgs_dir/<stored sha256>/ for `entry`, extracting it first unless present and intact (a
     damaged one is extracted again). It appears atomically, complete and verified; concurrent
     extractors of the same package are safe (see atomic.AtomicDirectory: the first one wins)."""
-    key = entry.get("stored_sha256") or entry["sha256"]
+    key = Package(entry).stored_sha256
     final = os.path.join(pkgs_dir, key)
 
     def populate(work):

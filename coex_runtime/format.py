@@ -166,6 +166,52 @@ _PKG_REQUIRED = ("name", "version", "build", "subdir", "filename", "sha256", "si
                  "encoding", "stored_sha256", "stored_size")
 
 
+def encoding_for(filename):
+    # type: (str) -> str
+    """How a package file is encoded, from its name (one of ENCODINGS)."""
+    if filename.endswith(".conda"):
+        return "conda"
+    return "tar.bz2" if filename.endswith(".tar.bz2") else "tar.zst"
+
+
+class Package(object):
+    """One entry of COEX-INFO's ``packages`` (or any dict of that shape, such as a lock entry
+    with ``path``): the fields the runtime reads, each fallback written once. ``raw`` is the dict.
+
+    ``stored_sha256`` / ``stored_size`` describe the bytes in the archive (``pkgs/<filename>``,
+    also the key of the extracted package in the cache); a package stored as locked has the
+    lock's ``sha256`` / ``size``, which they fall back to."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw):
+        # type: (dict) -> None
+        self.raw = raw
+
+    @property
+    def label(self):
+        # type: () -> str
+        """How messages name it: its file name (else name-version-build)."""
+        r = self.raw
+        return r.get("filename") or "%s-%s-%s" % (r.get("name"), r.get("version"), r.get("build"))
+
+    @property
+    def stored_sha256(self):
+        # type: () -> Optional[str]
+        return self.raw.get("stored_sha256") or self.raw.get("sha256")
+
+    @property
+    def stored_size(self):
+        # type: () -> Optional[int]
+        size = self.raw.get("stored_size", self.raw.get("size"))
+        return None if size is None else int(size)
+
+    @property
+    def encoding(self):
+        # type: () -> str
+        return self.raw.get("encoding") or encoding_for(self.label)
+
+
 def validate_info(info):
     """Check a decoded COEX-INFO record; raise FormatError naming the first problem."""
     if not isinstance(info, dict):
@@ -572,6 +618,12 @@ class Archive(object):
             raise FormatError(
                 "%s: member %s is damaged (sha256 %s, %d bytes; the record says %s, %d bytes): the "
                 "archive was truncated or altered; copy or rebuild it" % (self.path, name, got, n, sha256, size))
+
+    def verify_package(self, entry):
+        # type: (dict) -> None
+        """``verify`` a package's stored member against its record."""
+        p = Package(entry)
+        self.verify(p.raw["member"], p.stored_sha256, p.stored_size)
 
     def app_members(self):
         """[(relpath, member name)] of the app layer."""

@@ -39,6 +39,7 @@ import threading
 
 from coex_runtime import condameta, extract, noarch, prefix as prefixmod
 from coex_runtime.errors import CoexFailure, InstallError, LinkScriptError, by_name, os_errno
+from coex_runtime.format import Package
 from coex_runtime.fs import copy_hashed, remove, safe_relpath, write_all
 
 _PENDING = os.path.join("conda-meta", ".coex-pending")
@@ -93,11 +94,6 @@ def _pmap(fn, items, jobs):
         if e is not None:
             raise e
     return results
-
-
-def _pkg(entry):
-    return entry.get("filename") or "%s-%s-%s" % (entry.get("name"), entry.get("version"),
-                                                   entry.get("build"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,31 +244,31 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
             with lock:
                 done[0] += 1
                 n = done[0]
-            progress("extract", n, total, _pkg(entry))
+            progress("extract", n, total, Package(entry).label)
 
     def one(entry):
         try:
             return extract.extract_to_cache(entry, open_payload, pkgs_dir, libzstd=libzstd)
         except EnvironmentError as e:
-            raise InstallError("%s: cannot extract into %s: %s" % (_pkg(entry), pkgs_dir, e)) from e
+            raise InstallError("%s: cannot extract into %s: %s" % (Package(entry).label, pkgs_dir, e)) from e
 
     out = [None] * total
     todo = []
     for i, e in enumerate(entries):
-        d = os.path.join(pkgs_dir, e.get("stored_sha256") or e["sha256"])
+        d = os.path.join(pkgs_dir, Package(e).stored_sha256)
         if os.path.isdir(d) and extract.cached_package_intact(d):
             out[i] = d
             report(e)
         else:
             todo.append(i)
     # biggest first: the longest job should not start last
-    todo.sort(key=lambda i: -int(entries[i].get("stored_size") or entries[i].get("size") or 0))
+    todo.sort(key=lambda i: -(Package(entries[i]).stored_size or 0))
     jobs = _jobs(jobs, len(todo))
     if jobs > 1 and can_fork():
         def done_one(k, d):
             report(entries[todo[k]])
         dirs = _fork_map(lambda i: one(entries[i]), todo, jobs, done_one,
-                         name=lambda i: "%s (extracting into %s)" % (_pkg(entries[i]), pkgs_dir))
+                         name=lambda i: "%s (extracting into %s)" % (Package(entries[i]).label, pkgs_dir))
     else:
         def threaded(i):
             d = one(entries[i])
@@ -312,7 +308,7 @@ def _read_index(pkg, pkgdir):
 
 
 def plan_package(entry, pkgdir, pyver, sp=None):
-    pkg = _pkg(entry)
+    pkg = Package(entry).label
     index = _read_index(pkg, pkgdir)
     try:
         paths = extract.read_paths(pkg, pkgdir)
@@ -395,7 +391,7 @@ def link_package(plan, staging, final_prefix, pyver, made, lock, can_hardlink):
     """Put one package's files into `staging` (which becomes `final_prefix`).
     Returns (files, paths_data) for its conda-meta record."""
     entry, pkgdir = plan.entry, plan.pkgdir
-    pkg = _pkg(entry)
+    pkg = Package(entry).label
     new_prefix = final_prefix.encode("utf-8")
     files = []
     paths_data = []
@@ -578,12 +574,12 @@ def _install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd
         except InstallError:
             raise
         except EnvironmentError as e:
-            raise InstallError("%s: cannot link into %s: %s" % (_pkg(plan.entry), staging, e)) from e
+            raise InstallError("%s: cannot link into %s: %s" % (Package(plan.entry).label, staging, e)) from e
         if progress is not None:
             with lock:
                 done[0] += 1
                 n = done[0]
-            progress("link", n, total, _pkg(plan.entry))
+            progress("link", n, total, Package(plan.entry).label)
         return result
 
     # one thread: linking is a few syscalls per file, and threads (or forked workers, with

@@ -71,7 +71,7 @@ class Progress(object):
         self.lock = threading.Lock()
         self.sizes = {}
         for e in entries:
-            self.sizes[e.get("filename")] = int(e.get("stored_size") or e.get("size") or 0)
+            self.sizes[e.get("filename")] = F.Package(e).stored_size or 0
         self.total_bytes = sum(self.sizes.values())
         self.bytes = {}
 
@@ -268,7 +268,7 @@ def _main(argv, environ, phases):
 
 def _no_space(rt, why):
     pkgs = rt.info["packages"]
-    size = sum(int(p.get("stored_size") or p.get("size") or 0) for p in pkgs)
+    size = sum(F.Package(p).stored_size or 0 for p in pkgs)
     return CoexFailure("no space left to install this archive's environment into %s (%s; nothing was "
                        "left half-installed): free some space there or set COEX_ROOT to a file system "
                        "with room (its %d packages take %s compressed, several times that installed)"

@@ -131,7 +131,7 @@ class Runtime(object):
     def missing_packages(self):
         # type: () -> List[dict]
         return [p for p in self.info["packages"]
-                if not os.path.isdir(os.path.join(self.cache.pkgs, p.get("stored_sha256") or p["sha256"]))]
+                if not os.path.isdir(os.path.join(self.cache.pkgs, F.Package(p).stored_sha256))]
 
     # installing --------------------------------------------------------------------------------
     def install(self):
@@ -164,7 +164,7 @@ class Runtime(object):
         def mark_ready(prefix):
             entries = self.info["packages"]
             marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
-                      "packages": sorted(set(p.get("stored_sha256") or p["sha256"] for p in entries)),
+                      "packages": sorted(set(F.Package(p).stored_sha256 for p in entries)),
                       "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
                       "installed": time.time(), "by_archive": self.archive.id}
             write_atomic(os.path.join(prefix, C.READY), F.dump_json(marker))
@@ -219,7 +219,7 @@ class Runtime(object):
         """After a failed extraction: if a stored package does not match the record, say that
         the archive is damaged (FormatError) rather than what the decoder tripped over."""
         for p in self.missing_packages():
-            self.archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
+            self.archive.verify_package(p)
 
     def libzstd(self):
         # type: () -> Optional[str]

@@ -90,7 +90,7 @@ def verify_all(archive):
     """Raise FormatError on the first damaged payload; return a summary."""
     rec = archive.info
     for p in rec["packages"]:
-        archive.verify(p["member"], p["stored_sha256"], int(p["stored_size"]))
+        archive.verify_package(p)
     if rec.get("libzstd"):
         z = rec["libzstd"]
         archive.verify(z["member"], z["sha256"], int(z["size"]))

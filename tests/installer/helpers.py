@@ -9,7 +9,8 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from coex_runtime import extract, install
+from coex_runtime import format as F
+from coex_runtime import install
 
 
 def _sha256(path):
@@ -24,7 +25,7 @@ def url_path(url):
     return Path(unquote(urlparse(url).path))
 
 
-encoding_of = extract.encoding_for
+encoding_of = F.encoding_for
 
 
 def entry_from_record(r):
