@@ -16,8 +16,6 @@ import time
 _COEX_FIELDS = ("member", "encoding", "stored_sha256", "stored_size", "filename", "path")
 
 LINK_TYPE_HARDLINK = 1
-LINK_TYPE_SOFTLINK = 2
-LINK_TYPE_COPY = 3
 
 
 def path_key(rel):

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from coex_runtime import install
+from coex_runtime import workers as W
 from tests.factory import tiny
 from tests.installer import helpers
 
@@ -47,7 +48,7 @@ def test_bad_package(bad_channel, tiny_channel, tmp_path, monkeypatch, name, wor
     pkgs = tmp_path / "pkgs"
     # long enough for the 255-char placeholders, too long for the 20-char one
     prefix = tmp_path / ("env-" + "x" * 60)
-    monkeypatch.setattr(install, "FORK", workers == "forked")
+    monkeypatch.setattr(W, "FORK", workers == "forked")
     with pytest.raises(install.InstallError) as ei:
         helpers.coex_install([good, bad], pkgs, prefix, jobs=1 if workers == "in-process" else 2)
     msg = str(ei.value)

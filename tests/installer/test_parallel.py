@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from coex_runtime import install, noarch
+from coex_runtime import install, noarch, workers
 from tests.factory.condapkg import PackageMeta, build_from_files
 from tests.installer import helpers
 
@@ -45,7 +45,7 @@ def _install(entries, tmp_path, open_payload, jobs, progress=None):
 
 
 def test_packages_are_extracted_in_forked_workers(tmp_path, monkeypatch):
-    monkeypatch.setattr(install, "FORK", True)
+    monkeypatch.setattr(workers, "FORK", True)
     entries = _three(tmp_path)
     open_payload, log = _pid_recorder(tmp_path)
     seen = []
@@ -64,7 +64,7 @@ def test_packages_are_extracted_in_forked_workers(tmp_path, monkeypatch):
 
 
 def test_without_fork_threads_of_this_process_extract(tmp_path, monkeypatch):
-    monkeypatch.setattr(install, "FORK", False)
+    monkeypatch.setattr(workers, "FORK", False)
     open_payload, log = _pid_recorder(tmp_path)
     env = _install(_three(tmp_path), tmp_path, open_payload, jobs=2)
     assert set(n.rsplit("-", 1)[1] for n in os.listdir(str(log))) == {str(os.getpid())}
@@ -72,23 +72,23 @@ def test_without_fork_threads_of_this_process_extract(tmp_path, monkeypatch):
 
 
 def test_no_fork_while_another_thread_runs(monkeypatch):
-    monkeypatch.setattr(install, "FORK", None)
+    monkeypatch.setattr(workers, "FORK", None)
     alone = threading.active_count() == 1   # not so under pytest-xdist (execnet's thread)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert not install.can_fork()
+        assert not workers.can_fork()
     finally:
         stop.set()
         t.join()
-    assert install.can_fork() == alone
-    monkeypatch.setattr(install, "FORK", False)
-    assert not install.can_fork()
+    assert workers.can_fork() == alone
+    monkeypatch.setattr(workers, "FORK", False)
+    assert not workers.can_fork()
 
 
 def test_a_worker_killed_by_a_signal_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(install, "FORK", True)
+    monkeypatch.setattr(workers, "FORK", True)
     entries = _three(tmp_path)
 
     def open_payload(entry):
@@ -110,13 +110,13 @@ def test_an_unexpected_worker_exception_comes_back_with_its_traceback(monkeypatc
             raise ZeroDivisionError("boom in the worker")
         return [x, x * x]
 
-    assert install._fork_map(fn, [0, 1, 3], 2) == [[0, 0], [1, 1], [3, 9]]
+    assert workers.fork_map(fn, [0, 1, 3], 2) == [[0, 0], [1, 1], [3, 9]]
     with pytest.raises(install.InstallError) as ei:
-        install._fork_map(fn, [0, 1, 2, 3], 2)
+        workers.fork_map(fn, [0, 1, 2, 3], 2)
     assert "ZeroDivisionError: boom in the worker" in str(ei.value)
     assert "Traceback" in str(ei.value)
     with pytest.raises(install.LinkScriptError):
-        install._fork_map(lambda x: (_ for _ in ()).throw(install.LinkScriptError("s")), [0, 1], 2)
+        workers.fork_map(lambda x: (_ for _ in ()).throw(install.LinkScriptError("s")), [0, 1], 2)
 
 
 def test_first_error_in_item_order_wins_and_no_new_workers_start(tmp_path):
@@ -131,7 +131,7 @@ def test_first_error_in_item_order_wins_and_no_new_workers_start(tmp_path):
         return x
 
     with pytest.raises(install.InstallError) as ei:
-        install._fork_map(fn, [0, 1, 2, 3, 4], 2)
+        workers.fork_map(fn, [0, 1, 2, 3, 4], 2)
     assert str(ei.value) == "item 0 failed"
     assert sorted(os.listdir(str(started))) == ["0", "1"]   # nothing started after a failure
 
@@ -159,7 +159,7 @@ def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
 
     t0 = time.time()
     with pytest.raises(KeyboardInterrupt):
-        install._fork_map(fn, [0, 1], 2, on_done)
+        workers.fork_map(fn, [0, 1], 2, on_done)
     assert time.time() - t0 < 20
     assert not marker.exists()
 
@@ -205,9 +205,9 @@ def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):
     still tell results from errors."""
     old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
-        assert install._fork_map(lambda x: x + 1, [1, 2, 3], 2) == [2, 3, 4]
+        assert workers.fork_map(lambda x: x + 1, [1, 2, 3], 2) == [2, 3, 4]
         with pytest.raises(install.InstallError) as ei:
-            install._fork_map(lambda x: os._exit(3) if x == 2 else x, [1, 2], 2,
+            workers.fork_map(lambda x: os._exit(3) if x == 2 else x, [1, 2], 2,
                               name=lambda x: "item-%d" % x)
         assert "item-2" in str(ei.value) and "without a result" in str(ei.value)
     finally:

@@ -9,7 +9,7 @@ import threading
 import pytest
 import zstandard
 
-from coex_runtime import extract, install, prefix, zstd
+from coex_runtime import extract, install, prefix, tar, zstd
 from tests.factory.condapkg import (LONG_PLACEHOLDER, Member, PackageMeta, build_from_files,
                                     info_files, write_archive)
 from tests.installer import helpers
@@ -345,7 +345,7 @@ def test_tar_reader_formats(fmt):
         members.append(("lib/caf\u00e9.txt", "file", b"utf8\n", None))
     raw = _tar(getattr(tarfile, fmt), members)
     got = []
-    for m in extract.iter_tar(io.BufferedReader(io.BytesIO(raw))):
+    for m in tar.iter_tar(io.BufferedReader(io.BytesIO(raw))):
         got.append((m.name.rstrip("/"), m.kind, m.read() if m.kind == "file" else m.linkname or None,
                     m.mtime))
     want = [(n.rstrip("/"), k, d, 1600000000) for n, k, d, _ in members]
@@ -356,25 +356,25 @@ def test_tar_reader_skips_unread_data_and_rejects_damage():
     import tarfile
 
     raw = _tar(tarfile.PAX_FORMAT, [("a", "file", b"x" * 5000, None), ("b", "file", b"yy", None)])
-    names = [m.name for m in extract.iter_tar(io.BytesIO(raw))]  # data never read
+    names = [m.name for m in tar.iter_tar(io.BytesIO(raw))]  # data never read
     assert names == ["a", "b"]
     bad = bytearray(raw)
     bad[0] ^= 0x41  # the first header's checksum no longer matches
-    with pytest.raises(extract.TarError, match="checksum"):
-        list(extract.iter_tar(io.BytesIO(bytes(bad))))
-    with pytest.raises(extract.TarError, match="truncated"):
-        for m in extract.iter_tar(io.BytesIO(raw[:1500])):
+    with pytest.raises(tar.TarError, match="checksum"):
+        list(tar.iter_tar(io.BytesIO(bytes(bad))))
+    with pytest.raises(tar.TarError, match="truncated"):
+        for m in tar.iter_tar(io.BytesIO(raw[:1500])):
             m.read()
     no_end = raw[: raw.index(b"yy") + 512]
-    with pytest.raises(extract.TarError, match="end-of-archive"):
-        list(extract.iter_tar(io.BytesIO(no_end)))
+    with pytest.raises(tar.TarError, match="end-of-archive"):
+        list(tar.iter_tar(io.BytesIO(no_end)))
 
 
 def test_tar_numbers():
-    assert extract._tar_number(b"0000644\0") == 0o644
-    assert extract._tar_number(b"\x80" + (8 << 30).to_bytes(11, "big")) == 8 << 30  # base-256
-    with pytest.raises(extract.TarError):
-        extract._tar_number(b"12x4\0")
+    assert tar._tar_number(b"0000644\0") == 0o644
+    assert tar._tar_number(b"\x80" + (8 << 30).to_bytes(11, "big")) == 8 << 30  # base-256
+    with pytest.raises(tar.TarError):
+        tar._tar_number(b"12x4\0")
 
 
 def _rezip(src, dst, compress, stream=False):

@@ -600,12 +600,12 @@ def test_out_of_space_sees_through_the_installers_wrapping():
     except Wrapped as e:
         assert M.out_of_space(e) == os.strerror(errno.ENOSPC)
     # a worker process sends its errno back with its message
-    from coex_runtime import install
+    from coex_runtime import install, workers
 
     def full(x):
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
     with pytest.raises(install.InstallError) as ei:
-        install._fork_map(full, [1], 1)
+        workers.fork_map(full, [1], 1)
     assert M.out_of_space(ei.value) == os.strerror(errno.EDQUOT)
     assert M.out_of_space(OSError(errno.EACCES, "Permission denied")) is None
 

@@ -1,0 +1,186 @@
+"""Phase 2 of an install: link packages' files from the package cache into the prefix, one file
+at a time as conda and rattler do (hardlink, copy, symlink, or a copy with the prefix
+placeholder replaced), each giving its linked-file record: the ``paths_data`` entry of the
+package's conda-meta record."""
+
+import errno
+import hashlib
+import os
+import stat
+
+from coex_runtime import noarch, prefix as prefixmod
+from coex_runtime.errors import InstallError
+from coex_runtime.format import Package
+from coex_runtime.fs import copy_hashed, remove, write_all
+from coex_runtime.pkgmeta import check_link_target
+
+_NO_HARDLINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, getattr(errno, "ENOTSUP", errno.EPERM))
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Linker(object):
+    """Links packages into ``staging``, which the caller renames to ``final_prefix`` (what the
+    placeholders become). One thread: linking is a few syscalls per file, and threads (or forked
+    workers, with their results sent back) were measured slower."""
+
+    def __init__(self, staging, final_prefix, pyver):
+        # type: (str, str, Optional[str]) -> None
+        self.staging, self.final_prefix, self.pyver = staging, final_prefix, pyver
+        self.made = set()       # directories known to exist
+        self.hardlinks = True   # False once the cache proved to be on another file system
+
+    def link_package(self, plan):
+        # type: (plan.Plan) -> List[dict]
+        """The records of one package's files and console scripts; those another package wins
+        (not in ``plan.owned``) are recorded but not linked."""
+        pkg = Package(plan.entry).label
+        out = [self.link_file(pkg, plan.pkgdir, p, target, target in plan.owned)
+               for p, target in zip(plan.paths, plan.targets)]
+        for name, module, func in plan.entry_points:
+            target = "bin/" + name
+            data = noarch.entry_point_script(self.final_prefix, self.pyver, module, func)
+            if target in plan.owned:
+                self._write(target, data, 0o755)
+            out.append({"_path": target, "path_type": "unix_python_entry_point",
+                        "sha256": _sha256(data), "size_in_bytes": len(data)})
+        return out
+
+    def link_file(self, pkg, pkgdir, p, target, owned=True):
+        # type: (str, str, dict, str, bool) -> dict
+        """Put the file of paths.json entry ``p`` (of the package ``pkg`` at ``pkgdir``) at
+        ``target`` (unless not ``owned``); its record."""
+        src = os.path.join(pkgdir, p["_path"])
+        dst = os.path.join(self.staging, target)
+        pt = p.get("path_type", "hardlink")
+        rec = {"_path": target, "path_type": pt}
+        if pt == "directory":
+            if owned and not os.path.isdir(dst):
+                os.makedirs(dst, exist_ok=True)
+            return rec
+        if owned:
+            self._mkparent(target)
+        try:
+            st = os.lstat(src)
+        except OSError as e:
+            raise InstallError("%s: info/paths.json lists %s, but the package does not contain "
+                               "it" % (pkg, p["_path"])) from e
+        if p.get("sha256"):
+            rec["sha256"] = p["sha256"]
+        if pt == "softlink" or stat.S_ISLNK(st.st_mode):
+            if not stat.S_ISLNK(st.st_mode):
+                raise InstallError("%s: info/paths.json lists %s as a softlink, but it is a "
+                                   "regular file in the package" % (pkg, p["_path"]))
+            link_target = os.readlink(src)
+            check_link_target(pkg, target, link_target)
+            if owned:
+                remove(dst)
+                os.symlink(link_target, dst)
+            # as rattler: the digest and size of the link's target path
+            target_bytes = link_target.encode("utf-8", "surrogateescape")
+            rec["path_type"] = "softlink"
+            if p.get("sha256") != _sha256(target_bytes):
+                rec["sha256_in_prefix"] = _sha256(target_bytes)
+            rec["size_in_bytes"] = len(target_bytes)
+            return rec
+        if not stat.S_ISREG(st.st_mode):
+            raise InstallError("%s: %s is not a regular file" % (pkg, p["_path"]))
+        placeholder = p.get("prefix_placeholder")
+        mode = p.get("file_mode") or ("text" if placeholder else None)
+        if mode not in (None, "text", "binary"):
+            raise InstallError("%s: info/paths.json gives %s the unknown file_mode %r (known: "
+                               "text, binary)" % (pkg, p["_path"], mode))
+        rec["size_in_bytes"] = p.get("size_in_bytes", st.st_size)
+        if placeholder:
+            rec["file_mode"] = mode
+            rec["prefix_placeholder"] = placeholder
+        if p.get("no_link"):
+            rec["no_link"] = True
+        if not owned:
+            return rec
+        fmode = stat.S_IMODE(st.st_mode) & 0o777 & ~0o002
+        if placeholder:
+            with open(src, "rb") as f:
+                data = f.read()
+            ph, new_prefix = placeholder.encode("utf-8"), self.final_prefix.encode("utf-8")
+            if mode == "binary":
+                data = prefixmod.replace_binary(data, ph, new_prefix, "%s: %s" % (pkg, target))
+            else:
+                data = prefixmod.replace_text(data, ph, new_prefix)
+            self._write(target, data, fmode)
+            # as rattler: the digest and size of the file as written into the prefix
+            rec["sha256_in_prefix"] = _sha256(data)
+            rec["size_in_bytes"] = len(data)
+        elif p.get("no_link") or not self.hardlinks:
+            remove(dst)
+            _copy(src, dst, fmode)
+        else:
+            try:
+                os.link(src, dst)
+            except OSError as e:
+                if e.errno == errno.EEXIST:
+                    remove(dst)
+                    os.link(src, dst)
+                elif e.errno in _NO_HARDLINK:
+                    self.hardlinks = e.errno != errno.EXDEV
+                    _copy(src, dst, fmode)
+                else:
+                    raise
+        return rec
+
+    def _mkparent(self, rel):
+        parent = os.path.dirname(rel)
+        if not parent or parent in self.made:
+            return
+        full = os.path.join(self.staging, parent)
+        try:
+            os.makedirs(full)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+            if not os.path.isdir(full):
+                raise InstallError("cannot create directory %s: a file of that name is in the way"
+                                   % parent) from e
+        self.made.add(parent)
+
+    def _write(self, target, data, mode):
+        """A new file at ``target`` holding ``data`` (mode ``mode``; the umask applies)."""
+        self._mkparent(target)
+        dst = os.path.join(self.staging, target)
+        remove(dst)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+
+
+def _copy(src, dst, mode):
+    """Copy ``src`` to ``dst`` (sendfile, else read/write), mode ``mode``, src's times."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with open(src, "rb") as f:
+            sfd = f.fileno()
+            size = os.fstat(sfd).st_size
+            done = 0
+            sendfile = getattr(os, "sendfile", None)
+            if sendfile is not None:
+                try:
+                    while done < size:
+                        k = sendfile(fd, sfd, done, min(size - done, 1 << 30))
+                        if k == 0:
+                            break
+                        done += k
+                except OSError:
+                    done = -1
+            if done != size:
+                f.seek(0)
+                os.lseek(fd, 0, 0)
+                os.ftruncate(fd, 0)
+                copy_hashed(f, lambda block: write_all(fd, block))
+        st = os.stat(src)
+        os.utime(fd if os.utime in os.supports_fd else dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    finally:
+        os.close(fd)

@@ -1,0 +1,165 @@
+"""What an extracted package says about itself (``info/``), as conda and rattler read it:
+``read_index`` (index.json), ``read_paths`` (paths.json, or the old info/files +
+info/has_prefix + info/no_link), ``check_link_target``; and its validation: ``verify_paths``
+(every file against paths.json while it is extracted) and ``cached_package_intact`` (the cheap
+check of a package found in the cache, like rattler_cache's validation)."""
+
+import json
+import os
+import posixpath
+import stat
+
+from coex_runtime.errors import CorruptPackage, PackageError
+
+
+def read_index(pkg, pkgdir):
+    # type: (str, str) -> dict
+    try:
+        with open(os.path.join(pkgdir, "info", "index.json"), "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (IOError, OSError, ValueError) as e:
+        raise PackageError("%s: cannot read info/index.json (%s)" % (pkg, e)) from e
+
+
+def check_link_target(pkg, rel, target):
+    """A symlink at `rel` (relative path) pointing at `target` must stay inside the tree."""
+    if target.startswith("/"):
+        raise PackageError("%s: symlink %s points to the absolute path %r, outside the "
+                           "environment; refusing to install it" % (pkg, rel, target))
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise PackageError("%s: symlink %s points to %r, outside the environment; refusing to "
+                           "install it" % (pkg, rel, target))
+    return resolved
+
+
+def read_paths(pkg, pkgdir):
+    """The package's paths as a list of dicts in the paths.json (version 1) shape, from
+    `info/paths.json`, or from the old `info/files` + `info/has_prefix`."""
+    pj = os.path.join(pkgdir, "info", "paths.json")
+    if os.path.isfile(pj):
+        try:
+            with open(pj, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            paths = data["paths"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise PackageError("%s: info/paths.json is not valid (%s)" % (pkg, e)) from e
+        for p in paths:
+            if not isinstance(p, dict) or "_path" not in p:
+                raise PackageError("%s: info/paths.json has an entry without _path: %r" % (pkg, p))
+            pt = p.get("path_type", "hardlink")
+            if pt not in ("hardlink", "softlink", "directory"):
+                raise PackageError("%s: info/paths.json: %s has unknown path_type %r (known: "
+                                   "hardlink, softlink, directory)" % (pkg, p["_path"], pt))
+        return paths
+    files_path = os.path.join(pkgdir, "info", "files")
+    if not os.path.isfile(files_path):
+        raise PackageError("%s: has neither info/paths.json nor info/files: not a conda package"
+                           % pkg)
+    has_prefix = {}
+    hp = os.path.join(pkgdir, "info", "has_prefix")
+    if os.path.isfile(hp):
+        with open(hp, "rb") as f:
+            for line in f.read().decode("utf-8").splitlines():
+                placeholder, mode, path = parse_has_prefix_line(line)
+                if path:
+                    has_prefix[path] = (placeholder, mode)
+    no_link = set()
+    nl = os.path.join(pkgdir, "info", "no_link")
+    if os.path.isfile(nl):
+        with open(nl, "rb") as f:
+            no_link = set(l.strip() for l in f.read().decode("utf-8").splitlines() if l.strip())
+    out = []
+    with open(files_path, "rb") as f:
+        for line in f.read().decode("utf-8").splitlines():
+            rel = line.strip()
+            if not rel:
+                continue
+            full = os.path.join(pkgdir, rel)
+            p = {"_path": rel,
+                 "path_type": "softlink" if os.path.islink(full) else "hardlink"}
+            if rel in has_prefix:
+                p["prefix_placeholder"], p["file_mode"] = has_prefix[rel]
+            if rel in no_link:
+                p["no_link"] = True
+            out.append(p)
+    return out
+
+
+# conda-build's historical default placeholder (info/has_prefix lines with just a path)
+DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+
+
+def parse_has_prefix_line(line):
+    """`placeholder mode path`, `path` alone (default placeholder, text), quotes allowed."""
+    line = line.strip()
+    if not line:
+        return None, None, None
+    import shlex
+    try:
+        parts = shlex.split(line, posix=True)
+    except ValueError:
+        parts = line.split()
+    if len(parts) == 1:
+        return DEFAULT_PLACEHOLDER, "text", parts[0]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    raise ValueError("bad info/has_prefix line %r" % line)
+
+
+def verify_paths(pkg, pkgdir, digests):
+    """Every paths.json entry must exist with the declared type, size and sha256."""
+    for p in read_paths(pkg, pkgdir):
+        rel = p["_path"]
+        full = os.path.join(pkgdir, rel)
+        pt = p.get("path_type", "hardlink")
+        if pt == "directory":
+            continue
+        try:
+            is_link = stat.S_ISLNK(os.lstat(full).st_mode)
+        except OSError:
+            is_link = None
+        if pt == "softlink":
+            if not is_link:
+                raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
+                                   "has no such symlink" % (pkg, rel))
+            continue
+        if is_link is None:
+            raise PackageError("%s: info/paths.json lists %s, but the package does not contain "
+                               "it" % (pkg, rel))
+        if is_link:
+            continue  # some builders record symlinks as hardlink entries
+        got = digests.get(rel)
+        if got is None:
+            continue
+        size = p.get("size_in_bytes")
+        if size is not None and int(size) != got[1]:
+            raise CorruptPackage("%s: %s is %d bytes, but info/paths.json says %d: the package is "
+                               "corrupt" % (pkg, rel, got[1], int(size)))
+        sha = p.get("sha256")
+        if sha and sha != got[0]:
+            raise CorruptPackage("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
+                               "corrupt" % (pkg, rel, got[0], sha))
+
+
+def cached_package_intact(pkgdir):
+    """Cheap check of an extracted package found in the cache: every path of its
+    info/paths.json (or info/files) exists, with the recorded size for regular files."""
+    try:
+        paths = read_paths(os.path.basename(pkgdir), pkgdir)
+    except (PackageError, EnvironmentError, ValueError):
+        return False
+    for p in paths:
+        pt = p.get("path_type", "hardlink")
+        if pt == "directory":
+            continue
+        full = os.path.join(pkgdir, p["_path"])
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return False
+        size = p.get("size_in_bytes")
+        if pt == "hardlink" and size is not None and stat.S_ISREG(st.st_mode) \
+                and st.st_size != int(size):
+            return False
+    return True

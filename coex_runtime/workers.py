@@ -1,0 +1,217 @@
+"""Where the installer's work runs: forked worker processes (each with its own interpreter
+lock, so the Python code of different packages runs at once), else threads of this process.
+
+``fork_map(fn, items, jobs)`` runs fn over items in at most ``jobs`` workers; a worker's result
+travels back as JSON, its failure as the same CoexFailure class with its message and errno
+(another exception: an InstallError with its traceback). ``thread_map`` is the fallback when
+``can_fork()`` says no (no os.fork, or another thread runs: a child forked while it holds a lock
+could deadlock).
+"""
+
+import errno
+import json
+import os
+import sys
+import threading
+
+from coex_runtime.errors import CoexFailure, InstallError, by_name, os_errno
+
+
+def cpus():
+    # type: () -> int
+    """CPUs this process may run on (a container's CPU set), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def count_jobs(jobs, n):
+    # type: (Optional[int], int) -> int
+    """How many workers for n items: ``jobs``, by default min(4, usable CPUs)."""
+    if jobs is None:
+        jobs = min(4, cpus())
+    return max(1, min(int(jobs), max(1, n)))
+
+
+def pool_map(fn, items, jobs, on_done=None, name=str):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable) -> list
+    """[fn(x) for x in items] on at most ``jobs`` workers: forked processes when ``can_fork()``,
+    else threads; ``on_done(k, result)`` as item k finishes (see fork_map and thread_map)."""
+    if jobs > 1 and can_fork():
+        return fork_map(fn, items, jobs, on_done, name)
+    return thread_map(fn, items, jobs, on_done)
+
+
+def thread_map(fn, items, jobs, on_done=None):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]]) -> list
+    """[fn(x) for x in items] on ``jobs`` threads (on_done(k, result) is called in the thread
+    that ran item k); the first exception (in item order) is raised after every started job
+    finished."""
+    items = list(items)
+
+    def one(i):
+        result = fn(items[i])
+        if on_done is not None:
+            on_done(i, result)
+        return result
+    if jobs <= 1 or len(items) <= 1:
+        return [one(i) for i in range(len(items))]
+    results = [None] * len(items)
+    errors = [None] * len(items)
+    lock = threading.Lock()
+    nxt = [0]
+    failed = [False]
+
+    def worker():
+        while True:
+            with lock:
+                if nxt[0] >= len(items) or failed[0]:
+                    return
+                i = nxt[0]
+                nxt[0] += 1
+            try:
+                results[i] = one(i)
+            except BaseException as e:  # noqa: B902 - re-raised in the caller's thread
+                errors[i] = e
+                with lock:
+                    failed[0] = True
+    threads = [threading.Thread(target=worker, name="coex-install-%d" % k) for k in range(jobs)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
+
+
+# None: fork when it is safe (os.fork exists and this process runs no other thread);
+# False: never (threads in this process instead); True: whenever os.fork exists (tests).
+FORK = None
+
+
+def can_fork():
+    # type: () -> bool
+    if not hasattr(os, "fork") or FORK is False:
+        return False
+    if FORK:
+        return True
+    # a child forked while another thread holds a lock (stdio, logging, ...) could deadlock
+    return threading.active_count() == 1
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a worker process: unwinds it so its temp dirs are removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated("terminated")
+
+
+def fork_map(fn, items, jobs, on_done=None, name=str):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable) -> list
+    """[fn(x) for x in items] in forked worker processes, at most ``jobs`` at a time, items
+    started in the given order. fn's return value travels back as JSON, a failure as its
+    CoexFailure class, message and errno, any other exception as an InstallError with its
+    traceback (the first in item order is raised after every worker finished; no new worker
+    starts after a failure). on_done(k, result) runs in this process as item k finishes;
+    name(item) names it when its worker dies without a word."""
+    import select
+    import signal
+    items = list(items)
+    results = [None] * len(items)
+    errors = [None] * len(items)
+    running = {}  # read fd -> [k, pid, chunks]
+    nxt = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or a child might write the same buffered bytes again
+        except Exception:  # noqa: B902 - a closed or odd stream is not our problem here
+            pass
+    try:
+        while running or (nxt < len(items) and not any(errors)):
+            while nxt < len(items) and len(running) < jobs and not any(errors):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    code = 1
+                    try:
+                        os.close(r)
+                        signal.signal(signal.SIGTERM, _on_sigterm)
+                        try:
+                            msg = {"ok": fn(items[nxt])}
+                            code = 0
+                        except CoexFailure as e:
+                            msg = {"error": str(e), "type": type(e).__name__, "errno": os_errno(e)}
+                        except BaseException as e:  # noqa: B902 - reported by the parent
+                            import traceback
+                            msg = {"error": "%s: %s\n%s" % (type(e).__name__, e,
+                                                             traceback.format_exc()),
+                                   "errno": os_errno(e)}
+                        data = json.dumps(msg).encode("utf-8")
+                        while data:
+                            data = data[os.write(w, data):]
+                    finally:
+                        os._exit(code)
+                os.close(w)
+                running[r] = [nxt, pid, []]
+                nxt += 1
+            ready = select.select(list(running), [], [])[0]
+            for r in ready:
+                chunk = os.read(r, 65536)
+                if chunk:
+                    running[r][2].append(chunk)
+                    continue
+                k, pid, chunks = running.pop(r)
+                os.close(r)
+                status = _waitpid(pid)
+                try:
+                    msg = json.loads(b"".join(chunks).decode("utf-8"))
+                except ValueError:
+                    msg = {}
+                if "ok" in msg and status in (0, None):
+                    results[k] = msg["ok"]
+                    if on_done is not None:
+                        on_done(k, results[k])
+                elif msg.get("error"):
+                    errors[k] = by_name(msg.get("type", ""))(msg["error"])
+                    errors[k].errno = msg.get("errno")
+                else:
+                    errors[k] = InstallError("%s: %s" % (name(items[k]), _died(status)))
+    finally:
+        for r, (k, pid, chunks) in list(running.items()):  # only when this process failed
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+            _waitpid(pid)
+            os.close(r)
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
+
+
+def _waitpid(pid):
+    """The worker's exit status; None when it cannot be known (SIGCHLD ignored: the kernel
+    reaped it, and its message alone tells how it went)."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except OSError as e:
+            if e.errno == errno.ECHILD:
+                return None
+            if e.errno != errno.EINTR:  # 3.5+ retries EINTR itself
+                raise
+
+
+def _died(status):
+    if status is None:
+        return "the worker process ended without a result"
+    if os.WIFSIGNALED(status):
+        return "the worker process was killed by signal %d" % os.WTERMSIG(status)
+    return "the worker process exited with status %d without a result" % (
+        os.WEXITSTATUS(status) if os.WIFEXITED(status) else status)
