@@ -107,59 +107,43 @@ def parse_has_prefix_line(line):
     raise ValueError("bad info/has_prefix line %r" % line)
 
 
-def verify_paths(pkg, pkgdir, digests):
-    """Every paths.json entry must exist with the declared type, size and sha256."""
+def verify_paths(pkg, pkgdir, digests=None):
+    # type: (str, str, Optional[Dict[str, Tuple[str, int]]]) -> None
+    """Check the package extracted at ``pkgdir`` against its paths.json: every entry exists with
+    its declared type, and each regular file has the declared size and, when ``digests``
+    ({relpath: (sha256, size)} measured while extracting) is given, sha256. Raises PackageError
+    (CorruptPackage for a size or sha256 mismatch)."""
     for p in read_paths(pkg, pkgdir):
-        rel = p["_path"]
-        full = os.path.join(pkgdir, rel)
-        pt = p.get("path_type", "hardlink")
+        rel, pt = p["_path"], p.get("path_type", "hardlink")
         if pt == "directory":
             continue
         try:
-            is_link = stat.S_ISLNK(os.lstat(full).st_mode)
+            st = os.lstat(os.path.join(pkgdir, rel))
         except OSError:
-            is_link = None
-        if pt == "softlink":
-            if not is_link:
-                raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
-                                   "has no such symlink" % (pkg, rel))
-            continue
-        if is_link is None:
+            st = None
+        if pt == "softlink" and not (st and stat.S_ISLNK(st.st_mode)):
+            raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
+                               "has no such symlink" % (pkg, rel))
+        if st is None:
             raise PackageError("%s: info/paths.json lists %s, but the package does not contain "
                                "it" % (pkg, rel))
-        if is_link:
-            continue  # some builders record symlinks as hardlink entries
-        got = digests.get(rel)
-        if got is None:
-            continue
-        size = p.get("size_in_bytes")
-        if size is not None and int(size) != got[1]:
+        if not stat.S_ISREG(st.st_mode):
+            continue  # (some builders record symlinks as hardlink entries)
+        got = (None, st.st_size) if digests is None else digests.get(rel)
+        size, sha = p.get("size_in_bytes"), p.get("sha256")
+        if got is not None and size is not None and int(size) != got[1]:
             raise CorruptPackage("%s: %s is %d bytes, but info/paths.json says %d: the package is "
-                               "corrupt" % (pkg, rel, got[1], int(size)))
-        sha = p.get("sha256")
-        if sha and sha != got[0]:
+                                 "corrupt" % (pkg, rel, got[1], int(size)))
+        if got is not None and got[0] and sha and sha != got[0]:
             raise CorruptPackage("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
-                               "corrupt" % (pkg, rel, got[0], sha))
+                                 "corrupt" % (pkg, rel, got[0], sha))
 
 
 def cached_package_intact(pkgdir):
-    """Cheap check of an extracted package found in the cache: every path of its
-    info/paths.json (or info/files) exists, with the recorded size for regular files."""
+    # type: (str) -> bool
+    """The cheap check of a package found in the cache (no digests): ``verify_paths`` passes."""
     try:
-        paths = read_paths(os.path.basename(pkgdir), pkgdir)
+        verify_paths(os.path.basename(pkgdir), pkgdir)
     except (PackageError, EnvironmentError, ValueError):
         return False
-    for p in paths:
-        pt = p.get("path_type", "hardlink")
-        if pt == "directory":
-            continue
-        full = os.path.join(pkgdir, p["_path"])
-        try:
-            st = os.lstat(full)
-        except OSError:
-            return False
-        size = p.get("size_in_bytes")
-        if pt == "hardlink" and size is not None and stat.S_ISREG(st.st_mode) \
-                and st.st_size != int(size):
-            return False
     return True
