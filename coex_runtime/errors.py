@@ -34,47 +34,43 @@ class UsageError(CoexFailure):
 
 
 class FormatError(CoexFailure):
-    """The archive or its record is not valid: the message says what and how to fix it."""
+    pass
 
 
 class CacheError(CoexFailure):
-    """No usable cache directory, or a cache operation failed: the message says what to do."""
+    pass
 
 
 class ZstdError(CoexFailure):
-    """A zstd stream could not be decoded, or no decoder could be loaded."""
-
     intro = "coex: error: "
 
 
 class InstallError(CoexFailure):
-    """The environment cannot be installed; the message names the package and file."""
-
     intro = "coex: error: "
 
 
 class PackageError(InstallError):
-    """A package cannot be extracted or installed; the message names the package and file."""
+    pass
 
 
 class CorruptPackage(PackageError):
-    """The package's stored bytes are damaged or truncated."""
+    pass
 
 
 class TarError(CorruptPackage):
-    """The tar stream is malformed."""
+    pass
 
 
 class PrefixError(InstallError):
-    """The new prefix cannot be written into a file (names the package and file)."""
+    pass
 
 
 class NoarchError(InstallError):
-    """A noarch: python package cannot be installed (names the package)."""
+    pass
 
 
 class LinkScriptError(InstallError):
-    """A pre-/post-link script failed; the message holds its output."""
+    pass
 
 
 def by_name(name, default=InstallError):

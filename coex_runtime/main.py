@@ -38,62 +38,8 @@ from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime.errors import CoexFailure, UsageError, os_errno
-from coex_runtime.runtime import Runtime, check_host
+from coex_runtime.runtime import Phases, Progress, Runtime, check_host
 from coex_runtime.variables import LC_REEXEC, Variables
-
-
-class Phases(object):
-    """Times phases; prints them when COEX_VERBOSE is set."""
-
-    def __init__(self, verbose):
-        self.verbose = verbose
-        self.t0 = self.last = time.time()
-
-    def done(self, name):
-        t = time.time()
-        if self.verbose:
-            sys.stderr.write("coex: %-8s %8.1f ms\n" % (name, (t - self.last) * 1000.0))
-        self.last = t
-
-    def total(self):
-        if self.verbose:
-            sys.stderr.write("coex: %-8s %8.1f ms\n" % ("total", (time.time() - self.t0) * 1000.0))
-
-
-class Progress(object):
-    """First-run progress on stderr, only when stderr is a terminal: package k of n and bytes,
-    per installer phase. Called as progress(phase, done, total, name) from worker threads."""
-
-    def __init__(self, enabled, entries=()):
-        import threading
-        self.enabled = enabled
-        self.shown = False
-        self.lock = threading.Lock()
-        self.sizes = {}
-        for e in entries:
-            self.sizes[e.get("filename")] = F.Package(e).stored_size or 0
-        self.total_bytes = sum(self.sizes.values())
-        self.bytes = {}
-
-    def __call__(self, phase, done, total, name=""):
-        if not self.enabled:
-            return
-        with self.lock:
-            self.bytes[phase] = self.bytes.get(phase, 0) + self.sizes.get(name, 0)
-            msg = "coex: %s package %d of %d" % (phase, done, total)
-            if self.total_bytes:
-                msg += ", %.1f of %.1f MB" % (self.bytes[phase] / 1e6, self.total_bytes / 1e6)
-            if name:
-                msg += " (%s)" % name
-            sys.stderr.write("\r\033[K" + msg[:160])
-            sys.stderr.flush()
-            self.shown = True
-
-    def finish(self):
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self.shown = False
 
 
 def archive_identity(argv, v):

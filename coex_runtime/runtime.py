@@ -21,6 +21,7 @@ packages are checked against the record, so a damaged archive is reported as suc
 """
 
 import os
+import sys
 import time
 import zipfile
 import zlib
@@ -81,17 +82,58 @@ def read_app_layer(archive, dest=None):
     return len(files)
 
 
-class _Quiet(object):
-    """Phases and progress that show nothing."""
+class Phases(object):
+    """Times phases; prints them when COEX_VERBOSE is set."""
 
-    def __call__(self, *args):
-        pass
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.t0 = self.last = time.time()
 
     def done(self, name):
-        pass
+        t = time.time()
+        if self.verbose:
+            sys.stderr.write("coex: %-8s %8.1f ms\n" % (name, (t - self.last) * 1000.0))
+        self.last = t
+
+    def total(self):
+        if self.verbose:
+            sys.stderr.write("coex: %-8s %8.1f ms\n" % ("total", (time.time() - self.t0) * 1000.0))
+
+
+class Progress(object):
+    """First-run progress on stderr, only when stderr is a terminal: package k of n and bytes,
+    per installer phase. Called as progress(phase, done, total, name) from worker threads."""
+
+    def __init__(self, enabled, entries=()):
+        import threading
+        self.enabled = enabled
+        self.shown = False
+        self.lock = threading.Lock()
+        self.sizes = {}
+        for e in entries:
+            self.sizes[e.get("filename")] = F.Package(e).stored_size or 0
+        self.total_bytes = sum(self.sizes.values())
+        self.bytes = {}
+
+    def __call__(self, phase, done, total, name=""):
+        if not self.enabled:
+            return
+        with self.lock:
+            self.bytes[phase] = self.bytes.get(phase, 0) + self.sizes.get(name, 0)
+            msg = "coex: %s package %d of %d" % (phase, done, total)
+            if self.total_bytes:
+                msg += ", %.1f of %.1f MB" % (self.bytes[phase] / 1e6, self.total_bytes / 1e6)
+            if name:
+                msg += " (%s)" % name
+            sys.stderr.write("\r\033[K" + msg[:160])
+            sys.stderr.flush()
+            self.shown = True
 
     def finish(self):
-        pass
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
 
 
 class Runtime(object):
@@ -107,8 +149,8 @@ class Runtime(object):
         self.env16 = C.env_dir_name(self.info["env_id"])
         app = self.info.get("app")
         self.app16 = F.short_id(app["digest"]) if app else None
-        self.phases = phases or _Quiet()
-        self.progress = progress or _Quiet()
+        self.phases = phases or Phases(False)
+        self.progress = progress or Progress(False)
 
     # what is there -----------------------------------------------------------------------------
     @property

@@ -262,20 +262,14 @@ def gc(archive, args, environ):
             if n.endswith(".lock") or not os.path.isdir(p):
                 continue
             marker = os.path.join(p, C.READY)
-            if n in live_envs and os.path.isfile(marker):
+            if os.path.isfile(marker) and (n in live_envs or C.mtime(marker) >= cutoff):
                 referenced.update((cache.read_ready(n) or {}).get("packages", []))
-                continue
-            if os.path.isfile(marker) and C.mtime(marker) >= cutoff:
-                referenced.update((cache.read_ready(n) or {}).get("packages", []))
-                continue
-            drop(p, "environments")
+            else:
+                drop(p, "environments")
         for n in sorted(os.listdir(cache.apps)):
             p = os.path.join(cache.apps, n)
-            if n.endswith(".lock") or not os.path.isdir(p):
-                continue
-            if n in live_apps or C.mtime(p) >= cutoff:
-                continue
-            drop(p, "app layers")
+            if not (n.endswith(".lock") or not os.path.isdir(p) or n in live_apps or C.mtime(p) >= cutoff):
+                drop(p, "app layers")
         for d in (cache.envs, cache.apps):  # lock files of removed dirs (no installer runs now)
             for n in os.listdir(d):
                 if n.endswith(".lock") and not os.path.isdir(os.path.join(d, n[:-5])):

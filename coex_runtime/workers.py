@@ -47,41 +47,32 @@ def thread_map(fn, items, jobs, on_done=None):
     # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]]) -> list
     """[fn(x) for x in items] on ``jobs`` threads (on_done(k, result) is called in the thread
     that ran item k); the first exception (in item order) is raised after every started job
-    finished."""
+    finished, and no job starts after one failed."""
     items = list(items)
-
-    def one(i):
-        result = fn(items[i])
-        if on_done is not None:
-            on_done(i, result)
-        return result
-    if jobs <= 1 or len(items) <= 1:
-        return [one(i) for i in range(len(items))]
-    results = [None] * len(items)
-    errors = [None] * len(items)
-    lock = threading.Lock()
-    nxt = [0]
-    failed = [False]
+    results, errors = [None] * len(items), [None] * len(items)
+    todo, lock = iter(range(len(items))), threading.Lock()
 
     def worker():
-        while True:
+        while not any(errors):
             with lock:
-                if nxt[0] >= len(items) or failed[0]:
-                    return
-                i = nxt[0]
-                nxt[0] += 1
+                i = next(todo, None)
+            if i is None:
+                return
             try:
-                results[i] = one(i)
+                results[i] = fn(items[i])
+                if on_done is not None:
+                    on_done(i, results[i])
             except BaseException as e:  # noqa: B902 - re-raised in the caller's thread
                 errors[i] = e
-                with lock:
-                    failed[0] = True
-    threads = [threading.Thread(target=worker, name="coex-install-%d" % k) for k in range(jobs)]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    for t in threads:
-        t.join()
+    if jobs <= 1 or len(items) <= 1:
+        worker()  # in this thread
+    else:
+        threads = [threading.Thread(target=worker, name="coex-install-%d" % k) for k in range(jobs)]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        for t in threads:
+            t.join()
     for e in errors:
         if e is not None:
             raise e

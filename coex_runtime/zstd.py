@@ -31,24 +31,23 @@ _LIB_LOCK = threading.Lock()
 _LIBS = {}  # path or "" (host) -> loaded CDLL or the error message why not
 
 
+_SIGNATURES = {  # function: (restype, argtypes)
+    "ZSTD_createDStream": (ctypes.c_void_p, []),
+    "ZSTD_freeDStream": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "ZSTD_initDStream": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "ZSTD_decompressStream": (ctypes.c_size_t, [ctypes.c_void_p, ctypes.POINTER(_OutBuffer),
+                                                ctypes.POINTER(_InBuffer)]),
+    "ZSTD_isError": (ctypes.c_uint, [ctypes.c_size_t]),
+    "ZSTD_getErrorName": (ctypes.c_char_p, [ctypes.c_size_t]),
+    "ZSTD_DStreamInSize": (ctypes.c_size_t, []),
+    "ZSTD_DStreamOutSize": (ctypes.c_size_t, []),
+}
+
+
 def _bind(lib):
-    lib.ZSTD_createDStream.restype = ctypes.c_void_p
-    lib.ZSTD_createDStream.argtypes = []
-    lib.ZSTD_freeDStream.restype = ctypes.c_size_t
-    lib.ZSTD_freeDStream.argtypes = [ctypes.c_void_p]
-    lib.ZSTD_initDStream.restype = ctypes.c_size_t
-    lib.ZSTD_initDStream.argtypes = [ctypes.c_void_p]
-    lib.ZSTD_decompressStream.restype = ctypes.c_size_t
-    lib.ZSTD_decompressStream.argtypes = [
-        ctypes.c_void_p, ctypes.POINTER(_OutBuffer), ctypes.POINTER(_InBuffer)]
-    lib.ZSTD_isError.restype = ctypes.c_uint
-    lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
-    lib.ZSTD_getErrorName.restype = ctypes.c_char_p
-    lib.ZSTD_getErrorName.argtypes = [ctypes.c_size_t]
-    lib.ZSTD_DStreamInSize.restype = ctypes.c_size_t
-    lib.ZSTD_DStreamInSize.argtypes = []
-    lib.ZSTD_DStreamOutSize.restype = ctypes.c_size_t
-    lib.ZSTD_DStreamOutSize.argtypes = []
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
     return lib
 
 
