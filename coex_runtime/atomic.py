@@ -17,13 +17,11 @@ from coex_runtime.fs import makedirs, rmtree
 class Lock(object):
     """An flock on ``path`` (created if missing). ``shared`` for readers, ``wait=False`` to try."""
 
-    def __init__(self, path, shared=False, wait=True):
-        # type: (str, bool, bool) -> None
+    def __init__(self, path, shared=False, wait=True):  # type: (str, bool, bool) -> None
         self.path, self.shared, self.wait = path, shared, wait
         self.fd = None
 
-    def acquire(self):
-        # type: () -> bool
+    def acquire(self):  # type: () -> bool
         makedirs(os.path.dirname(self.path))
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
@@ -39,7 +37,7 @@ class Lock(object):
         self.fd = fd
         return True
 
-    def release(self):
+    def release(self):  # type: () -> None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -52,8 +50,7 @@ class Lock(object):
         self.release()
 
 
-def write_atomic(path, data, mode=0o644, fsync=True):
-    # type: (str, bytes, int, bool) -> None
+def write_atomic(path, data, mode=0o644, fsync=True):  # type: (str, bytes, int, bool) -> None
     """Write bytes to ``path`` through a temp file in the same directory, (fsync,) rename."""
     d = os.path.dirname(path)
     makedirs(d)
@@ -74,14 +71,12 @@ def write_atomic(path, data, mode=0o644, fsync=True):
         raise
 
 
-def unique_name(parent, prefix):
-    # type: (str, str) -> str
+def unique_name(parent, prefix):  # type: (str, str) -> str
     """A path in ``parent`` that is unlikely to exist: ``<prefix><pid>-<8 hex digits>``."""
     return os.path.join(parent, "%s%d-%08x" % (prefix, os.getpid(), random.getrandbits(32)))
 
 
-def discard(path, trash_dir, prefix="trash-"):
-    # type: (str, str, str) -> None
+def discard(path, trash_dir, prefix="trash-"):  # type: (str, str, str) -> None
     """Make ``path`` invisible at once (rename it into ``trash_dir``), then delete it."""
     if not os.path.lexists(path):
         return

@@ -51,7 +51,7 @@ from coex_runtime.variables import Variables
 INSTALL_LAYOUT = 1
 
 
-def env_dir_name(env_id):
+def env_dir_name(env_id):  # type: (str) -> str
     """The directory name of an environment under ``envs/``: 16 hex digits (shebangs stay short)
     of the archive's env id (its locked packages) and INSTALL_LAYOUT."""
     return hashlib.sha256(("%s install-layout/%d" % (env_id, INSTALL_LAYOUT)).encode("ascii")).hexdigest()[:16]
@@ -60,7 +60,7 @@ def env_dir_name(env_id):
 READY = ".coex-ready"
 
 
-def configured_root(environ=None):
+def configured_root(environ=None):  # type: (Optional[Mapping[str, str]]) -> Optional[str]
     """The root the user configured: ``$COEX_ROOT``, else ``$XDG_CACHE_HOME/coex``, else
     ``$HOME/.cache/coex``; None when there is none (no COEX_ROOT and no usable HOME). A relative
     ``XDG_CACHE_HOME`` is ignored, as the XDG spec says; a relative or unset ``HOME`` gives no
@@ -77,7 +77,7 @@ def configured_root(environ=None):
     return None
 
 
-def fallback_roots(environ=None):
+def fallback_roots(environ=None):  # type: (Optional[Mapping[str, str]]) -> List[str]
     uid = os.getuid()
     out = []
     for base in (Variables(environ).tmpdir or "/tmp", "/var/tmp", "/dev/shm"):
@@ -99,7 +99,7 @@ def _noexec(path):
 UNSAFE_PREFIX_CHARS = '"$`\\\n'
 
 
-def unsafe_prefix(path):
+def unsafe_prefix(path):  # type: (str) -> Optional[str]
     """Why ``path`` cannot hold prefixes (see UNSAFE_PREFIX_CHARS), or None."""
     bad = sorted(set(UNSAFE_PREFIX_CHARS) & set(path))
     if bad:
@@ -108,7 +108,7 @@ def unsafe_prefix(path):
     return None
 
 
-def check_root(path, private=False):
+def check_root(path, private=False):  # type: (str, bool) -> Optional[str]
     """None when ``path`` is usable as a cache root (created if needed), else why not."""
     if unsafe_prefix(path):
         return unsafe_prefix(path)
@@ -149,6 +149,7 @@ _NOTED = []
 
 
 def select_root(environ=None, stderr=None):
+    # type: (Optional[Mapping[str, str]], Optional[IO[str]]) -> Tuple[str, Optional[str]]
     """(root, note): the root to use and, when it is a fallback, why (already printed)."""
     want = configured_root(environ)
     if want is None:
@@ -173,7 +174,7 @@ def select_root(environ=None, stderr=None):
                      "on a file system that allows executing programs." % "; ".join(reasons))
 
 
-def existing_root(environ=None):
+def existing_root(environ=None):  # type: (Optional[Mapping[str, str]]) -> Tuple[str, Optional[str], bool]
     """(root, note, exists) of the cache a run would use, creating nothing (for ``info``): the
     configured root when it exists and is usable, else an existing usable fallback root, else
     the root a first run would try (``exists`` False)."""
@@ -202,27 +203,27 @@ class Cache(object):
         self.tmp = os.path.join(root, "tmp")
         self.gc_lock = os.path.join(root, "gc.lock")
 
-    def ensure(self):
+    def ensure(self):  # type: () -> None
         for d in (self.pkgs, self.envs, self.apps, self.lib, self.launch, self.tmp):
             makedirs(d)
 
     # paths ------------------------------------------------------------------------------------
-    def env_dir(self, env16):
+    def env_dir(self, env16):  # type: (str) -> str
         return os.path.join(self.envs, env16)
 
-    def app_dir(self, app16):
+    def app_dir(self, app16):  # type: (str) -> str
         return os.path.join(self.apps, app16)
 
-    def launcher(self, id16):
+    def launcher(self, id16):  # type: (str) -> str
         return os.path.join(self.launch, id16 + ".sh")
 
-    def used_file(self, id16):
+    def used_file(self, id16):  # type: (str) -> str
         return os.path.join(self.launch, id16 + ".used")
 
-    def env_ready(self, env16):
+    def env_ready(self, env16):  # type: (str) -> bool
         return os.path.isfile(os.path.join(self.env_dir(env16), READY))
 
-    def read_ready(self, env16):
+    def read_ready(self, env16):  # type: (str) -> Optional[dict]
         try:
             with open(os.path.join(self.env_dir(env16), READY)) as f:
                 return json.load(f)
@@ -230,7 +231,7 @@ class Cache(object):
             return None
 
 
-def mtime(path, default=0.0):
+def mtime(path, default=0.0):  # type: (str, Optional[float]) -> Optional[float]
     try:
         return os.stat(path).st_mtime
     except OSError:

@@ -18,12 +18,12 @@ _COEX_FIELDS = ("member", "encoding", "stored_sha256", "stored_size", "filename"
 LINK_TYPE_HARDLINK = 1
 
 
-def path_key(rel):
+def path_key(rel):  # type: (str) -> List[str]
     """Sort key of prefix paths: component-wise, as rattler orders `files` and `paths_data`."""
     return rel.split("/")
 
 
-def spec_name(spec):
+def spec_name(spec):  # type: (str) -> Optional[str]
     """The package name a match spec selects: `conda-forge::numpy >=1.2` -> `numpy`."""
     s = spec.strip()
     if "::" in s:
@@ -32,12 +32,12 @@ def spec_name(spec):
     return m.group(1).lower() if m else None
 
 
-def requested_for(entry, requested_specs):
+def requested_for(entry, requested_specs):  # type: (dict, Sequence[str]) -> List[str]
     name = entry.get("name", "").lower()
     return [s for s in requested_specs if spec_name(s) == name]
 
 
-def repodata_record(entry, index):
+def repodata_record(entry, index):  # type: (dict, Optional[dict]) -> dict
     """The package's index.json overlaid with the lock's (non-null) record fields."""
     rec = dict((k, v) for k, v in (index or {}).items() if v is not None)
     for k, v in entry.items():
@@ -52,6 +52,7 @@ def repodata_record(entry, index):
 
 
 def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type=LINK_TYPE_HARDLINK):
+    # type: (dict, dict, List[str], List[dict], str, Sequence[str], int) -> dict
     rec = repodata_record(entry, index)
     req = requested_for(entry, requested_specs)
     rec["requested_spec"] = req[0] if req else ""
@@ -63,7 +64,7 @@ def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type=L
     return rec
 
 
-def write_record(prefix, rec):
+def write_record(prefix, rec):  # type: (str, dict) -> None
     d = os.path.join(prefix, "conda-meta")
     if not os.path.isdir(d):
         os.makedirs(d, exist_ok=True)
@@ -74,7 +75,7 @@ def write_record(prefix, rec):
     os.rename(tmp, os.path.join(d, name))
 
 
-def dist_str(entry):
+def dist_str(entry):  # type: (dict) -> str
     ch = (entry.get("channel") or "").rstrip("/")
     sub = entry.get("subdir") or ""
     base = "%s-%s-%s" % (entry["name"], entry["version"], entry["build"])
@@ -84,6 +85,7 @@ def dist_str(entry):
 
 
 def write_history(prefix, entries, requested_specs, when=None):
+    # type: (str, List[dict], Sequence[str], Optional[float]) -> None
     """Append one conda-style revision listing every package as added."""
     d = os.path.join(prefix, "conda-meta")
     if not os.path.isdir(d):

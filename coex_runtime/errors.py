@@ -73,15 +73,13 @@ class LinkScriptError(InstallError):
     pass
 
 
-def by_name(name, default=InstallError):
-    # type: (str, type) -> type
+def by_name(name, default=InstallError):  # type: (str, type) -> type
     """The failure class called ``name`` (how a worker process's failure comes back)."""
     cls = globals().get(name)
     return cls if isinstance(cls, type) and issubclass(cls, CoexFailure) else default
 
 
-def os_errno(exc, among=None):
-    # type: (BaseException, Optional[Tuple[int, ...]]) -> Optional[int]
+def os_errno(exc, among=None):  # type: (BaseException, Optional[Tuple[int, ...]]) -> Optional[int]
     """The first OS error number (of those ``among``, if given) in ``exc`` and its causes."""
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -35,7 +35,7 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
 
 
 def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None):
-    # type: (List[dict], Callable[[dict], IO[bytes]], str, Optional[str], Optional[Callable], Optional[int]) -> List[str]
+    # type: (...) -> List[str]
     """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones on ``jobs``
     workers (forked processes when possible, see workers.can_fork, else threads);
     ``progress("extract", done, total, name)`` as each is there."""

@@ -66,19 +66,19 @@ sys.exit(main())
 # identities
 
 
-def dump_json(obj):
+def dump_json(obj):  # type: (object) -> bytes
     """Canonical JSON bytes: sorted keys, no insignificant whitespace variance."""
     return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
 
 
-def env_id(platform, packages):
+def env_id(platform, packages):  # type: (str, List[dict]) -> str
     """sha256 over the locked package list: the target platform plus every package's
     ``subdir/filename sha256`` (sorted). Two archives with the same lock share one environment."""
     lines = sorted("%s/%s %s" % (p["subdir"], p["filename"], p["sha256"]) for p in packages)
     return hashlib.sha256(("coex-env/1 %s\n" % platform + "\n".join(lines)).encode("utf-8")).hexdigest()
 
 
-def app_digest(files):
+def app_digest(files):  # type: (Iterable[Tuple[str, int, str]]) -> str
     """sha256 over the app layer: ``files`` is an iterable of (relpath, mode, sha256 hex)."""
     h = hashlib.sha256(b"coex-app/1\n")
     for rel, mode, digest in sorted(files):
@@ -86,13 +86,13 @@ def app_digest(files):
     return h.hexdigest()
 
 
-def archive_id(info_bytes):
+def archive_id(info_bytes):  # type: (bytes) -> str
     """The identity of one archive: sha256 of its COEX-INFO bytes (entry points, app layer,
     environment, env vars all live there)."""
     return hashlib.sha256(info_bytes).hexdigest()
 
 
-def short_id(hex_digest, length=16):
+def short_id(hex_digest, length=16):  # type: (str, int) -> str
     """Directory names in the cache use a prefix of the digest (shebangs stay short)."""
     return hex_digest[:length]
 
@@ -101,7 +101,7 @@ def short_id(hex_digest, length=16):
 # entry points
 
 
-def parse_entry_point(text, app_files=()):
+def parse_entry_point(text, app_files=()):  # type: (str, Iterable[str]) -> dict
     """Turn what a user wrote into an entry-point record.
 
     * ``module.sub:function`` -> {"kind": "function", "module", "function"} (console-script style,
@@ -166,8 +166,7 @@ _PKG_REQUIRED = ("name", "version", "build", "subdir", "filename", "sha256", "si
                  "encoding", "stored_sha256", "stored_size")
 
 
-def encoding_for(filename):
-    # type: (str) -> str
+def encoding_for(filename):  # type: (str) -> str
     """How a package file is encoded, from its name (one of ENCODINGS)."""
     if filename.endswith(".conda"):
         return "conda"
@@ -184,35 +183,30 @@ class Package(object):
 
     __slots__ = ("raw",)
 
-    def __init__(self, raw):
-        # type: (dict) -> None
+    def __init__(self, raw):  # type: (dict) -> None
         self.raw = raw
 
     @property
-    def label(self):
-        # type: () -> str
+    def label(self):  # type: () -> str
         """How messages name it: its file name (else name-version-build)."""
         r = self.raw
         return r.get("filename") or "%s-%s-%s" % (r.get("name"), r.get("version"), r.get("build"))
 
     @property
-    def stored_sha256(self):
-        # type: () -> Optional[str]
+    def stored_sha256(self):  # type: () -> Optional[str]
         return self.raw.get("stored_sha256") or self.raw.get("sha256")
 
     @property
-    def stored_size(self):
-        # type: () -> Optional[int]
+    def stored_size(self):  # type: () -> Optional[int]
         size = self.raw.get("stored_size", self.raw.get("size"))
         return None if size is None else int(size)
 
     @property
-    def encoding(self):
-        # type: () -> str
+    def encoding(self):  # type: () -> str
         return self.raw.get("encoding") or encoding_for(self.label)
 
 
-def validate_info(info):
+def validate_info(info):  # type: (dict) -> dict
     """Check a decoded COEX-INFO record; raise FormatError naming the first problem."""
     if not isinstance(info, dict):
         raise FormatError("COEX-INFO is not a JSON object")
@@ -253,7 +247,7 @@ def validate_info(info):
     return info
 
 
-def load_info(data):
+def load_info(data):  # type: (bytes) -> dict
     try:
         info = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -328,7 +322,7 @@ exit 127
 '''
 
 
-def render_preamble(archive_hex):
+def render_preamble(archive_hex):  # type: (str) -> bytes
     text = PREAMBLE_TEMPLATE.replace("@ID@", short_id(archive_hex)).replace(
         "@FORMAT@", "%d.%d" % FORMAT_VERSION)
     return text.encode("ascii")
@@ -338,7 +332,7 @@ def render_preamble(archive_hex):
 # writing
 
 
-def runtime_sources():
+def runtime_sources():  # type: () -> Dict[str, bytes]
     """The runtime's own modules, as {archive member name: bytes}, sorted."""
     here = os.path.dirname(os.path.abspath(__file__))
     out = {}
@@ -349,7 +343,7 @@ def runtime_sources():
     return out
 
 
-def runtime_digest(sources):
+def runtime_digest(sources):  # type: (Dict[str, bytes]) -> str
     h = hashlib.sha256(b"coex-runtime/1\n")
     for name in sorted(sources):
         h.update(("%s %s\n" % (name, hashlib.sha256(sources[name]).hexdigest())).encode("utf-8"))
@@ -364,7 +358,7 @@ def _zinfo(name, mode, compress):
     return zi
 
 
-def stored_member_name(filename, encoding):
+def stored_member_name(filename, encoding):  # type: (str, str) -> str
     """Where a package goes in the archive: ``.tar.bz2`` packages are stored transcoded."""
     if encoding == "tar.zst" and filename.endswith(".tar.bz2"):
         filename = filename[: -len(".tar.bz2")] + ".tar.zst"
@@ -373,6 +367,7 @@ def stored_member_name(filename, encoding):
 
 def build_info(platform, packages, entry_points, default_entry_point, app=None, libzstd=None,
                env=None, requested_specs=(), virtual_packages=(), runtime=None, build=None):
+    # type: (...) -> dict
     """Assemble and validate a COEX-INFO record.
 
     ``packages``: package dicts in install (topological) order, each the lock's record fields
@@ -400,6 +395,7 @@ def build_info(platform, packages, entry_points, default_entry_point, app=None, 
 def write_archive(out_path, platform, packages, entry_points, default_entry_point=None,
                   app_files=(), libzstd_path=None, env=None, requested_specs=(),
                   virtual_packages=(), build=None, runtime_files=None):
+    # type: (...) -> dict
     """Write a .coex archive deterministically; return its COEX-INFO record.
 
     ``packages``: [{"path": file to store, "entry": lock record dict, "encoding": one of
@@ -549,7 +545,7 @@ class Archive(object):
         self.info = load_info(self.info_bytes)
         self.id = archive_id(self.info_bytes)
 
-    def close(self):
+    def close(self):  # type: () -> None
         if self._zip is not None:
             self._zip.close()
         if self._file is not None:
@@ -561,7 +557,7 @@ class Archive(object):
     def __exit__(self, *exc):
         self.close()
 
-    def names(self):
+    def names(self):  # type: () -> List[str]
         if self.is_dir:
             out = []
             for root, _, files in os.walk(self.path):
@@ -570,7 +566,7 @@ class Archive(object):
             return sorted(out)
         return self._zip.namelist()
 
-    def read(self, name):
+    def read(self, name):  # type: (str) -> bytes
         if self.is_dir:
             p = os.path.join(self.path, *name.split("/"))
             if not os.path.isfile(p):
@@ -580,13 +576,13 @@ class Archive(object):
         with self.open(name) as f:
             return f.read()
 
-    def mode(self, name):
+    def mode(self, name):  # type: (str) -> int
         """Unix permission bits of a member."""
         if self.is_dir:
             return stat.S_IMODE(os.stat(os.path.join(self.path, *name.split("/"))).st_mode)
         return stat.S_IMODE(self._zip.getinfo(name).external_attr >> 16) or 0o644
 
-    def open(self, name):
+    def open(self, name):  # type: (str) -> IO[bytes]
         """A binary file object over a member's stored bytes. Stored (uncompressed) members are
         read with ``os.pread`` on the archive's one open descriptor: no zipfile machinery, no
         shared file position (forked workers read different members at once), and the bytes come
@@ -610,7 +606,7 @@ class Archive(object):
         return io.BufferedReader(Bounded(read, zi.file_size, lambda: FormatError(
             "the archive ends inside a stored member: it is truncated")), COPY_BUFSIZE)
 
-    def verify(self, name, sha256, size):
+    def verify(self, name, sha256, size):  # type: (str, str, int) -> None
         """Stream a member and check its sha256 and size; raise FormatError on mismatch."""
         with self.open(name) as f:
             got, n = copy_hashed(f)
@@ -619,16 +615,15 @@ class Archive(object):
                 "%s: member %s is damaged (sha256 %s, %d bytes; the record says %s, %d bytes): the "
                 "archive was truncated or altered; copy or rebuild it" % (self.path, name, got, n, sha256, size))
 
-    def verify_package(self, entry):
-        # type: (dict) -> None
+    def verify_package(self, entry):  # type: (dict) -> None
         """``verify`` a package's stored member against its record."""
         p = Package(entry)
         self.verify(p.raw["member"], p.stored_sha256, p.stored_size)
 
-    def app_members(self):
+    def app_members(self):  # type: () -> List[Tuple[str, str]]
         """[(relpath, member name)] of the app layer."""
         return [(n[len(APP_DIR):], n) for n in self.names() if n.startswith(APP_DIR) and not n.endswith("/")]
 
 
-def open_archive(path):
+def open_archive(path):  # type: (str) -> Archive
     return Archive(path)

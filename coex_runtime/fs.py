@@ -11,8 +11,7 @@ import shutil
 COPY_BUFSIZE = 1 << 20
 
 
-def copy_hashed(src, write=None):
-    # type: (IO[bytes], Optional[Callable[[bytes], object]]) -> Tuple[str, int]
+def copy_hashed(src, write=None):  # type: (IO[bytes], Optional[Callable[[bytes], object]]) -> Tuple[str, int]
     """Read ``src`` to its end in COPY_BUFSIZE blocks, hashing each (sha256) and handing it to
     ``write`` when given: (hex digest, size)."""
     h, size = hashlib.sha256(), 0
@@ -26,14 +25,12 @@ def copy_hashed(src, write=None):
             write(block)
 
 
-def sha256_file(path):
-    # type: (str) -> str
+def sha256_file(path):  # type: (str) -> str
     with open(path, "rb") as f:
         return copy_hashed(f)[0]
 
 
-def write_all(fd, data):
-    # type: (int, bytes) -> None
+def write_all(fd, data):  # type: (int, bytes) -> None
     """``os.write`` until every byte of ``data`` is written."""
     mv = memoryview(data)
     while mv:
@@ -63,7 +60,7 @@ class Bounded(io.RawIOBase):
         self._left -= k
         return k
 
-    def drain(self):
+    def drain(self):  # type: () -> None
         """Skip what is left."""
         while self._left > 0:
             data = self._read(min(self._left, COPY_BUFSIZE))
@@ -72,8 +69,7 @@ class Bounded(io.RawIOBase):
             self._left -= len(data)
 
 
-def safe_relpath(rel, strict=False):
-    # type: (str, bool) -> Optional[str]
+def safe_relpath(rel, strict=False):  # type: (str, bool) -> Optional[str]
     """``rel`` as a relative path inside its tree (``a/b``), or None when it would leave the tree
     (absolute, ``..``) or names none (empty). Leading ``./`` and empty or ``.`` parts are dropped;
     with ``strict`` (app-layer names, written by coex itself) a path that needs that, or holds a
@@ -87,8 +83,7 @@ def safe_relpath(rel, strict=False):
     return None if strict and out != rel else out
 
 
-def makedirs(path, mode=0o755):
-    # type: (str, int) -> None
+def makedirs(path, mode=0o755):  # type: (str, int) -> None
     """``os.makedirs``; an existing directory is fine."""
     try:
         os.makedirs(path, mode)
@@ -97,8 +92,7 @@ def makedirs(path, mode=0o755):
             raise
 
 
-def remove(path):
-    # type: (str) -> None
+def remove(path):  # type: (str) -> None
     """Remove the file, link or tree at ``path``; nothing there is fine."""
     try:
         os.unlink(path)
@@ -111,8 +105,7 @@ def remove(path):
         raise
 
 
-def rmtree(path):
-    # type: (str) -> None
+def rmtree(path):  # type: (str) -> None
     """Remove ``path`` whatever it is, as far as possible (read-only directories inside
     packages are made writable first); errors are ignored."""
     def onerror(func, p, exc):

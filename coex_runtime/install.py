@@ -49,7 +49,7 @@ _PENDING = os.path.join("conda-meta", ".coex-pending")
 
 def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=None,
                 progress=None, requested_specs=(), jobs=None):
-    # type: (List[dict], Callable[[dict], IO[bytes]], str, str, str, Optional[str], Optional[Callable], Sequence[str], Optional[int]) -> dict
+    # type: (...) -> dict
     """Phases 1-2. ``entries``: COEX-INFO package dicts in install (topological) order (see
     format.py: filename, sha256, size, encoding, stored_sha256, stored_size and the lock's
     repodata fields). ``open_payload(entry)`` returns a binary file object of the stored bytes

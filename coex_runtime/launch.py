@@ -55,16 +55,16 @@ sys.exit(_obj())
 """
 
 
-def sh_quote(s):
+def sh_quote(s):  # type: (str) -> str
     """Single-quote ``s`` for POSIX sh."""
     return "'" + s.replace("'", "'\"'\"'") + "'"
 
 
-def env_has_python(prefix):
+def env_has_python(prefix):  # type: (str) -> bool
     return os.path.exists(os.path.join(prefix, "bin", "python"))
 
 
-def conda_env_vars(prefix):
+def conda_env_vars(prefix):  # type: (str) -> List[Tuple[str, str]]
     """Variables from etc/conda/env_vars.d/*.json (sorted), then conda-meta/state (wins)."""
     out = []
     seen = {}
@@ -97,7 +97,7 @@ def conda_env_vars(prefix):
     return out
 
 
-def activation(prefix, app_dir, info):
+def activation(prefix, app_dir, info):  # type: (str, Optional[str], dict) -> List[Tuple[str, object]]
     """[(name, value or (prefix_value, name_of_var_to_append) or None to unset or
     {"default": value} when not set)] in export order."""
     out = [("PATH", (os.path.join(prefix, "bin"), "PATH")),
@@ -120,11 +120,12 @@ def activation(prefix, app_dir, info):
     return out
 
 
-def activate_scripts(prefix):
+def activate_scripts(prefix):  # type: (str) -> List[str]
     return sorted(glob.glob(os.path.join(prefix, "etc", "conda", "activate.d", "*.sh")))
 
 
 def entry_argv(name, ep, prefix, app_dir):
+    # type: (str, dict, str, Optional[str]) -> Tuple[Optional[List[str]], Optional[str]]
     """(argv words to exec before the user's arguments, or None) and an error message."""
     kind = ep["kind"]
     py = os.path.join(prefix, "bin", "python")
@@ -161,6 +162,7 @@ def entry_argv(name, ep, prefix, app_dir):
 
 
 def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
+    # type: (dict, str, str, Optional[str], str, str) -> str
     """The launcher script text (see the module docstring)."""
     q = sh_quote
     eps = info["entry_points"]
@@ -225,7 +227,7 @@ EXEC_SCRIPT = ('_coex_l=$1; shift; . "$_coex_l"; '
                'exit 127')
 
 
-def restore_signals():
+def restore_signals():  # type: () -> None
     """Python ignores SIGPIPE and SIGXFSZ at startup, and ignored signals stay ignored across
     exec: put them back to the default (as ``subprocess``'s ``restore_signals`` does), so that on
     the first run too ``prog | head`` ends ``prog`` quietly instead of making it see EPIPE."""
@@ -239,7 +241,7 @@ def restore_signals():
                 pass
 
 
-def exec_launcher(launcher, argv0, args, environ):
+def exec_launcher(launcher, argv0, args, environ):  # type: (str, str, List[str], Mapping[str, str]) -> None
     """Replace this process with ``/bin/sh`` sourcing the launcher, ``$0`` = ``argv0``."""
     sh = "/bin/sh" if os.path.exists("/bin/sh") else "sh"
     for stream in (sys.stdout, sys.stderr):

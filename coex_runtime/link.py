@@ -26,14 +26,12 @@ class Linker(object):
     placeholders become). One thread: linking is a few syscalls per file, and threads (or forked
     workers, with their results sent back) were measured slower."""
 
-    def __init__(self, staging, final_prefix, pyver):
-        # type: (str, str, Optional[str]) -> None
+    def __init__(self, staging, final_prefix, pyver):  # type: (str, str, Optional[str]) -> None
         self.staging, self.final_prefix, self.pyver = staging, final_prefix, pyver
         self.made = set()       # directories known to exist
         self.hardlinks = True   # False once the cache proved to be on another file system
 
-    def link_package(self, plan):
-        # type: (plan.Plan) -> List[dict]
+    def link_package(self, plan):  # type: (plan.Plan) -> List[dict]
         """The records of one package's files and console scripts; those another package wins
         (not in ``plan.owned``) are recorded but not linked."""
         pkg = Package(plan.entry).label
@@ -48,8 +46,7 @@ class Linker(object):
                         "sha256": _sha256(data), "size_in_bytes": len(data)})
         return out
 
-    def link_file(self, pkg, pkgdir, p, target, owned=True):
-        # type: (str, str, dict, str, bool) -> dict
+    def link_file(self, pkg, pkgdir, p, target, owned=True):  # type: (str, str, dict, str, bool) -> dict
         """Put the file of paths.json entry ``p`` (of the package ``pkg`` at ``pkgdir``) at
         ``target`` (unless not ``owned``); its record."""
         src = os.path.join(pkgdir, p["_path"])

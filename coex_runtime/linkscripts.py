@@ -8,8 +8,7 @@ import subprocess
 from coex_runtime.errors import LinkScriptError
 
 
-def scripts_of(name, files):
-    # type: (str, Iterable[str]) -> Tuple[Optional[str], Optional[str]]
+def scripts_of(name, files):  # type: (str, Iterable[str]) -> Tuple[Optional[str], Optional[str]]
     """(pre-link, post-link) script of package ``name`` among its ``files`` (None when absent)."""
     files = set(files)
     return tuple(s if s in files else None
@@ -23,8 +22,7 @@ def _shell():
     return "sh"
 
 
-def run_link_script(prefix, record, script_rel, action):
-    # type: (str, dict, str, str) -> bytes
+def run_link_script(prefix, record, script_rel, action):  # type: (str, dict, str, str) -> bytes
     """Run one script of the package ``record`` (its conda-meta record); its output. A failure
     raises LinkScriptError holding the output."""
     script = os.path.join(prefix, script_rel)

@@ -42,8 +42,7 @@ from coex_runtime.runtime import Phases, Progress, Runtime, check_host
 from coex_runtime.variables import LC_REEXEC, Variables
 
 
-def archive_identity(argv, v):
-    # type: (List[str], Variables) -> Tuple[str, str]
+def archive_identity(argv, v):  # type: (List[str], Variables) -> Tuple[str, str]
     """(archive path, argv0): keep the preamble's COEX_ARCHIVE and COEX_ARGV0 when they are about
     this archive (the preamble's ``$PWD/./app.coex`` is this file too), so the program sees the
     same values on its first run as on every warm one."""
@@ -55,7 +54,7 @@ def archive_identity(argv, v):
     return path, argv0
 
 
-def die_of_sigint():
+def die_of_sigint():  # type: () -> None
     """End the process by SIGINT itself rather than exit(130): a calling shell then knows the
     user pressed Ctrl-C and stops its script too (a loop over ``./app.coex`` does not go on)."""
     import signal
@@ -70,7 +69,7 @@ def die_of_sigint():
 _LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
 
 
-def utf8_reexec(argv, environ):
+def utf8_reexec(argv, environ):  # type: (List[str], Mapping[str, str]) -> None
     """Python 3.6 in the C/POSIX locale encodes file names as ASCII (3.7+ coerces the locale to
     UTF-8): a non-ASCII archive path, cache root, argument, app-layer file or package file then
     cannot be created or written into launchers. Such a run (cold path only) is done again by
@@ -96,7 +95,7 @@ def utf8_reexec(argv, environ):
     return
 
 
-def restore_locale(environ):
+def restore_locale(environ):  # type: (MutableMapping[str, str]) -> None
     """Give the program the locale variables its caller set (see ``utf8_reexec``)."""
     saved = Variables(environ).pop_lc_reexec()
     if saved is None:
@@ -112,7 +111,7 @@ def restore_locale(environ):
             environ[k] = values[k]
 
 
-def main(argv=None, environ=None):
+def main(argv=None, environ=None):  # type: (Optional[List[str]], Optional[MutableMapping[str, str]]) -> int
     is_process = argv is None  # run by the archive's __main__, not called by a test
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -153,15 +152,14 @@ class _Closed(object):
         return False
 
 
-def out_of_space(exc):
+def out_of_space(exc):  # type: (BaseException) -> Optional[str]
     """The strerror when ``exc`` is (or was caused by) a full disk or quota, else None (the
     installer chains the OS errors it wraps; its workers send their errno back)."""
     code = os_errno(exc, (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)))
     return os.strerror(code) if code is not None else None
 
 
-def check_entry_point(info, v):
-    # type: (dict, Variables) -> None
+def check_entry_point(info, v):  # type: (dict, Variables) -> None
     """A COEX_ENTRYPOINT the archive does not declare stops before anything is installed (the
     launcher gives the same message on warm runs)."""
     want = v.entrypoint

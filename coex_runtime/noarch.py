@@ -18,7 +18,7 @@ from coex_runtime.errors import NoarchError
 from coex_runtime.fs import safe_relpath
 
 
-def python_version(entries):
+def python_version(entries):  # type: (List[dict]) -> Optional[str]
     """"X.Y" of the `python` package among `entries`, or None."""
     for e in entries:
         if e.get("name") == "python":
@@ -28,21 +28,21 @@ def python_version(entries):
     return None
 
 
-def is_noarch_python(entry, index):
+def is_noarch_python(entry, index):  # type: (dict, Optional[dict]) -> bool
     na = entry.get("noarch") or (index or {}).get("noarch")
     if isinstance(na, dict):  # very old: {"type": "python"}
         na = na.get("type")
     return na == "python"
 
 
-def site_packages(pyver, python_index=None):
+def site_packages(pyver, python_index=None):  # type: (str, Optional[dict]) -> str
     """The prefix-relative site-packages of the python being installed: its index.json's
     `python_site_packages_path` (CEP 17, e.g. free-threaded builds), else lib/pythonX.Y/..."""
     sp = (python_index or {}).get("python_site_packages_path")
     return (isinstance(sp, str) and safe_relpath(sp)) or "lib/python%s/site-packages" % pyver
 
 
-def target_path(rel, sp):
+def target_path(rel, sp):  # type: (str, str) -> str
     """Where a noarch python package's file `rel` goes in the prefix (`sp`: site_packages())."""
     if rel.startswith("site-packages/"):
         return sp + rel[len("site-packages"):]
@@ -51,7 +51,7 @@ def target_path(rel, sp):
     return rel
 
 
-def read_entry_points(pkg, pkgdir):
+def read_entry_points(pkg, pkgdir):  # type: (str, str) -> List[Tuple[str, str, str]]
     """[(name, module, func)] from info/link.json."""
     lj = os.path.join(pkgdir, "info", "link.json")
     if not os.path.isfile(lj):
@@ -78,7 +78,7 @@ def read_entry_points(pkg, pkgdir):
 MAX_SHEBANG = 127
 
 
-def python_shebang(prefix, pyver):
+def python_shebang(prefix, pyver):  # type: (str, str) -> str
     """The interpreter line(s) for console scripts of the environment at `prefix`."""
     exe = "%s/bin/python%s" % (prefix.rstrip("/"), pyver)
     line = "#!%s" % exe
@@ -88,7 +88,7 @@ def python_shebang(prefix, pyver):
     return line
 
 
-def entry_point_script(prefix, pyver, module, func):
+def entry_point_script(prefix, pyver, module, func):  # type: (str, str, str, str) -> bytes
     import_name = func.split(".")[0]
     return ("%s\n"
             "# -*- coding: utf-8 -*-\n"
@@ -144,7 +144,7 @@ sys.stdout.write("".join(out))
 PYC_CHUNK_BYTES = 128 << 10
 
 
-def env_python(prefix, pyver):
+def env_python(prefix, pyver):  # type: (str, str) -> str
     for name in ("python%s" % pyver, "python3", "python"):
         p = os.path.join(prefix, "bin", name)
         if os.path.exists(p):
@@ -153,6 +153,7 @@ def env_python(prefix, pyver):
 
 
 def compile_pyc(prefix, pyver, py_rels, jobs=None):
+    # type: (str, str, List[str], Optional[int]) -> Dict[str, str]
     """Compile `py_rels` (paths relative to prefix) with the environment's python: up to `jobs`
     (default: the CPU count) processes at once, each with PYC_CHUNK_BYTES of source or more,
     balanced by size. Returns

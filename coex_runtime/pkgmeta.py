@@ -12,8 +12,7 @@ import stat
 from coex_runtime.errors import CorruptPackage, PackageError
 
 
-def read_index(pkg, pkgdir):
-    # type: (str, str) -> dict
+def read_index(pkg, pkgdir):  # type: (str, str) -> dict
     try:
         with open(os.path.join(pkgdir, "info", "index.json"), "rb") as f:
             return json.loads(f.read().decode("utf-8"))
@@ -21,7 +20,7 @@ def read_index(pkg, pkgdir):
         raise PackageError("%s: cannot read info/index.json (%s)" % (pkg, e)) from e
 
 
-def check_link_target(pkg, rel, target):
+def check_link_target(pkg, rel, target):  # type: (str, str, str) -> str
     """A symlink at `rel` (relative path) pointing at `target` must stay inside the tree."""
     if target.startswith("/"):
         raise PackageError("%s: symlink %s points to the absolute path %r, outside the "
@@ -33,7 +32,7 @@ def check_link_target(pkg, rel, target):
     return resolved
 
 
-def read_paths(pkg, pkgdir):
+def read_paths(pkg, pkgdir):  # type: (str, str) -> List[dict]
     """The package's paths as a list of dicts in the paths.json (version 1) shape, from
     `info/paths.json`, or from the old `info/files` + `info/has_prefix`."""
     pj = os.path.join(pkgdir, "info", "paths.json")
@@ -90,7 +89,7 @@ def read_paths(pkg, pkgdir):
 DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 
 
-def parse_has_prefix_line(line):
+def parse_has_prefix_line(line):  # type: (str) -> Tuple[Optional[str], Optional[str], Optional[str]]
     """`placeholder mode path`, `path` alone (default placeholder, text), quotes allowed."""
     line = line.strip()
     if not line:
@@ -107,8 +106,7 @@ def parse_has_prefix_line(line):
     raise ValueError("bad info/has_prefix line %r" % line)
 
 
-def verify_paths(pkg, pkgdir, digests=None):
-    # type: (str, str, Optional[Dict[str, Tuple[str, int]]]) -> None
+def verify_paths(pkg, pkgdir, digests=None):  # type: (str, str, Optional[Dict[str, Tuple[str, int]]]) -> None
     """Check the package extracted at ``pkgdir`` against its paths.json: every entry exists with
     its declared type, and each regular file has the declared size and, when ``digests``
     ({relpath: (sha256, size)} measured while extracting) is given, sha256. Raises PackageError
@@ -139,8 +137,7 @@ def verify_paths(pkg, pkgdir, digests=None):
                                  "corrupt" % (pkg, rel, got[0], sha))
 
 
-def cached_package_intact(pkgdir):
-    # type: (str) -> bool
+def cached_package_intact(pkgdir):  # type: (str) -> bool
     """The cheap check of a package found in the cache (no digests): ``verify_paths`` passes."""
     try:
         verify_paths(os.path.basename(pkgdir), pkgdir)

@@ -23,8 +23,7 @@ class Plan(object):
         self.owned = set()                # the targets this package wins (see clobber)
 
 
-def plan_package(entry, pkgdir, pyver, sp=None):
-    # type: (dict, str, Optional[str], Optional[str]) -> Plan
+def plan_package(entry, pkgdir, pyver, sp=None):  # type: (dict, str, Optional[str], Optional[str]) -> Plan
     """The plan of the package extracted at ``pkgdir``; ``pyver`` / ``sp``: the environment's
     python version and site-packages (None without a python)."""
     pkg = Package(entry).label
@@ -49,8 +48,7 @@ def plan_package(entry, pkgdir, pyver, sp=None):
     return Plan(entry, pkgdir, index, paths, targets, eps, is_np)
 
 
-def clobber(plans):
-    # type: (List[Plan]) -> None
+def clobber(plans):  # type: (List[Plan]) -> None
     """Set each plan's ``owned``: when packages ship the same path, the later one wins."""
     owner = {}
     for i, plan in enumerate(plans):

@@ -18,7 +18,7 @@ from coex_runtime.errors import PrefixError
 MAX_SHEBANG = 127
 
 
-def replace_text(data, placeholder, new_prefix):
+def replace_text(data, placeholder, new_prefix):  # type: (bytes, bytes, bytes) -> bytes
     """bytes -> bytes: every placeholder becomes `new_prefix`; a shebang line that ends up too
     long for the kernel (or holding a blank) is rewritten (see `_env_shebang`)."""
     if not placeholder or placeholder not in data:
@@ -56,7 +56,7 @@ def _env_shebang(line):
     return b"#!/usr/bin/env " + prog + args
 
 
-def fix_shebang(data):
+def fix_shebang(data):  # type: (bytes) -> bytes
     """Rewrite the first line when it is a shebang longer than the kernel accepts."""
     if not data.startswith(b"#!"):
         return data
@@ -66,7 +66,7 @@ def fix_shebang(data):
     return _env_shebang(line) + nl + rest
 
 
-def replace_binary(data, placeholder, new_prefix, what):
+def replace_binary(data, placeholder, new_prefix, what):  # type: (bytes, bytes, bytes, str) -> bytes
     """Rewrite each NUL-terminated string containing `placeholder` in place, NUL-padded."""
     if not placeholder or placeholder not in data:
         return data

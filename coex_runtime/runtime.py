@@ -35,8 +35,7 @@ from coex_runtime.errors import CoexFailure, FormatError
 from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
 
 
-def check_host(info, environ):
-    # type: (dict, Mapping[str, str]) -> None
+def check_host(info, environ):  # type: (dict, Mapping[str, str]) -> None
     """Stop (CoexFailure) unless this host is the archive's platform and meets its virtual
     package needs (``CONDA_OVERRIDE_*`` honoured)."""
     plat = info.get("platform")
@@ -49,8 +48,7 @@ def check_host(info, environ):
         raise CoexFailure("this host cannot run this archive's environment: %s" % "; ".join(problems))
 
 
-def read_app_layer(archive, dest=None):
-    # type: (F.Archive, Optional[str]) -> int
+def read_app_layer(archive, dest=None):  # type: (F.Archive, Optional[str]) -> int
     """Read every app-layer file (written under ``dest`` when given, modes kept, setuid dropped)
     and check the layer against the record's digest; the number of files. A path escaping the
     layer, a damaged member or a mismatch raise FormatError."""
@@ -89,13 +87,13 @@ class Phases(object):
         self.verbose = verbose
         self.t0 = self.last = time.time()
 
-    def done(self, name):
+    def done(self, name):  # type: (str) -> None
         t = time.time()
         if self.verbose:
             sys.stderr.write("coex: %-8s %8.1f ms\n" % (name, (t - self.last) * 1000.0))
         self.last = t
 
-    def total(self):
+    def total(self):  # type: () -> None
         if self.verbose:
             sys.stderr.write("coex: %-8s %8.1f ms\n" % ("total", (time.time() - self.t0) * 1000.0))
 
@@ -129,7 +127,7 @@ class Progress(object):
             sys.stderr.flush()
             self.shown = True
 
-    def finish(self):
+    def finish(self):  # type: () -> None
         if self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
@@ -154,30 +152,27 @@ class Runtime(object):
 
     # what is there -----------------------------------------------------------------------------
     @property
-    def prefix(self):
+    def prefix(self):  # type: () -> str
         return self.cache.env_dir(self.env16)
 
     @property
-    def app_dir(self):
+    def app_dir(self):  # type: () -> Optional[str]
         return self.cache.app_dir(self.app16) if self.app16 else None
 
     @property
-    def launcher(self):
+    def launcher(self):  # type: () -> str
         return self.cache.launcher(self.id16)
 
-    def ready(self):
-        # type: () -> bool
+    def ready(self):  # type: () -> bool
         return (os.path.isfile(self.launcher) and self.cache.env_ready(self.env16)
                 and (self.app_dir is None or os.path.isdir(self.app_dir)))
 
-    def missing_packages(self):
-        # type: () -> List[dict]
+    def missing_packages(self):  # type: () -> List[dict]
         return [p for p in self.info["packages"]
                 if not os.path.isdir(os.path.join(self.cache.pkgs, F.Package(p).stored_sha256))]
 
     # installing --------------------------------------------------------------------------------
-    def install(self):
-        # type: () -> bool
+    def install(self):  # type: () -> bool
         """Everything up to a ready launcher; True when something was installed."""
         self.cache.ensure()
         with Lock(self.cache.gc_lock, shared=True):
@@ -190,8 +185,7 @@ class Runtime(object):
                 self.phases.done("launcher")
         return did_env or did_app
 
-    def ensure_app(self):
-        # type: () -> bool
+    def ensure_app(self):  # type: () -> bool
         if self.app16 is None:
             return False
 
@@ -201,8 +195,7 @@ class Runtime(object):
         return AtomicDirectory(self.app_dir, self.cache.tmp, "app-%s-" % self.app16,
                                lock=self.app_dir + ".lock").ensure(populate)
 
-    def ensure_env(self):
-        # type: () -> bool
+    def ensure_env(self):  # type: () -> bool
         def mark_ready(prefix):
             entries = self.info["packages"]
             marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
@@ -215,8 +208,7 @@ class Runtime(object):
             lock=os.path.join(self.cache.envs, self.env16 + ".lock"),
             ready=lambda d: self.cache.env_ready(self.env16)), mark_ready)
 
-    def install_into(self, dest):
-        # type: (str) -> None
+    def install_into(self, dest):  # type: (str) -> None
         """The environment at ``dest`` (absent or an empty directory, which is kept), prefixes
         replaced for ``dest``; on failure nothing is left there."""
         self.cache.ensure()
@@ -253,18 +245,16 @@ class Runtime(object):
                 finish(prefix)
         return target.ensure(populate, done)
 
-    def open_payload(self, entry):
-        # type: (dict) -> IO[bytes]
+    def open_payload(self, entry):  # type: (dict) -> IO[bytes]
         return self.archive.open(entry["member"])
 
-    def diagnose_payloads(self):
+    def diagnose_payloads(self):  # type: () -> None
         """After a failed extraction: if a stored package does not match the record, say that
         the archive is damaged (FormatError) rather than what the decoder tripped over."""
         for p in self.missing_packages():
             self.archive.verify_package(p)
 
-    def libzstd(self):
-        # type: () -> Optional[str]
+    def libzstd(self):  # type: () -> Optional[str]
         """Path of the archive's libzstd in the cache (extracted, sha-checked), or None."""
         from coex_runtime import zstd
         rec = self.info.get("libzstd")
@@ -285,7 +275,7 @@ class Runtime(object):
                         ready=lambda d: os.path.isfile(path)).ensure(populate)
         return path
 
-    def write_launcher(self):
+    def write_launcher(self):  # type: () -> None
         meta = {"archive_id": self.archive.id, "archive": self.archive.path, "env": self.env16,
                 "app": self.app16, "written": time.time()}
         write_atomic(os.path.join(self.cache.launch, self.id16 + ".json"), F.dump_json(meta), fsync=False)

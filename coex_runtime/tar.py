@@ -86,7 +86,7 @@ def _tar_skip(f, n):
         n -= k
 
 
-def iter_tar(f):
+def iter_tar(f):  # type: (IO[bytes]) -> Iterator[_Member]
     """Members of the uncompressed tar stream `f`, read sequentially. Understands ustar, POSIX
     pax ('x' and 'g' headers: path, linkpath, size, mtime) and GNU long names ('L', 'K').
     Data a caller leaves unread is skipped. Malformed input raises TarError."""

@@ -42,7 +42,7 @@ tools:
 """
 
 
-def run(archive, args, environ):
+def run(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     name = os.path.basename(Variables(environ).argv0 or archive.path)
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE % name)
@@ -63,7 +63,7 @@ def _iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
 
 
-def info(archive, args, environ):
+def info(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     if args:
         raise UsageError("takes no arguments")
     rec = archive.info
@@ -86,7 +86,7 @@ def info(archive, args, environ):
     return 0
 
 
-def verify_all(archive):
+def verify_all(archive):  # type: (Archive) -> str
     """Raise FormatError on the first damaged payload; return a summary."""
     rec = archive.info
     for p in rec["packages"]:
@@ -100,7 +100,7 @@ def verify_all(archive):
                                     "libzstd" if rec.get("libzstd") else "no libzstd")
 
 
-def verify(archive, args, environ):
+def verify(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     if args:
         raise UsageError("takes no arguments")
     try:
@@ -112,7 +112,7 @@ def verify(archive, args, environ):
     return 0
 
 
-def extract(archive, args, environ):
+def extract(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     if len(args) != 1 or args[0].startswith("-"):
         raise UsageError("needs exactly one argument, the target directory")
     dest = os.path.abspath(args[0])
@@ -154,7 +154,7 @@ def _parse_gc_args(args):
     return parse_duration(older), older
 
 
-def parse_duration(text):
+def parse_duration(text):  # type: (str) -> float
     """``14d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds -> seconds (float)."""
     t = (text or "").strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -179,7 +179,7 @@ def _size(path):
     return total
 
 
-def in_use(cache):
+def in_use(cache):  # type: (Cache) -> Tuple[Set[str], Set[str]]
     """(env16s, app16s) of this cache that running processes use, from the ``COEX_PREFIX`` /
     ``COEX_APP`` the launcher exported to them (and their children inherit): every
     ``/proc/<pid>/environ`` this user may read. Empty where there is no /proc."""
@@ -211,7 +211,7 @@ def in_use(cache):
     return envs, apps
 
 
-def gc(archive, args, environ):
+def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     older, older_text = _parse_gc_args(args)
     root, _ = C.select_root(environ)
     cache = C.Cache(root)

@@ -49,20 +49,16 @@ class Variables(object):
     archive = _text("COEX_ARCHIVE")
     argv0 = _text("COEX_ARGV0")
 
-    def __init__(self, environ=None):
-        # type: (Optional[MutableMapping[str, str]]) -> None
+    def __init__(self, environ=None):  # type: (Optional[MutableMapping[str, str]]) -> None
         self.environ = os.environ if environ is None else environ
 
     @property
-    def lc_reexec(self):
-        # type: () -> Optional[str]
+    def lc_reexec(self):  # type: () -> Optional[str]
         return self.environ.get(LC_REEXEC)
 
-    def pop_lc_reexec(self):
-        # type: () -> Optional[str]
+    def pop_lc_reexec(self):  # type: () -> Optional[str]
         return self.environ.pop(LC_REEXEC, None)
 
-    def set_identity(self, archive, argv0):
-        # type: (str, str) -> None
+    def set_identity(self, archive, argv0):  # type: (str, str) -> None
         self.environ["COEX_ARCHIVE"] = archive
         self.environ["COEX_ARGV0"] = argv0

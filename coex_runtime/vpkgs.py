@@ -57,7 +57,7 @@ def _key(tok):
     return (1, 0, tok)
 
 
-def compare(a, b):
+def compare(a, b):  # type: (str, str) -> int
     """-1, 0, 1 like conda's VersionOrder for the common cases."""
     ea, ca = _parse_version(a)
     eb, cb = _parse_version(b)
@@ -117,7 +117,7 @@ def _starts_with(version, prefix):
         i < len(cv) and _key(cv[i]) == _key(cp[i]) for i in range(len(cp)))
 
 
-def version_matches(version, spec):
+def version_matches(version, spec):  # type: (str, Optional[str]) -> bool
     """``spec`` is a conda version spec: ``|`` (or) of ``,`` (and) of constraints."""
     spec = (spec or "").strip()
     if not spec or spec == "*":
@@ -129,7 +129,7 @@ def version_matches(version, spec):
 # specs
 
 
-def parse_spec(text):
+def parse_spec(text):  # type: (str) -> Tuple[str, Optional[str], Optional[str]]
     """``"__glibc >=2.17,<3.0.a0"`` -> ("__glibc", ">=2.17,<3.0.a0", None);
     ``"__archspec 1 x86_64_v2"`` -> ("__archspec", "1", "x86_64_v2"). Also accepts the
     ``name=version=build`` and ``name[version='>=1']`` forms."""
@@ -225,7 +225,7 @@ def _cuda():
         return None
 
 
-def detect(environ=None):
+def detect(environ=None):  # type: (Optional[Mapping[str, str]]) -> Dict[str, Tuple[str, str]]
     """{name: (version, build)} of this host's virtual packages, CONDA_OVERRIDE_* applied."""
     environ = os.environ if environ is None else environ
     out = {}
@@ -274,7 +274,7 @@ def _build_ok(host_build, want):
     return bool(m1 and m2 and int(m1.group(1)) >= int(m2.group(1)))
 
 
-def check(specs, host=None):
+def check(specs, host=None):  # type: (Iterable[str], Optional[Dict[str, Tuple[str, str]]]) -> List[str]
     """The list of unmet virtual-package needs, each a sentence; empty when all are met."""
     host = detect() if host is None else host
     problems = []
@@ -310,7 +310,7 @@ def _pretty_ver(ver):
     return re.sub(r"(>=|<=|==|!=|~=|>|<)", r"\1 ", ver).replace(",", ", ")
 
 
-def host_subdir():
+def host_subdir():  # type: () -> str
     """The conda subdir of this host (linux-64, linux-aarch64, osx-arm64, ...)."""
     m = platform.machine()
     if sys.platform.startswith("linux"):

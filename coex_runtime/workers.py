@@ -17,8 +17,7 @@ import threading
 from coex_runtime.errors import CoexFailure, InstallError, by_name, os_errno
 
 
-def cpus():
-    # type: () -> int
+def cpus():  # type: () -> int
     """CPUs this process may run on (a container's CPU set), else the machine's count."""
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -26,8 +25,7 @@ def cpus():
         return os.cpu_count() or 1
 
 
-def count_jobs(jobs, n):
-    # type: (Optional[int], int) -> int
+def count_jobs(jobs, n):  # type: (Optional[int], int) -> int
     """How many workers for n items: ``jobs``, by default min(4, usable CPUs)."""
     if jobs is None:
         jobs = min(4, cpus())
@@ -84,8 +82,7 @@ def thread_map(fn, items, jobs, on_done=None):
 FORK = None
 
 
-def can_fork():
-    # type: () -> bool
+def can_fork():  # type: () -> bool
     if not hasattr(os, "fork") or FORK is False:
         return False
     if FORK:

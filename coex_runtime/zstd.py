@@ -63,7 +63,7 @@ def _load_one(path):
         return lib
 
 
-def load_libzstd(libzstd=None):
+def load_libzstd(libzstd=None):  # type: (Optional[str]) -> ctypes.CDLL
     """The ctypes libzstd handle: `libzstd` (a path) first, then the host's libzstd.so.1.
     Raises ZstdError listing every place tried and why it failed."""
     tried = []
@@ -90,7 +90,7 @@ def load_libzstd(libzstd=None):
         "libzstd1`) or run with a Python >= 3.14." % "; ".join(tried))
 
 
-def stdlib_zstd():
+def stdlib_zstd():  # type: () -> Optional[ModuleType]
     try:
         from compression import zstd as czstd  # type: ignore  # CPython 3.14+
         return czstd
@@ -211,7 +211,7 @@ class _StdlibZstdReader(io.RawIOBase):
         io.RawIOBase.close(self)
 
 
-def backend(libzstd=None):
+def backend(libzstd=None):  # type: (Optional[str]) -> str
     """Describe which backend `open_reader` would use (for diagnostics)."""
     if stdlib_zstd() is not None:
         return "compression.zstd"
@@ -220,6 +220,7 @@ def backend(libzstd=None):
 
 
 def open_reader(fileobj, libzstd=None, name=None, buffer_size=1 << 20):
+    # type: (IO[bytes], Optional[str], Optional[str], int) -> IO[bytes]
     """A buffered, readable file object yielding the decompressed bytes of `fileobj`.
     Corrupt or truncated input raises ZstdError naming `name`."""
     czstd = stdlib_zstd()
