@@ -19,6 +19,7 @@ packages (numeric components, alpha/dev/post tags, ``.*`` wildcards, ``|`` and `
 """
 
 import fnmatch
+import operator
 import os
 import platform
 import re
@@ -73,6 +74,10 @@ def compare(a, b):  # type: (str, str) -> int
     return 0
 
 
+_CMP = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt,
+        "<": operator.lt}
+
+
 def _match_one(version, constraint):
     c = constraint.strip()
     if not c or c == "*":
@@ -92,18 +97,8 @@ def _match_one(version, constraint):
             return _starts_with(version, rhs)
         return compare(version, rhs) == 0
     cmp = compare(version, rhs)
-    if op == "==":
-        return cmp == 0
-    if op == "!=":
-        return cmp != 0
-    if op == ">=":
-        return cmp >= 0
-    if op == "<=":
-        return cmp <= 0
-    if op == ">":
-        return cmp > 0
-    if op == "<":
-        return cmp < 0
+    if op in _CMP:
+        return _CMP[op](cmp, 0)
     if op == "~=":
         parts = rhs.split(".")
         return cmp >= 0 and _starts_with(version, ".".join(parts[:-1]) if len(parts) > 1 else rhs)
