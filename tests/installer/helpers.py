@@ -196,3 +196,12 @@ def repacked_entry(entry, out_dir, fmt):
     e.update(encoding=fmt, path=str(path), member="pkgs/" + path.name,
              stored_sha256=_sha256(path), stored_size=path.stat().st_size)
     return e
+
+
+def small_package(tmp_path, name, files, **kw):
+    """A COEX-INFO entry of a package built from {relpath: text or ("exec", text)} (PackageMeta
+    keywords in ``kw``), in ``tmp_path/chan/linux-64``."""
+    from tests.factory.condapkg import PackageMeta, build_from_files
+    meta = PackageMeta(name, "1.0", "h0_0", **kw)
+    path = build_from_files(files, tmp_path / "chan" / "linux-64", meta)
+    return entry_from_file(path, meta.index_json())

@@ -1,4 +1,4 @@
-"""Fixtures of the runtime tests: one standard archive over the tiny channel per session."""
+"""Fixtures of the runtime tests: archives over the tiny channel, built once per session."""
 import pytest
 
 from tests.runtime import rt_helpers as H
@@ -18,3 +18,20 @@ def std_archive(tiny_channel, tmp_path_factory):
 @pytest.fixture
 def root(tmp_path):
     return tmp_path / "home" / "coex-root"
+
+
+@pytest.fixture(scope="session")
+def strict_archive(tiny_channel, tmp_path_factory):
+    """An archive whose activate.d script reads an unset variable and has a failing command, as
+    many real ones do: fine under conda's interactive shells, fatal under `set -eu`."""
+    d = tmp_path_factory.mktemp("strict")
+    pkg = H.custom_package(d / "chan", "strictact", {
+        "etc/conda/activate.d/strictact.sh":
+            'if [ -n "$STRICTACT_UNSET_VAR" ]; then echo never; fi\n'
+            'false\n'
+            'set -- "$CONDA_PREFIX"/etc/conda/activate.d/*.sh\n'
+            'if [ -e "$1" ]; then STRICTACT=on; else STRICTACT=noglob; fi; export STRICTACT\n'})
+    H.make_archive(tiny_channel.path, d / "strict.coex", names=("libtiny", "prefixprog"), extra=[pkg],
+                   entry_points={"sh": "sh -c", "my-tool.v2": "sh -c 'echo tool \"$STRICTACT\" \"$@\"' tool"},
+                   default="my-tool.v2", app={})
+    return d / "strict.coex"

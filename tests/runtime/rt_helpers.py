@@ -8,8 +8,11 @@ the host's libzstd as the archive's libzstd, and an app layer from ``app`` ({rel
 """
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
@@ -142,3 +145,35 @@ def ids(info):
     """(archive id16, env16, app16) of a record returned by make_archive."""
     app = F.short_id(info["app"]["digest"]) if info.get("app") else None
     return F.short_id(F.archive_id(F.dump_json(info))), C.env_dir_name(info["env_id"]), app
+
+
+def prefix_of(root, info):
+    """Where the environment of the archive ``info`` is installed under the cache ``root``."""
+    return os.path.join(str(root), "envs", ids(info)[1])
+
+
+def no_python_path(d):
+    """A directory with sh and a few tools but no python, for a Python-free PATH."""
+    d = str(d)
+    os.makedirs(d, exist_ok=True)
+    for tool in ("sh", "id", "env", "cat", "sleep", "echo", "true", "pwd"):
+        src = shutil.which(tool)
+        if src and not os.path.exists(os.path.join(d, tool)):
+            os.symlink(src, os.path.join(d, tool))
+    return d
+
+
+def tmpfs(mnt, options):
+    """Mount a tmpfs with ``options`` on the new directory ``mnt`` (skip where we may not);
+    the caller unmounts it."""
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (%s) here" % options)
+    return mnt
+
+
+def sh(cmd, env, cwd=None, timeout=60):
+    """Run a shell command line (for redirections and `sh -u archive`)."""
+    return subprocess.run(["/bin/sh", "-c", cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout)

@@ -1,13 +1,13 @@
-"""The cache and first-run safety: concurrent cold starts, kill -9 at any instant, fallback roots,
-shared pkgs/, and refusing damaged or hostile archives before anything runs."""
+"""coex_runtime/cache.py (and atomic.py, which stages its directories): concurrent cold starts,
+kill -9 at any instant, shared pkgs/, the environment directory name, the root and its
+fallbacks (unset, relative or odd HOME / XDG_CACHE_HOME, unwritable, noexec, shell-special
+characters, a file, shared with another user), the same root as the sh preamble's."""
 import glob
-import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-import zipfile
 
 import pytest
 
@@ -210,130 +210,6 @@ def test_fallback_must_be_private_and_no_root_is_a_clear_error(tmp_path, monkeyp
     assert "no usable cache directory" in str(e.value) and "COEX_ROOT" in str(e.value)
 
 
-def _no_install(root, info):
-    assert not os.path.exists(_launcher(root, info))
-    assert not os.path.exists(os.path.join(_prefix(root, info), ".coex-ready"))
-
-
-def test_altered_package_is_refused_before_anything_runs(std_archive, tmp_path, root):
-    arc0, info = std_archive
-    arc = tmp_path / "altered.coex"
-    shutil.copy(str(arc0), str(arc))
-    pp = [p for p in info["packages"] if p["name"] == "prefixprog"][0]
-    H.flip_byte(arc, pp["member"])
-    r = H.run(arc, root=root)
-    assert r.returncode != 0 and r.stdout == b""
-    err = r.stderr.decode()
-    assert "prefixprog" in err and ("damaged" in err or "sha256" in err), err
-    assert "Traceback" not in err
-    _no_install(root, info)
-    assert not os.path.exists(os.path.join(str(root), "pkgs", pp["stored_sha256"]))
-    assert not os.path.exists(os.path.join(str(root), "envs", H.ids(info)[1]))
-    r = H.run(arc, "verify", root=root, env={"COEX_TOOLS": "1"})
-    assert r.returncode == 1 and "FAILED" in r.stderr.decode() and pp["member"] in r.stderr.decode()
-
-
-def test_altered_app_layer_and_truncated_archive_are_refused(std_archive, tmp_path, root):
-    arc0, info = std_archive
-    arc = tmp_path / "altered-app.coex"
-    shutil.copy(str(arc0), str(arc))
-    with zipfile.ZipFile(str(arc)) as zf:
-        member = [n for n in zf.namelist() if n.startswith("app/")][0]
-    H.flip_byte(arc, member, at=0)
-    r = H.run(arc, root=root)
-    assert r.returncode != 0 and r.stdout == b"" and "Traceback" not in r.stderr.decode()
-    assert "member %s" % member in r.stderr.decode() and "truncated or altered" in r.stderr.decode()
-    _no_install(root, info)
-    assert glob.glob(os.path.join(str(root), "apps", "*", "")) == []
-    data = arc0.read_bytes()
-    for cut in (1, 10, 22, 23, len(data) * 4 // 10):
-        trunc = tmp_path / ("truncated-%d.coex" % cut)
-        trunc.write_bytes(data[: len(data) - cut])
-        os.chmod(str(trunc), 0o755)
-        r = H.run(trunc, root=root)
-        assert r.returncode == 1 and r.stdout == b"", (cut, H.text(r))
-        assert "damaged" in r.stderr.decode() and "truncated" in r.stderr.decode(), (cut, H.text(r))
-    _no_install(root, info)
-
-
-def test_zip_slip_in_the_app_layer_is_refused(std_archive, tmp_path, root):
-    arc0, info = std_archive
-    arc = tmp_path / "slip.coex"
-    shutil.copy(str(arc0), str(arc))
-    with zipfile.ZipFile(str(arc), "a") as zf:
-        zf.writestr(zipfile.ZipInfo("app/../../../../evil.txt"), b"pwned")
-    r = H.run(arc, root=root)
-    assert r.returncode != 0 and r.stdout == b""
-    assert "escapes the layer" in r.stderr.decode(), H.text(r)
-    assert not glob.glob(str(tmp_path / "**" / "evil.txt"), recursive=True)
-    _no_install(root, info)
-
-
-@pytest.mark.parametrize("bad", ["bad-escape", "bad-symlink-outside", "bad-device", "bad-setuid"])
-def test_hostile_package_is_refused(bad_channel, tmp_path, root, bad):
-    import hashlib
-    path = bad_channel.file(bad)
-    data = path.read_bytes()
-    entry = {"name": bad, "version": "1.0", "build": "h0_0", "subdir": "linux-64",
-             "filename": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    from coex_runtime import format as F
-    arc = tmp_path / "bad.coex"
-    enc = "conda" if path.name.endswith(".conda") else "tar.bz2"
-    info = F.write_archive(str(arc), "linux-64", [{"path": str(path), "entry": entry, "encoding": enc}],
-                           {"sh": "sh -c"}, libzstd_path=H.LIBZSTD)
-    r = H.run(arc, "echo ran", root=root)
-    assert r.returncode != 0 and b"ran" not in r.stdout, H.text(r)
-    assert bad in r.stderr.decode() and "Traceback" not in r.stderr.decode()
-    _no_install(root, info)
-    assert not glob.glob(str(tmp_path / "**" / "escaped.txt"), recursive=True)
-
-
-def test_wrong_platform_and_missing_virtual_packages_stop_before_installing(tiny_channel, tmp_path, root):
-    arm = tmp_path / "arm.coex"
-    H.make_archive(tiny_channel.path, arm, names=("libtiny", "prefixprog"), subdir="linux-aarch64",
-                   entry_points={"pp": "prefixprog"}, app={})
-    r = H.run(arm, root=root)
-    assert r.returncode == 1
-    assert "built for linux-aarch64, but this host is linux-64" in r.stderr.decode()
-    assert not os.path.exists(os.path.join(str(root), "envs")) or not os.listdir(os.path.join(str(root), "envs"))
-    g = tmp_path / "glibc.coex"
-    H.make_archive(tiny_channel.path, g, names=("libtiny", "prefixprog"), entry_points={"pp": "prefixprog"},
-                   app={}, virtual_packages=["__glibc >=99", "__unix"])
-    r = H.run(g, root=root)
-    host = os.confstr("CS_GNU_LIBC_VERSION").split()[1]
-    assert r.returncode == 1
-    assert "needs glibc >= 99, this host has %s" % host in r.stderr.decode()
-    r = H.run(g, root=root, env={"CONDA_OVERRIDE_GLIBC": "99.1"})
-    assert r.returncode == 0, H.text(r)
-
-
-def test_readiness_marker_and_launcher_written_last(std_archive, root):
-    arc, info = std_archive
-    assert H.run(arc, root=root).returncode == 0
-    marker = os.path.join(_prefix(root, info), ".coex-ready")
-    with open(marker) as f:
-        m = json.load(f)
-    assert m["env_id"] == info["env_id"]
-    assert sorted(m["packages"]) == sorted(p["stored_sha256"] for p in info["packages"])
-    assert os.stat(_launcher(root, info)).st_mtime >= os.stat(marker).st_mtime
-
-
-def test_archive_libzstd_is_sha_checked_and_cached(std_archive, tmp_path, root):
-    arc0, info = std_archive
-    assert H.run(arc0, root=root).returncode == 0
-    lib = os.path.join(str(root), "lib", info["libzstd"]["sha256"], "libzstd.so.1")
-    assert os.path.isfile(lib) and os.access(lib, os.X_OK)
-    arc = tmp_path / "badlib.coex"
-    shutil.copy(str(arc0), str(arc))
-    H.flip_byte(arc, info["libzstd"]["member"])
-    root2 = tmp_path / "root2"
-    r = H.run(arc, root=root2)
-    assert r.returncode == 1 and r.stdout == b""
-    assert "libzstd.so.1 is damaged" in r.stderr.decode(), H.text(r)
-    assert not os.path.exists(os.path.join(str(root2), "lib", info["libzstd"]["sha256"]))
-    _no_install(root2, info)
-
-
 def test_environment_dir_name_changes_with_the_install_layout(monkeypatch):
     """An environment installed by a runtime whose installer laid packages out differently is
     not reused: its directory name covers INSTALL_LAYOUT as well as the locked packages."""
@@ -342,3 +218,138 @@ def test_environment_dir_name_changes_with_the_install_layout(monkeypatch):
     assert len(before) == 16 and before != env_id[:16] and before != C.env_dir_name("cd" * 32)
     monkeypatch.setattr(C, "INSTALL_LAYOUT", C.INSTALL_LAYOUT + 1)
     assert C.env_dir_name(env_id) != before
+
+
+@pytest.mark.parametrize("char", ["$", '"', "`", "\\"])
+def test_cache_root_with_shell_special_characters_falls_back(std_archive, tmp_path, char):
+    """Packages' activate.d scripts hold the prefix in double quotes (text replacement): a `$`
+    there expanded silently (PREFIXPROG_HOME lost a part), a `"` was a syntax error. Such a
+    root is not used: the private fallback is, with a note naming the character."""
+    arc, info = std_archive
+    root = tmp_path / ("odd%sroot" % char)
+    (tmp_path / "t").mkdir()
+    fallback = tmp_path / "t" / ("coex-%d" % os.getuid())
+    for _ in ("cold", "warm"):
+        r = H.run(arc, 'echo "$PREFIXPROG_HOME"', root=root,
+                  env={"COEX_ENTRYPOINT": "sh", "TMPDIR": str(tmp_path / "t")})
+        assert r.returncode == 0, H.text(r)
+        assert r.stdout.decode().strip() == H.prefix_of(fallback, info) + "/share/prefixprog", H.text(r)
+    assert repr(char) in H.text(H.run(arc, "gc", root=root, env={"COEX_TOOLS": "1", "TMPDIR": str(tmp_path / "t")}))
+
+
+def test_home_unset_uses_the_private_fallback_not_a_made_up_directory(std_archive, tmp_path):
+    """No HOME (systemd units, `env -i`): the cache goes to the private $TMPDIR/coex-<uid> (said
+    once on stderr), never to a '/nonexistent/.cache' made up and created as root; warm runs
+    find it there with no Python."""
+    arc, info = std_archive
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "TMPDIR": str(tmpdir)}
+    r = subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    fallback = tmpdir / ("coex-%d" % os.getuid())
+    assert r.stdout.decode().strip() == H.prefix_of(fallback, info)
+    assert "HOME" in r.stderr.decode() and str(fallback) in r.stderr.decode()
+    assert not os.path.exists("/nonexistent/.cache/coex/envs/" + H.ids(info)[1])
+    env["PATH"] = H.no_python_path(tmp_path / "nopy")
+    r = subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(fallback, info), H.text(r)
+    assert r.stderr.decode() == ""
+
+
+def test_relative_xdg_cache_home_is_ignored(std_archive, tmp_path):
+    """The XDG spec: a relative XDG_CACHE_HOME is invalid and ignored (not a cache per cwd)."""
+    arc, info = std_archive
+    home = tmp_path / "home"
+    home.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "HOME": str(home),
+           "XDG_CACHE_HOME": "rel-cache"}
+    want = H.prefix_of(home / ".cache" / "coex", info)
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.decode().strip() == want, H.text(r)
+    assert os.listdir(str(cwd)) == []
+    env["PATH"] = H.no_python_path(tmp_path / "nopy")  # warm, and the preamble agrees
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.decode().strip() == want, H.text(r)
+    assert os.listdir(str(cwd)) == []
+
+
+def test_a_root_shared_with_a_user_of_umask_077_falls_back(tiny_channel, tmp_path):
+    """root installed into a shared COEX_ROOT with umask 077; another user then gets a private
+    fallback with a note, not 'Permission denied: gc.lock'."""
+    arc = tmp_path / "nopy.coex"  # no python: the tiny channel's fake one execs a 0700 pyenv one
+    info = H.make_archive(tiny_channel.path, arc, names=("libtiny", "prefixprog"),
+                          entry_points={"prefixprog": "prefixprog"}, app={})
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv")
+    import tempfile
+    from pathlib import Path
+    tmp_path = Path(tempfile.mkdtemp(prefix="coex-umask-", dir="/tmp"))  # pytest's is 0700
+    os.chmod(str(tmp_path), 0o755)
+    try:
+        _shared_root_077(arc, info, tmp_path)
+    finally:
+        shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+def _shared_root_077(arc, info, tmp_path):
+    (tmp_path / "t").mkdir()
+    os.chmod(str(tmp_path / "t"), 0o1777)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(str(shared), 0o777)
+    pub = tmp_path / "app.coex"
+    shutil.copy(str(arc), str(pub))
+    os.chmod(str(pub), 0o755)
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "COEX_ROOT": str(shared),
+           "TMPDIR": str(tmp_path / "t")}
+    r = H.sh("umask 077; %s" % pub, dict(env, HOME="/root"))
+    assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(shared, info), H.text(r)
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", H.HOST_PY, "-c", "1"],
+                           stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        pytest.skip("user nobody cannot run the host python here")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(pub)],
+                       env=dict(env, HOME="/nonexistent"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       cwd="/")
+    assert r.returncode == 0, H.text(r)
+    assert r.stdout.decode().strip() == H.prefix_of(tmp_path / "t" / "coex-65534", info), H.text(r)
+    assert "not writable by uid 65534" in r.stderr.decode()
+
+
+def test_coex_root_that_is_a_file_is_named_as_such(std_archive, tmp_path):
+    arc, info = std_archive
+    f = tmp_path / "afile"
+    f.write_text("")
+    (tmp_path / "t").mkdir()
+    r = H.run(arc, root=f, env={"TMPDIR": str(tmp_path / "t")})
+    assert r.returncode == 0 and "%s is not a directory" % f in r.stderr.decode(), H.text(r)
+    assert r.stdout.decode().strip() == H.prefix_of(tmp_path / "t" / ("coex-%d" % os.getuid()), info)
+
+
+@pytest.mark.parametrize("home", [None, "", "rel", "abs"])
+@pytest.mark.parametrize("xdg", [None, "", "rel", "abs"])
+def test_preamble_and_runtime_agree_on_the_cache_root(std_archive, tmp_path, home, xdg):
+    """Whatever HOME / XDG_CACHE_HOME look like, the root the Python runtime installs into is the
+    one the sh preamble looks in: the second run needs no Python."""
+    arc, info = std_archive
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (tmp_path / "t").mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "TMPDIR": str(tmp_path / "t")}
+    for name, value in (("HOME", home), ("XDG_CACHE_HOME", xdg)):
+        if value is not None:
+            env[name] = str(tmp_path / name) if value == "abs" else value
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    prefix = r.stdout.decode().strip()
+    want = (str(tmp_path / "XDG_CACHE_HOME" / "coex") if xdg == "abs" else
+            str(tmp_path / "HOME" / ".cache" / "coex") if home == "abs" else
+            str(tmp_path / "t" / ("coex-%d" % os.getuid())))
+    assert prefix == H.prefix_of(want, info), H.text(r)
+    env["PATH"] = H.no_python_path(tmp_path / "nopy")
+    r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.decode().strip() == prefix and r.stderr.decode() == "", H.text(r)
+    assert os.listdir(str(cwd)) == []

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ import zipfile
 import pytest
 
 from coex_runtime import format as F
+from tests.runtime import rt_helpers as H
 from tests.runtime.format_helpers import _pkg, _write
 
 PYENV = os.path.expanduser("~/.pyenv/versions")
@@ -128,3 +130,35 @@ def test_damaged_compressed_member_is_a_format_error(tmp_path):
     bad = F.open_archive(str(tmp_path / "bad.coex"))
     with pytest.raises(F.FormatError, match="app/src/main.py is damaged"):
         bad.read("app/src/main.py")
+
+
+def test_read_only_archive_and_archive_on_a_noexec_mount(std_archive, tmp_path):
+    arc, info = std_archive
+    root = tmp_path / "root"
+    ro = tmp_path / "ro.coex"
+    shutil.copy(str(arc), str(ro))
+    os.chmod(str(ro), 0o444)
+    for _ in ("cold", "warm"):
+        r = subprocess.run(["sh", str(ro)], env=H.base_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
+    mnt = H.tmpfs(tmp_path / "mnt", "noexec")
+    try:
+        shutil.copy(str(arc), str(mnt / "app.coex"))
+        root2 = tmp_path / "root2"
+        with pytest.raises(PermissionError):  # the kernel refuses; `sh app.coex` is the way
+            subprocess.run([str(mnt / "app.coex")], env=H.base_env(root2))
+        for _ in ("cold", "warm"):
+            r = subprocess.run(["sh", str(mnt / "app.coex")], env=H.base_env(root2),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root2, info), H.text(r)
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def test_archive_fed_on_stdin_says_it_must_be_run_by_path(std_archive, tmp_path):
+    arc, _ = std_archive
+    with open(str(arc), "rb") as f:
+        r = subprocess.run(["sh", "-s"], stdin=f, env=H.base_env(tmp_path / "root"), cwd=str(tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 1, H.text(r)
+    assert "cannot read the archive" in r.stderr.decode() and "run by its path" in r.stderr.decode()

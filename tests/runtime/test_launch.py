@@ -260,3 +260,151 @@ def test_verbose_prints_phases_and_progress_only_on_a_tty(std_archive, root):
     assert "package 1 of" not in err  # not a terminal: no progress
     for phase in ("open", "root", "check", "extract+link", "finalize", "app", "launcher", "total"):
         assert "coex: " + phase in err, err
+
+
+@pytest.mark.parametrize("opts", ["-u", "-e", "-eu", "-f", "-C", "-a"])
+def test_sh_options_do_not_change_how_the_archive_runs(strict_archive, tmp_path, opts):
+    """`sh -eu app.coex` (COEX_ENTRYPOINT unset, an activate.d script that is not -eu clean),
+    `sh -f` (no globbing), `sh -C` (noclobber: the last-use stamp must still be updated), `sh -a`
+    (the preamble's variables must not be exported to the program) behave exactly like
+    `./app.coex`: the archive's shell options are its own business."""
+    root = tmp_path / "root"
+    env = H.base_env(root)
+    for run in ("cold", "warm"):
+        if run == "warm":
+            used = [os.path.join(str(root), "launch", n) for n in os.listdir(str(root / "launch"))
+                    if n.endswith(".used")]
+            old = time.time() - 86400
+            os.utime(used[0], (old, old))
+        r = subprocess.run(["/bin/sh", opts, str(strict_archive), "x y"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert r.returncode == 0 and r.stdout.decode() == "tool on x y\n", H.text(r)
+        r = subprocess.run(["/bin/sh", opts, str(strict_archive), "env"], env=dict(env, COEX_ENTRYPOINT="sh"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert "_coex" not in r.stdout.decode(), r.stdout.decode()
+    assert os.stat(used[0]).st_mtime > time.time() - 600
+
+
+def test_entry_point_names_with_dash_and_dot(strict_archive, tmp_path):
+    root = tmp_path / "root"
+    link = tmp_path / "my-tool.v2"
+    link.symlink_to(strict_archive)
+    r = H.run(link, "a", root=root)
+    assert r.returncode == 0 and r.stdout.decode() == "tool on a\n", H.text(r)
+    r = H.run(strict_archive, "echo sh $0", root=root, env={"COEX_ENTRYPOINT": "sh"})
+    assert r.stdout.decode() == "sh sh\n", H.text(r)
+    r = H.run(strict_archive, root=root, env={"COEX_ENTRYPOINT": "my-tool?v2"})
+    assert r.returncode == 2 and "no entry point named 'my-tool?v2'" in r.stderr.decode()
+
+
+def test_pythonhome_of_another_python_does_not_break_the_environment(std_archive, tmp_path):
+    """A PYTHONHOME leaked from an outer tool (an embedded Python, another relocated env) makes
+    every python fail to start; it can never be right for the environment's own python."""
+    arc, _ = std_archive
+    root = tmp_path / "root"
+    startup = tmp_path / "startup.py"
+    startup.write_text("print('STARTUP RAN')\n")
+    for _ in ("cold", "warm"):
+        r = H.run(arc, "a", root=root, env={"COEX_ENTRYPOINT": "tinypy", "PYTHONHOME": "/nonexistent",
+                                            "PYTHONPATH": "/nonexistent", "PYTHONSAFEPATH": "1",
+                                            "PYTHONSTARTUP": str(startup)})
+        assert r.returncode == 0 and r.stdout.decode().startswith("tinypy ok "), H.text(r)
+        assert "STARTUP RAN" not in H.text(r)
+
+
+def test_archive_replaced_while_an_old_program_runs(std_archive, strict_archive, tmp_path):
+    arc, info = std_archive
+    root = tmp_path / "root"
+    path = tmp_path / "app.coex"
+    shutil.copy(str(arc), str(path))
+    env = H.base_env(root, COEX_ENTRYPOINT="sh")
+    p = subprocess.Popen([str(path), "echo ready; read x; echo old $CONDA_PREFIX"], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        shutil.copy(str(strict_archive), str(path) + ".new")
+        os.rename(str(path) + ".new", str(path))
+        r = H.run(path, "echo new $STRICTACT", root=root, env={"COEX_ENTRYPOINT": "sh"})
+        assert r.returncode == 0 and r.stdout.decode() == "new on\n", H.text(r)
+        out, _ = p.communicate(b"\n", timeout=30)
+        assert p.returncode == 0 and out.decode() == "old %s\n" % H.prefix_of(root, info)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_first_run_program_has_default_sigpipe(std_archive, root):
+    """Python ignores SIGPIPE/SIGXFSZ and ignored signals survive exec: the first run's program
+    must not inherit that (`prog | head` would make prog print 'Broken pipe' errors)."""
+    arc, _ = std_archive
+    prog = "grep SigIgn /proc/self/status; yes | head -n 1"
+    outs = []
+    for _ in ("cold", "warm"):
+        r = H.run(arc, prog, root=root, env={"COEX_ENTRYPOINT": "sh"})
+        assert r.returncode == 0, H.text(r)
+        outs.append((r.stdout.decode(), r.stderr.decode()))
+    assert outs[0] == outs[1], outs
+    ign = int(outs[0][0].split()[1], 16)
+    assert not ign & (1 << (13 - 1)) and not ign & (1 << (25 - 1)), outs  # SIGPIPE, SIGXFSZ
+    assert "Broken pipe" not in outs[0][1]
+
+
+def test_a_coex_program_started_by_another_does_not_see_its_app_layer(std_archive, tiny_channel, tmp_path):
+    """The outer launcher put its app layer first on PYTHONPATH; the inner archive (its own
+    python, no app layer) must not import the outer app's modules. The caller's own PYTHONPATH
+    entries stay."""
+    arc, info = std_archive
+    inner = tmp_path / "inner.coex"
+    H.make_archive(tiny_channel.path, inner, names=("libtiny", "python", "tinypy"),
+                   entry_points={"python": "python"}, app={})
+    root = tmp_path / "root"
+    outer_app = os.path.join(str(root), "apps", H.ids(info)[2])
+    prog = "%s -c 'import os; print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"COEX_APP\"))'" % inner
+    for _ in ("cold", "warm"):
+        r = H.run(arc, prog, root=root, env={"COEX_ENTRYPOINT": "sh", "PYTHONPATH": "/mine"})
+        assert r.returncode == 0, H.text(r)
+        pythonpath, coex_app = r.stdout.decode().split()
+        # (the tiny channel's fake python puts its site-packages first itself)
+        assert outer_app not in pythonpath and pythonpath.split(":")[-1] == "/mine", (outer_app, H.text(r))
+        assert coex_app == "None"
+
+
+@pytest.fixture(scope="module")
+def real_py_archive(realistic_channel, tmp_path_factory):
+    """An archive of the realistic channel's real CPython 3.11 and pyflakes (noarch python)."""
+    import json
+    from pathlib import Path
+    from coex_runtime import format as F
+    from tests.factory.fixtures import rattler_solve
+    chan = Path(realistic_channel)
+    pkgs = []
+    recs = sorted(rattler_solve(chan, ["python 3.11.*", "pyflakes"]), key=lambda r: r.name.normalized != "python")
+    for r in recs:  # python first: pyflakes depends on it
+        rd = json.loads((chan / r.subdir / "repodata.json").read_text())
+        rec = rd.get("packages.conda", {}).get(r.file_name) or rd["packages"][r.file_name]
+        entry = dict(rec, filename=r.file_name, subdir=r.subdir, channel=chan.as_uri())
+        pkgs.append({"path": str(chan / r.subdir / r.file_name), "entry": entry,
+                     "encoding": "conda" if r.file_name.endswith(".conda") else "tar.bz2"})
+    out = tmp_path_factory.mktemp("realpy") / "py.coex"
+    F.write_archive(str(out), "linux-64", pkgs, {"pyflakes": "pyflakes.api:main"}, "pyflakes",
+                    libzstd_path=H.LIBZSTD, requested_specs=["python 3.11.*", "pyflakes"])
+    return out
+
+
+def test_user_site_packages_do_not_shadow_the_locked_ones(real_py_archive, tmp_path):
+    """`pip install --user pyflakes` (~/.local/lib/python3.11/site-packages comes before the
+    environment's site-packages in a real CPython) must not replace the locked pyflakes;
+    PYTHONNOUSERSITE= (set, empty) lets the user site in on purpose."""
+    home = tmp_path / "home"
+    evil = home / ".local" / "lib" / "python3.11" / "site-packages" / "pyflakes"
+    evil.mkdir(parents=True)
+    (evil / "__init__.py").write_text("")
+    (evil / "api.py").write_text("def main():\n    print('user site pyflakes')\n")
+    env = H.base_env(tmp_path / "root", HOME=str(home))
+    for _ in ("cold", "warm"):
+        r = subprocess.run([str(real_py_archive), "--version"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        assert r.returncode == 0 and r.stdout.decode().startswith("3.2.0 Python 3.11"), H.text(r)
+    r = subprocess.run([str(real_py_archive)], env=dict(env, PYTHONNOUSERSITE=""), stdout=subprocess.PIPE)
+    assert r.stdout.decode().strip() == "user site pyflakes"

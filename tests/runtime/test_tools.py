@@ -155,3 +155,73 @@ def test_tools_on_every_python(std_archive, root, tmp_path, ver, py):
     assert out.strip() == str(dest)
     r = H.run(arc, "gc", "--older-than", "0", root=root, python=py, env=TOOLS)
     assert r.returncode == 0 and "coex gc:" in r.stdout.decode(), H.text(r)
+
+
+def test_gc_keeps_the_environment_of_a_running_program(std_archive, root):
+    arc, info = std_archive
+    env = H.base_env(root, COEX_ENTRYPOINT="sh")
+    p = subprocess.Popen([str(arc), "echo ready; exec sleep 60"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        r = H.run(arc, "gc", "--older-than", "0s", root=root, env={"COEX_TOOLS": "1"})
+        assert r.returncode == 0, H.text(r)
+        assert os.path.isfile(os.path.join(H.prefix_of(root, info), ".coex-ready")), r.stdout.decode()
+        assert os.path.isdir(os.path.join(str(root), "apps", H.ids(info)[2]))
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    r = H.run(arc, "gc", "--older-than", "0s", root=root, env={"COEX_TOOLS": "1"})
+    assert r.returncode == 0 and not os.path.exists(H.prefix_of(root, info)), H.text(r)
+
+
+def test_info_of_a_never_run_archive_creates_nothing(std_archive, tmp_path):
+    import json
+    arc, info = std_archive
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.path.dirname(H.HOST_PY) + ":/usr/bin:/bin", "HOME": str(home), "COEX_TOOLS": "1"}
+    r = subprocess.run([str(arc), "info"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    c = json.loads(r.stdout.decode())["cache"]
+    assert c["root"] == str(home / ".cache" / "coex") and c["exists"] is False
+    assert (c["env_ready"], c["launcher_ready"], c["packages_cached"], c["last_use"]) == (False, False, 0, None)
+    assert os.listdir(str(home)) == []
+    del env["COEX_TOOLS"]
+    assert subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE).returncode == 0
+    r = subprocess.run([str(arc), "info"], env=dict(env, COEX_TOOLS="1"), stdout=subprocess.PIPE)
+    c = json.loads(r.stdout.decode())["cache"]
+    assert c["exists"] is True and c["launcher_ready"] is True and c["last_use"] is not None
+
+
+def test_extract_into_the_current_directory_keeps_it(std_archive, tmp_path):
+    """`mkdir env && cd env && app.coex extract .`: the caller's cwd must stay the directory that
+    now holds the environment (it was removed and replaced by another one)."""
+    arc, _ = std_archive
+    d = tmp_path / "env"
+    d.mkdir()
+    env = H.base_env(tmp_path / "root", COEX_TOOLS="1")
+    r = H.sh("%s extract . >/dev/null && ls bin && bin/prefixprog" % arc, env, cwd=str(d))
+    assert r.returncode == 0, H.text(r)
+    lines = r.stdout.decode().split()
+    assert "prefixprog" in lines and lines[-1] == str(d), H.text(r)
+
+
+@pytest.mark.parametrize("args,msg", [(["--older-than"], "needs a duration"), (["--older-than", "-1d"], "zero or more"),
+                                      (["--older-than=nan"], "zero or more")])
+def test_gc_refuses_missing_negative_and_odd_durations(std_archive, root, args, msg):
+    arc, info = std_archive
+    assert H.run(arc, root=root).returncode == 0
+    r = H.run(arc, "gc", *args, root=root, env={"COEX_TOOLS": "1"})
+    assert r.returncode == 2 and msg in r.stderr.decode(), H.text(r)
+    assert os.path.isfile(os.path.join(H.prefix_of(root, info), ".coex-ready"))
+
+
+def test_extract_refuses_a_prefix_with_shell_special_characters(std_archive, tmp_path):
+    arc, _ = std_archive
+    dest = tmp_path / "env$HOME"
+    r = H.run(arc, "extract", str(dest), root=tmp_path / "root", env={"COEX_TOOLS": "1"})
+    assert r.returncode == 1 and "contains '$'" in r.stderr.decode(), H.text(r)
+    assert not dest.exists() and not (tmp_path / "root").exists()

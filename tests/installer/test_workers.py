@@ -1,6 +1,6 @@
-"""Packages extracted in forked worker processes (each with its own interpreter lock): where
-the work runs, how results and errors travel back, the thread fallback, interrupts; .pyc
-compiled by several processes of the environment's python."""
+"""coex_runtime/workers.py: packages extracted in forked worker processes (each with its own
+interpreter lock): where the work runs, how results and errors travel back, the thread
+fallback, interrupts."""
 import os
 import signal
 import threading
@@ -8,19 +8,12 @@ import time
 
 import pytest
 
-from coex_runtime import install, noarch, workers
-from tests.factory.condapkg import PackageMeta, build_from_files
+from coex_runtime import install, workers
 from tests.installer import helpers
 
 
-def _pkg(tmp_path, name, files, **kw):
-    meta = PackageMeta(name, "1.0", "h0_0", **kw)
-    path = build_from_files(files, tmp_path / "chan" / "linux-64", meta)
-    return helpers.entry_from_file(path, meta.index_json())
-
-
 def _three(tmp_path):
-    return [_pkg(tmp_path, "p%d" % k, dict(("share/p%d/f%d.txt" % (k, j), "%d %d\n" % (k, j))
+    return [helpers.small_package(tmp_path, "p%d" % k, dict(("share/p%d/f%d.txt" % (k, j), "%d %d\n" % (k, j))
                                            for j in range(20))) for k in range(3)]
 
 
@@ -162,42 +155,6 @@ def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
         workers.fork_map(fn, [0, 1], 2, on_done)
     assert time.time() - t0 < 20
     assert not marker.exists()
-
-
-def test_pyc_compiled_by_several_processes(tmp_path, monkeypatch):
-    """Enough source for several compiling processes: every file that compiles gets its .pyc,
-    recorded in conda-meta; one that does not is skipped."""
-    import subprocess
-    import sys
-
-    host = "/root/.pyenv/versions/3.9.18/bin/python3.9"
-    if not os.path.exists(host):
-        host = sys.executable
-    py = _pkg(tmp_path, "python", {"bin/python3.9": ("exec", '#!/bin/sh\nexec "%s" "$@"\n' % host)})
-    py["version"] = "3.9.18"
-    files = dict(("site-packages/many/m%02d.py" % k, "X = %d\n" % k + "# pad\n" * 400)
-                 for k in range(12))
-    files["site-packages/many/bad.py"] = "def broken(:\n"
-    many = _pkg(tmp_path, "many", files, noarch="python")
-    calls = []
-    real_popen = subprocess.Popen
-
-    def counting_popen(args, **kw):
-        calls.append(args)
-        return real_popen(args, **kw)
-
-    monkeypatch.setattr(noarch, "PYC_CHUNK_BYTES", 4096)
-    monkeypatch.setattr(subprocess, "Popen", counting_popen)
-    env = helpers.coex_install([py, many], tmp_path / "pkgs", tmp_path / "env")
-    compilers = [a for a in calls if noarch._COMPILE in a]
-    assert len(compilers) == min(len(os.sched_getaffinity(0)), 13), calls
-    rec = helpers.conda_meta(env)[many["filename"][:-len(".conda")] + ".json"]
-    pycs = sorted(p["_path"] for p in rec["paths_data"]["paths"] if p["path_type"] == "pyc_file")
-    sp = "lib/python3.9/site-packages/many/__pycache__/"
-    assert pycs == [sp + "m%02d.cpython-39.pyc" % k for k in range(12)]
-    assert all((env / p).is_file() for p in pycs)
-    assert not list((env / sp).glob("bad.*"))
-    assert set(pycs) <= set(rec["files"])
 
 
 def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):

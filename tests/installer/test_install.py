@@ -1,7 +1,10 @@
-"""Bad input: every broken package stops the install with a message naming the package and the
-file, and leaves nothing marked extracted (pkgs_dir) or installed (no prefix, no staging)."""
+"""coex_runtime/install.py, the installer's driver: progress is reported; bad input: every broken
+package stops the install with a message naming the package and the file, and leaves nothing
+marked extracted (pkgs_dir) or installed (no prefix, no staging). (Its result against rattler's:
+test_oracle.py; on every CPython: test_pythons.py.)"""
 import os
 import shutil
+import threading
 
 import pytest
 
@@ -128,3 +131,17 @@ def test_failing_post_link(tiny_channel, tmp_path):
     assert "exit status 1" in msg
     assert "post-link of postlink-fails fails on purpose" in msg  # its output, with PKG_NAME set
     assert not list((prefix / "conda-meta").glob("*.json"))
+
+
+def test_progress_reports_every_package(tmp_path, tiny_channel):
+    entries = [helpers.entry_from_file(tiny_channel.file(n)) for n in ("oldstyle", "prefixprog")]
+    seen = []
+    lock = threading.Lock()
+
+    def progress(phase, done, total, name):
+        with lock:
+            seen.append((phase, done, total))
+
+    helpers.coex_install(entries, tmp_path / "pkgs", tmp_path / "env", progress=progress)
+    assert sorted(x for x in seen if x[0] == "extract") == [("extract", 1, 2), ("extract", 2, 2)]
+    assert sorted(x for x in seen if x[0] == "link") == [("link", 1, 2), ("link", 2, 2)]

@@ -1,0 +1,59 @@
+"""coex_runtime/link.py: how files land in the prefix: hardlinks from the package cache, copies
+(no_link, placeholders), modes and the umask."""
+import os
+import stat
+
+from tests.factory.condapkg import LONG_PLACEHOLDER, Member, PackageMeta, info_files, write_archive
+from tests.installer import helpers
+
+
+def test_hardlinks_from_the_package_cache(tmp_path):
+    e = helpers.small_package(tmp_path, "plain", {"share/plain/a.txt": "a\n", "bin/run": ("exec", "#!/bin/sh\n"),
+                                 "etc/conf": "p=" + LONG_PLACEHOLDER + "\n"},
+             prefix_files={"etc/conf": (LONG_PLACEHOLDER, "text")})
+    env = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
+    cached = tmp_path / "pkgs" / e["stored_sha256"]
+    assert os.path.samefile(str(env / "share/plain/a.txt"), str(cached / "share/plain/a.txt"))
+    assert os.path.samefile(str(env / "bin/run"), str(cached / "bin/run"))
+    # a file with a placeholder is a copy, with the real prefix
+    assert not os.path.samefile(str(env / "etc/conf"), str(cached / "etc/conf"))
+    assert (env / "etc/conf").read_text() == "p=%s\n" % env
+    assert stat.S_IMODE((env / "bin/run").stat().st_mode) & 0o111
+
+
+def test_no_link_is_copied(tmp_path):
+    e = helpers.small_package(tmp_path, "nolink", {"share/nl/x.txt": "x\n", "share/nl/y.txt": "y\n"},
+             no_link=["share/nl/x.txt"])
+    env = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
+    cached = tmp_path / "pkgs" / e["stored_sha256"]
+    assert not os.path.samefile(str(env / "share/nl/x.txt"), str(cached / "share/nl/x.txt"))
+    assert os.path.samefile(str(env / "share/nl/y.txt"), str(cached / "share/nl/y.txt"))
+    rec = helpers.conda_meta(env)["nolink-1.0-h0_0.json"]
+    [x] = [p for p in rec["paths_data"]["paths"] if p["_path"] == "share/nl/x.txt"]
+    assert x.get("no_link") is True
+
+
+def test_modes_kept_nothing_world_writable_umask_respected(tmp_path):
+    members = [Member("bin/tool", data=b"#!/bin/sh\necho " + LONG_PLACEHOLDER.encode() + b"\n",
+                      mode=0o777),
+               Member("share/ww/data.txt", data=b"d\n", mode=0o666),
+               Member("share/ww/ro.txt", data=b"r\n", mode=0o444)]
+    meta = PackageMeta("ww", "1.0", "h0_0", prefix_files={"bin/tool": (LONG_PLACEHOLDER, "text")})
+    path = write_archive(tmp_path / "chan" / "ww-1.0-h0_0.conda", info_files(meta, members), members)
+    e = helpers.entry_from_file(path, meta.index_json())
+    old = os.umask(0o027)
+    try:
+        env = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE((env / p).stat().st_mode)
+             for p in ("bin/tool", "share/ww/data.txt", "share/ww/ro.txt")}
+    assert modes == {"bin/tool": 0o750, "share/ww/data.txt": 0o640, "share/ww/ro.txt": 0o440}
+    cached = tmp_path / "pkgs" / e["stored_sha256"]
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o750
+    assert stat.S_IMODE((env / "share" / "ww").stat().st_mode) == 0o750
+    for root, dirs, files in os.walk(str(env)):
+        for n in dirs + files:
+            st = os.lstat(os.path.join(root, n))
+            if not stat.S_ISLNK(st.st_mode):
+                assert not st.st_mode & 0o002, os.path.join(root, n)
