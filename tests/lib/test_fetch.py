@@ -92,3 +92,74 @@ def test_https_path_via_local_http_server(pkg, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     finally:
         srv.shutdown()
+
+
+class FlakyServer:
+    """An HTTP server for one file whose first `failures` responses are `mode`: "503", "short"
+    (the body cut off after half the bytes), or "length" (a wrong Content-Length, every time)."""
+
+    def __init__(self, data: bytes, mode: str, failures: int = 1):
+        import http.server
+        import threading
+
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                server.requests += 1
+                bad = server.requests <= failures
+                if bad and mode == "503":
+                    self.send_error(503, "busy")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data) + (mode == "length")))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2] if bad and mode == "short" else data)
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/pkg-1-0.conda" % self.srv.server_address[1]
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.mark.parametrize("mode", ["503", "short"])
+def test_network_failures_are_retried(pkg, tmp_path, mode):
+    path, sha, size = pkg
+    server = FlakyServer(path.read_bytes(), mode)
+    try:
+        fetch(server.url, sha, size, tmp_path / "x")
+    finally:
+        server.close()
+    assert server.requests == 2 and (tmp_path / "x").read_bytes() == path.read_bytes()
+
+
+def test_persistent_failure_names_package_url_and_attempts(pkg, tmp_path):
+    path, sha, size = pkg
+    server = FlakyServer(path.read_bytes(), "503", failures=10)
+    try:
+        with pytest.raises(CoexError) as e:
+            fetch(server.url, sha, size, tmp_path / "x", name="pkg-1-0.conda")
+    finally:
+        server.close()
+    assert server.requests == 3
+    msg = str(e.value)
+    assert "pkg-1-0.conda" in msg and server.url in msg and "HTTP 503" in msg
+    assert "after 3 attempts" in msg and list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_content_length_is_not_retried(pkg, tmp_path):
+    path, sha, size = pkg
+    server = FlakyServer(path.read_bytes(), "length", failures=10)
+    try:
+        with pytest.raises(CoexError, match="Content-Length.*Regenerate the lockfile"):
+            fetch(server.url, sha, size, tmp_path / "x")
+    finally:
+        server.close()
+    assert server.requests == 1

@@ -53,18 +53,6 @@ def cmd_entries(a):
     _write_json(a.out, lock_entries(a.lock, a.platform, a.root).to_json())
 
 
-def cmd_fetch(a):
-    from coex.lib.fetch import fetch
-
-    fetch(a.url, a.sha256, a.size, a.out, name=a.name)
-
-
-def cmd_transcode(a):
-    from coex.lib.transcode import transcode
-
-    transcode(a.input, a.out, a.level)
-
-
 def cmd_assemble(a):
     from coex.lib.assemble import assemble
     from coex.lib.records import AssembleSpec
@@ -83,7 +71,7 @@ def cmd_explicit(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
+    from coex.lib import fetch, transcode
 
     p = argparse.ArgumentParser(prog="python -m coex.lib", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -103,19 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_entries)
 
-    s = sub.add_parser("fetch", help="fetch one package and verify size + sha256")
-    s.add_argument("--url", required=True)
-    s.add_argument("--sha256", required=True)
-    s.add_argument("--size", required=True, type=int)
-    s.add_argument("--out", required=True)
-    s.add_argument("--name", default=None, help="package name for messages")
-    s.set_defaults(func=cmd_fetch)
-
-    s = sub.add_parser("transcode", help=".tar.bz2 -> deterministic .tar.zst")
-    s.add_argument("--in", dest="input", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--level", type=int, default=DEFAULT_ZSTD_LEVEL)
-    s.set_defaults(func=cmd_transcode)
+    # also `python -m coex.lib.fetch` / `.transcode`: what the Pants rules run (fewer inputs)
+    fetch.add_arguments(sub.add_parser("fetch", help="fetch one package and verify size + sha256"))
+    transcode.add_arguments(sub.add_parser("transcode", help=".tar.bz2 -> deterministic .tar.zst"))
 
     s = sub.add_parser("assemble", help="write a .coex archive from an assemble spec")
     s.add_argument("--spec", required=True)

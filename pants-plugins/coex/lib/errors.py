@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 
 class CoexError(Exception):
@@ -31,6 +31,15 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = Non
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def step_main(prog: str, description: str,
+              add_arguments: Callable[[argparse.ArgumentParser], None]) -> NoReturn:
+    """Run a one-command module (`python -m coex.lib.fetch ...`): its arguments, run_cli,
+    exit_process."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    exit_process(run_cli(parser))
 
 
 def exit_process(code: int) -> NoReturn:

@@ -6,13 +6,18 @@ tar stream is zstd-compressed single-threaded at the given level with a checksum
 result is kept, `<stem>.tar.zst`, is `records.LockedPackage.prepared_path`.) Same input and
 level -> same bytes, on any machine. Contents (names, types, modes, data, link targets) are
 exactly the input's.
+
+Also a command, `python -m coex.lib.transcode --in PKG.tar.bz2 --out PKG.tar.zst --level N`: the
+Pants rules run it as a process that needs only this module and `coex.lib.errors`/`fsutil`, so
+editing the rest of the library keeps cached transcodes.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import tarfile
 
-from coex.lib.errors import CoexError
+from coex.lib.errors import CoexError, step_main
 from coex.lib.fsutil import atomic_output
 
 # The level, unless told otherwise (`./coex create --zstd-level`, `[coex].transcode_zstd_level`):
@@ -61,3 +66,14 @@ def transcode(src: str, dst: str, level: int = DEFAULT_ZSTD_LEVEL) -> str:
                     "is corrupt: re-fetch it or regenerate the lockfile.".format(
                         name, type(e).__name__, e))
     return dst
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--in", dest="input", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--level", type=int, default=DEFAULT_ZSTD_LEVEL)
+    parser.set_defaults(func=lambda a: transcode(a.input, a.out, a.level))
+
+
+if __name__ == "__main__":
+    step_main("python -m coex.lib.transcode", ".tar.bz2 -> deterministic .tar.zst", add_arguments)
