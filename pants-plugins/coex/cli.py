@@ -5,6 +5,10 @@
     ./coex lock -f environment.yml -o LOCK [--channel URL]... [--platform SUBDIR]...
     ./coex export-explicit --lockfile LOCK -o FILE [--platform SUBDIR] [--hash md5|sha256]
 
+Each also takes `--root DIR` (local channels under DIR are locked relative to it, as Pants does
+with its build root) and `--channel-location NAME=URL` (a channel known by NAME), so lockfiles
+stay the same on every machine (`coex.lib.channels`).
+
 It runs exactly the library functions the Pants rules run in processes (coex.lib: solve ->
 entries -> fetch -> transcode -> assemble), in-process, on the same records (coex.lib.records):
 the solve request, the freshness check, where fetched and transcoded packages are kept, entry
@@ -21,7 +25,13 @@ import tempfile
 from typing import NoReturn, Optional, Sequence
 
 from coex.lib.errors import CoexError, run_cli
-from coex.lib.records import EntryPoints, LockedPackage, PreparedPackage, SolveRequest
+from coex.lib.records import (
+    ChannelLocations,
+    EntryPoints,
+    LockedPackage,
+    PreparedPackage,
+    SolveRequest,
+)
 
 
 def _cache_root(arg):
@@ -31,8 +41,18 @@ def _cache_root(arg):
     return os.path.join(base, "coex-build")
 
 
+def locations_of(a) -> ChannelLocations:
+    """`--root` and `--channel-location`s, checked."""
+    from coex.lib.channels import check_locations, parse_location_args
+
+    root = os.path.abspath(a.root) if a.root else None
+    named = parse_location_args(a.channel_location, "--channel-location")
+    return check_locations(root, named, "--channel-location")
+
+
 def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequence[str] = (),
-                  virtual_packages: Optional[Sequence[str]] = None) -> SolveRequest:
+                  virtual_packages: Optional[Sequence[str]] = None,
+                  locations: ChannelLocations = ChannelLocations()) -> SolveRequest:
     """The SolveRequest of an environment file plus command-line channels/platforms.
     `--channel`s come first (higher priority), then the file's channels."""
     from coex.lib.envspec import load_environment_file
@@ -43,16 +63,18 @@ def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequen
         check_platform(p, origin="--platform")
     spec = load_environment_file(env_file)
     env_dir = os.path.dirname(os.path.abspath(env_file))
-    # command-line channel paths are relative to the current directory, the file's to the file
-    chans = [local_channel(c, os.getcwd()) for c in channels] + [
-        local_channel(c, env_dir) for c in spec.channels]
+    named = dict(locations.named)
+    # command-line channel paths are relative to the current directory, the file's to the file;
+    # a name of --channel-location is never a path
+    chans = [c if c in named else local_channel(c, os.getcwd()) for c in channels] + [
+        c if c in named else local_channel(c, env_dir) for c in spec.channels]
     if not chans:
         raise CoexError(
             "{} lists no channels and none was given: add `channels:` to the file or pass "
             "--channel URL (e.g. --channel conda-forge or --channel file:///srv/channel)."
             .format(env_file))
     return solve_request(spec.name or "default", [(env_file, spec.specs)], chans,
-                         platforms or ["linux-64"], virtual_packages)
+                         platforms or ["linux-64"], virtual_packages, locations=locations)
 
 
 def lock_command(env_file: str, lockfile: str, req: SolveRequest,
@@ -66,6 +88,10 @@ def lock_command(env_file: str, lockfile: str, req: SolveRequest,
         args += ["--platform", p]
     for v in req.virtual_packages or ():
         args += ["--virtual-package", v]
+    if req.locations.root:
+        args += ["--root", os.path.relpath(req.locations.root)]
+    for name, url in req.locations.named:
+        args += ["--channel-location", "{}={}".format(name, url)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -90,10 +116,11 @@ def _ensure_lock(req, lockfile, env_file, cli_channels=()):
     return lockfile
 
 
-def prepare_packages(packages: Sequence[LockedPackage], cache: str,
-                     level: int) -> list[PreparedPackage]:
+def prepare_packages(packages: Sequence[LockedPackage], cache: str, level: int,
+                     locations: ChannelLocations = ChannelLocations()) -> list[PreparedPackage]:
     """Fetch (content-addressed under `cache`) and transcode every package, as the Pants rules
     do in the engine's store; return the PreparedPackages."""
+    from coex.lib.channels import locate
     from coex.lib.fetch import fetch
     from coex.lib.transcode import transcode
     from coex_runtime.format import sha256_file
@@ -103,7 +130,7 @@ def prepare_packages(packages: Sequence[LockedPackage], cache: str,
         dest = os.path.join(cache, p.fetch_path)
         if not (os.path.isfile(dest) and os.path.getsize(dest) == p.size
                 and sha256_file(dest) == p.sha256):
-            fetch(p.url, p.sha256, p.size, dest, name=p.filename)
+            fetch(locate(p.url, locations), p.sha256, p.size, dest, name=p.filename)
         prepared = os.path.join(cache, p.prepared_path(level))
         if p.encoding == "tar.zst" and not os.path.isfile(prepared):
             transcode(dest, prepared, level)
@@ -208,7 +235,8 @@ def cmd_create(a):
 
     platform = a.platform
     target = "./coex create -f {}".format(a.file)
-    req = build_request(a.file, a.channel, [platform], a.virtual_package or None)
+    locations = locations_of(a)
+    req = build_request(a.file, a.channel, [platform], a.virtual_package or None, locations)
     eps = parse_entry_points(a.entrypoint, target)
     env = parse_env(a.env)
     cache = _cache_root(a.cache_dir)
@@ -221,7 +249,8 @@ def cmd_create(a):
 
             lockfile = os.path.join(tmp, "coex.lock")
             solve_to_lockfile(req, lockfile)
-        items = prepare_packages(lock_entries(lockfile, platform).packages, cache, a.zstd_level)
+        items = prepare_packages(lock_entries(lockfile, platform).packages, cache, a.zstd_level,
+                                 locations)
         app_root = None
         if a.sources:
             app_root = os.path.join(tmp, "app")
@@ -241,7 +270,8 @@ def cmd_create(a):
 def cmd_lock(a):
     from coex.lib.lockfile import solve_to_lockfile
 
-    req = build_request(a.file, a.channel, a.platform or ["linux-64"], a.virtual_package or None)
+    req = build_request(a.file, a.channel, a.platform or ["linux-64"], a.virtual_package or None,
+                        locations_of(a))
     header = solve_to_lockfile(req, a.output)
     sys.stderr.write("coex: wrote {} (resolve {}, platforms {})\n".format(
         a.output, header.resolve, ", ".join(header.platforms)))
@@ -258,7 +288,7 @@ def cmd_export_explicit(a):
             raise CoexError("Lockfile {} has platforms {}: choose one with --platform.".format(
                 a.lockfile, ", ".join(plats)))
         platform = plats[0]
-    write_explicit(a.lockfile, platform, a.output, a.hash)
+    write_explicit(a.lockfile, platform, a.output, a.hash, locations_of(a))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def where_opts(s):
+        s.add_argument("--root", metavar="DIR",
+                       help="the build root: local channels under it are locked relative to it "
+                            "(coex://buildroot/...), so the lockfile fits any checkout; needed "
+                            "to read such a lockfile")
+        s.add_argument("--channel-location", action="append", default=[], metavar="NAME=URL",
+                       help="a channel known by NAME (use NAME as a channel; locked as "
+                            "coex://NAME/...) is at URL here; repeatable")
+
     def env_opts(s, many_platforms):
         s.add_argument("-f", "--file", required=True, metavar="ENVIRONMENT_YML",
                        help="conda environment file (channels + dependencies; no pip: section)")
@@ -291,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--virtual-package", action="append", default=[], metavar="SPEC",
                        help="virtual package assumed when solving, e.g. __glibc=2.28 "
                             "(repeatable; per-platform defaults otherwise)")
+        where_opts(s)
 
     s = sub.add_parser("create", help="build a .coex archive",
                        description="Solve (or read --lockfile), fetch, verify and assemble an "
@@ -327,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE")
     s.add_argument("--hash", choices=("md5", "sha256"), default="md5",
                    help="md5 (any conda) or sha256 (conda >= 24.9); default md5")
+    where_opts(s)
     s.set_defaults(func=cmd_export_explicit)
     return p
 

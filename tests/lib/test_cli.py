@@ -296,3 +296,35 @@ def test_bad_platform_option_is_named(tiny_channel, tmp_path, monkeypatch, capsy
     assert "'linux64' (from --platform)" in err and "linux-64" in err  # was "(from env.yml)"
 
 
+
+
+def test_portable_lock_with_root_and_channel_location(tiny_channel, tmp_path, monkeypatch, capsys):
+    """`--root`: channels under it are locked relative to it; `--channel-location NAME=URL`: a
+    channel by name. The lockfile moves with the project, or to a machine with another mirror."""
+    import shutil
+
+    proj = tmp_path / "a" / "proj"
+    shutil.copytree(tiny_channel.path, proj / "chan")
+    (proj / "env.yml").write_text("channels: [./chan, mirror]\ndependencies: [prefixprog]\n")
+    mirror = shutil.copytree(tiny_channel.path, tmp_path / "mirror-a")
+    monkeypatch.chdir(proj)
+    assert main(["lock", "-f", "env.yml", "-o", "app.lock", "--root", ".",
+                 "--channel-location", "mirror={}".format(mirror)]) == 0
+    text = (proj / "app.lock").read_text()
+    assert "coex://buildroot/chan" in text and "coex://mirror" in text
+    assert str(tmp_path) not in text
+    # elsewhere: the same lockfile is fresh; packages come from this checkout and this mirror
+    moved = tmp_path / "b" / "proj"
+    shutil.move(str(proj), str(moved))
+    other = shutil.move(str(mirror), str(tmp_path / "mirror-b"))
+    monkeypatch.chdir(moved)
+    args = ["--root", ".", "--channel-location", "mirror={}".format(other)]
+    assert main(["create", "-f", "env.yml", "--lockfile", "app.lock", "-e", "prefixprog",
+                 "-o", "app.coex", "--cache-dir", str(tmp_path / "cache"), *args]) == 0
+    assert (moved / "app.lock").read_text() == text
+    assert main(["export-explicit", "-l", "app.lock", "-o", "x.txt", *args]) == 0
+    assert (moved / "chan").as_uri() in (moved / "x.txt").read_text()
+    # without --root the lockfile cannot be read: it says so
+    capsys.readouterr()
+    assert main(["export-explicit", "-l", "app.lock", "-o", "y.txt"]) == 1
+    assert "no build root is known here" in capsys.readouterr().err

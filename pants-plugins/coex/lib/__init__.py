@@ -8,10 +8,12 @@ Python (py-rattler 0.25 + zstandard, the packages of the Pants venv), with no Pa
     envspec    environment.yml -> EnvSpec (channels, specs), with clear errors
     platforms  conda subdirs and the virtual packages assumed when solving for them
     request    building a solve request, its inputs hash, the freshness check (pure)
+    channels   how lockfiles name channels portably (`coex://buildroot/...`, `coex://NAME/...`)
+               and where those are on this machine (pure)
     lockfile   solve (py-rattler) -> rattler lock file with a `# coex-lockfile:` header;
                lock_entries(): one platform's packages (or the part some specs need)
-    fetch      download/copy one package by URL, verifying size + sha256
-    transcode  .tar.bz2 -> deterministic .tar.zst
+    fetch      download/copy one package by URL, verifying size + sha256 (also a command)
+    transcode  .tar.bz2 -> deterministic .tar.zst (also a command)
     pkgfiles   read members/file lists of a conda package in any encoding
     assemble   libzstd extraction, entry point validation, coex_runtime.format.write_archive
     explicit   conda `@EXPLICIT` export

@@ -6,6 +6,7 @@
     transcode --in PKG.tar.bz2 --out PKG.tar.zst [--level N]
     assemble  --spec SPEC.json --out OUT.coex                        prints {"archive_id",...}
     explicit  --lock LOCKFILE --platform SUBDIR --out FILE [--hash md5|sha256]
+              [--root DIR] [--location NAME=URL]...   where the lock's `coex://` channels are
 
 JSON inputs and outputs are the records of `coex.lib.records` (SolveRequest, LockHeader,
 LockedPlatform, AssembleSpec). Every bad input exits 1 with one clear paragraph on stderr;
@@ -65,9 +66,11 @@ def cmd_assemble(a):
 
 
 def cmd_explicit(a):
+    from coex.lib.channels import check_locations, parse_location_args
     from coex.lib.explicit import write_explicit
 
-    write_explicit(a.lock, a.platform, a.out, a.hash)
+    locations = check_locations(a.root, parse_location_args(a.location), "--location")
+    write_explicit(a.lock, a.platform, a.out, a.hash, locations)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--platform", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--hash", choices=("md5", "sha256"), default="md5")
+    s.add_argument("--root", default=None, help="the build root (`coex://buildroot/...`)")
+    s.add_argument("--location", action="append", default=[], metavar="NAME=URL",
+                   help="where the channel named NAME is (`coex://NAME/...`; repeatable)")
     s.set_defaults(func=cmd_explicit)
 
     return p

@@ -8,16 +8,20 @@
     <url>#<md5>                   (default: every conda version reads it)
     <url>#<sha256>                (hash="sha256": conda >= 24.9 reads 64-hex sha256 fragments)
 
-Packages are listed in install (topological) order.
+Packages are listed in install (topological) order, by where they are on this machine (a
+lockfile's `coex://` placeholders resolved through `ChannelLocations`, `coex.lib.channels`).
 """
 from __future__ import annotations
 
+from coex.lib.channels import locate
 from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
 from coex.lib.lockfile import lock_entries
+from coex.lib.records import ChannelLocations
 
 
-def explicit_text(lock_path: str, platform: str, hash: str = "md5") -> str:
+def explicit_text(lock_path: str, platform: str, hash: str = "md5",
+                  locations: ChannelLocations = ChannelLocations()) -> str:
     if hash not in ("md5", "sha256"):
         raise CoexError("explicit: hash must be md5 or sha256, not {!r}.".format(hash))
     data = lock_entries(lock_path, platform)
@@ -35,12 +39,14 @@ def explicit_text(lock_path: str, platform: str, hash: str = "md5") -> str:
         if not digest:
             raise CoexError("explicit: package {} has no {} in the lockfile; use --hash {}."
                             .format(p.filename, hash, "sha256" if hash == "md5" else "md5"))
-        lines.append("{}#{}".format(p.url, digest))
+        url = locate(p.url, locations, "The lockfile {}".format(lock_path))
+        lines.append("{}#{}".format(url, digest))
     return "\n".join(lines) + "\n"
 
 
-def write_explicit(lock_path: str, platform: str, out: str, hash: str = "md5") -> str:
-    text = explicit_text(lock_path, platform, hash)
+def write_explicit(lock_path: str, platform: str, out: str, hash: str = "md5",
+                   locations: ChannelLocations = ChannelLocations()) -> str:
+    text = explicit_text(lock_path, platform, hash, locations)
     with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     return text

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from typing import Iterable, Optional
 
+from coex.lib.channels import locate, placeholder_url
 from coex.lib.envspec import check_specs
 from coex.lib.errors import CoexError
 from coex.lib.fsutil import atomic_output
@@ -76,8 +77,10 @@ def solve_records(request: SolveRequest, cache_dir: Optional[str] = None):
     if cache_dir is None:
         tmp = cache_dir = tempfile.mkdtemp(prefix="coex-repodata-")
     try:
-        try:
-            channels = [Channel(c) for c in header.channels]
+        try:  # placeholders (local channels in the build root, named ones) -> where they are
+            channels = [Channel(locate(c, request.locations, origin)) for c in header.channels]
+        except CoexError:
+            raise
         except Exception as e:
             raise CoexError("{}: invalid channel: {}".format(origin, e))
         gateway = Gateway(cache_dir=cache_dir)
@@ -114,7 +117,8 @@ def solve_records(request: SolveRequest, cache_dir: Optional[str] = None):
 
 def solve_to_lockfile(request: SolveRequest, out_path: str,
                       cache_dir: Optional[str] = None) -> LockHeader:
-    """Solve `request` and write the coex lock file to `out_path` (atomically)."""
+    """Solve `request` and write the coex lock file to `out_path` (atomically). Packages of a
+    placeholder channel (`coex.lib.channels`) are recorded by placeholder too."""
     from rattler import LockChannel, LockFile, LockPlatform
 
     header, result = solve_records(request, cache_dir)
@@ -123,6 +127,9 @@ def solve_to_lockfile(request: SolveRequest, out_path: str,
     lf.set_channels("default", [LockChannel(_lock_channel_url(c)) for c in header.channels])
     for plat, lp in zip(header.platforms, plats):
         for rec in sorted(result[plat], key=lambda r: r.name.normalized):
+            portable = placeholder_url(rec.url, header.channels, request.locations)
+            if portable is not None:
+                rec.channel, rec.url = portable
             lf.add_conda_package("default", lp, rec)
     with atomic_output(out_path) as tmp:
         lf.to_path(tmp)

@@ -5,6 +5,7 @@ use them as rule inputs and outputs as they are. Between processes and on disk t
 (`to_json()` / `from_json()`, from the fields' types: a record is an object, a tuple a list, and a
 tuple of (name, value) pairs an object):
 
+    ChannelLocations where the channels a lockfile names by placeholder are on this machine
     SolveRequest     what a lockfile is solved from (`coex.lib solve --request`)
     LockHeader       a lockfile's `# coex-lockfile:` line: what it was solved from
     LockedPackage    one locked package, as the lock records it; what fetching it is keyed on
@@ -81,6 +82,15 @@ class Record:
 
 
 @dataclass(frozen=True)
+class ChannelLocations(Record):
+    """Where the channels that a lockfile names by placeholder (`coex.lib.channels`) are on this
+    machine. Never part of a lockfile or of its inputs hash: the lockfile holds the names."""
+
+    root: Optional[str] = None  # the build root (`coex://buildroot/...`): an absolute path
+    named: tuple[tuple[str, str], ...] = ()  # (name, location URL): `coex://NAME/...`
+
+
+@dataclass(frozen=True)
 class SolveRequest(Record):
     resolve: str = "default"
     specs: tuple[str, ...] = ()
@@ -90,6 +100,7 @@ class SolveRequest(Record):
     origin: str = "the solve request"  # where the specs come from, for messages
     # where each source of specs is, and the specs it gives: a bad spec is reported with its own
     sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    locations: ChannelLocations = ChannelLocations()  # not hashed: the lock holds the names
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ class LockHeader(Record):
 @dataclass(frozen=True)
 class LockedPackage(Record):
     """One package of a lockfile's platform, with everything COEX-INFO records about it. Its
-    url + sha256 + size are what fetching it is keyed on."""
+    url + sha256 + size are what fetching it is keyed on. `url` is as the lockfile records it:
+    for a local or named channel a `coex://` placeholder (`coex.lib.channels`), which only the
+    fetch step resolves to where the file is on this machine."""
 
     name: str
     version: str

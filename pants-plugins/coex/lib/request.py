@@ -2,7 +2,9 @@
 the same functions for the Pants rules (in the Pants process) and `./coex`. `solve_request`
 builds a request; `lock_header` is its canonical form with `inputs_sha256`, the hash of what
 determines a solve (specs, channels in order, platforms, the effective virtual packages; not the
-resolve name or origin); `stale_reason(header, request)` is the freshness check.
+resolve name or origin); `stale_reason(header, request)` is the freshness check. Channels are
+hashed as the lockfile records them (`coex.lib.channels`: local channels inside the build root
+and named channel locations by placeholder), so a lockfile stays fresh in another checkout.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import os
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
+from coex.lib.channels import BUILDROOT, placeholder, portable_channel
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform, effective_virtual_packages
-from coex.lib.records import LOCK_VERSION, LockHeader, SolveRequest
+from coex.lib.records import LOCK_VERSION, ChannelLocations, LockHeader, SolveRequest
 
 HEADER_PREFIX = "# coex-lockfile: "
 # Bump when the meaning of the hashed inputs changes (forces every lock to be regenerated).
@@ -67,9 +70,11 @@ def local_channel(channel: str, base_dir: str,
 def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
                   channels: Iterable[str], platforms: Iterable[str],
                   virtual_packages: Optional[Iterable[str]] = None,
-                  origin: Optional[str] = None) -> SolveRequest:
+                  origin: Optional[str] = None,
+                  locations: ChannelLocations = ChannelLocations()) -> SolveRequest:
     """The request for the specs of every source ((where, specs) pairs): specs merged and
-    sorted, channels in order of first appearance, platforms sorted."""
+    sorted, channels in order of first appearance, platforms sorted; `locations` says where the
+    build root and named channels are."""
     sources = tuple((where, tuple(specs)) for where, specs in sources)
     return SolveRequest(
         resolve=resolve,
@@ -79,12 +84,14 @@ def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
         virtual_packages=None if virtual_packages is None else tuple(virtual_packages),
         origin=origin or "; ".join(where for where, _ in sources) or "the solve request",
         sources=sources,
+        locations=locations,
     )
 
 
 def normalized(request: SolveRequest) -> SolveRequest:
-    """The canonical request: specs whitespace-normalized and sorted, channels canonical, platforms
-    checked and sorted. A CoexError names what is wrong."""
+    """The canonical request: specs whitespace-normalized and sorted, channels canonical (and
+    portable: `coex.lib.channels.portable_channel`), platforms checked and sorted. A CoexError
+    names what is wrong."""
     origin, resolve = request.origin, request.resolve
     if not request.specs:
         raise CoexError(
@@ -99,7 +106,9 @@ def normalized(request: SolveRequest) -> SolveRequest:
     return replace(
         request,
         specs=tuple(sorted(set(" ".join(s.split()) for s in request.specs))),
-        channels=tuple(dict.fromkeys(canonical_channel(c, origin) for c in request.channels)),
+        channels=tuple(dict.fromkeys(
+            portable_channel(canonical_channel(c, origin), request.locations)
+            for c in request.channels)),
         platforms=tuple(sorted(set(check_platform(p, origin)
                                    for p in request.platforms or ("linux-64",)))),
     )
@@ -124,10 +133,16 @@ def inputs_sha256(request: SolveRequest) -> str:
 
 def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
     """None when the lock (its header) matches the request, else a short human description of
-    what changed (e.g. "specs added: numpy; platforms removed: osx-64")."""
+    what changed (e.g. "specs added: numpy; platforms removed: osx-64"). A lockfile written
+    before channels were recorded portably (local channels by absolute path) is fresh where it
+    was written."""
     want = lock_header(request)
     if header.inputs_sha256 == want.inputs_sha256:
         return None
+    if request.locations != ChannelLocations():
+        legacy = lock_header(replace(request, locations=ChannelLocations()))
+        if header.inputs_sha256 == legacy.inputs_sha256:
+            return None
     parts = []
     for key in ("specs", "channels", "platforms"):
         old, new = getattr(header, key), getattr(want, key)
@@ -142,6 +157,13 @@ def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
     old_v = dict(header.virtual_packages)
     if any(old_v.get(p) != v for p, v in want.virtual_packages if p in old_v):
         parts.append("virtual packages changed")
+    named = dict(request.locations.named)
+    unknown = [c for c in header.channels if placeholder(c) is not None
+               and placeholder(c)[0] not in named and placeholder(c)[0] != BUILDROOT]
+    if unknown:
+        parts.append("the lockfile names the channel location(s) {}, not defined here "
+                     "(`[coex].channel_locations`; `./coex --channel-location NAME=URL`)".format(
+                         ", ".join(placeholder(c)[0] for c in unknown)))
     return "; ".join(parts) or "inputs changed"
 
 
