@@ -49,12 +49,40 @@ class CoexSubsystem(Subsystem):
             Conda channels to solve against, in priority order: channel names (e.g.
             `conda-forge`, meaning https://conda.anaconda.org/conda-forge), `https://` URLs, or
             local channels: `file:///abs/path`, or a directory relative to the build root
-            (`./3rdparty/channel`, or `3rdparty/channel` when that directory exists). A local
-            channel is locked by its absolute path (package URLs too), so its lockfile only
-            fits checkouts at the same path.
+            (`./3rdparty/channel`, or `3rdparty/channel` when that directory exists), or a name
+            of `[coex].channel_locations`. A local channel inside the build root is locked
+            relative to it (`coex://buildroot/...`), so the lockfile fits every checkout; one
+            outside it is locked by its absolute path (give it a name in
+            `[coex].channel_locations` to keep the lockfile portable).
 
             Used for a resolve unless the `environment_file`s of its targets list `channels:`,
             in which case those (in order of first appearance) are used instead, as conda does.
+            """
+        ),
+    )
+    channel_locations = DictOption[str](
+        default={},
+        help=softwrap(
+            """
+            Channels known by a name, mapped to where they are on this machine: e.g.
+            `{"internal": "https://mirror.example/conda/internal"}` or
+            `{"internal": "file:///mnt/conda/internal"}`. Use the name in `[coex].channels` or
+            an environment file's `channels:`; lockfiles record `coex://internal/...` for the
+            channel and its packages, so one lockfile serves machines that reach the channel at
+            different places (another mirror, another mount point), and fetches are keyed by
+            the resolved URL. Names: lowercase letters, digits, `-` and `_`.
+            """
+        ),
+    )
+    build_python = StrOption(
+        default="",
+        help=softwrap(
+            """
+            The Python that runs coex's build steps (solve, fetch, transcode, assembly): an
+            absolute path to a CPython >= 3.9 with py-rattler and zstandard. Default: the
+            interpreter Pants runs on. Its path is part of every step's cache key, so with a
+            remote cache, give every machine the same path (e.g. a venv at a fixed location);
+            with remote execution, the path of that Python on the workers.
             """
         ),
     )

@@ -1,5 +1,5 @@
 """RuleRunner tests of util_rules/packages (tiny channel): one digest per locked package: fetch
-(file:, http, a path with a space), verification, transcode."""
+(a `coex.lib.fetch` process: file:, http, a path with a space), verification, transcode."""
 import shutil
 from dataclasses import replace
 
@@ -7,6 +7,7 @@ from coex.lib.records import LockedPlatform
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
 from coex.util_rules.resolve import CoexLockedPlatformRequest
 from tests.backend.helpers import APP, expect_error, generate_lockfile, package, set_coex_options
+from tests.factory.serve import ChannelServer
 
 
 def lock_tiny(rule_runner):
@@ -46,35 +47,14 @@ def test_fetch_verifies_sha256_and_names_the_package(rule_runner, tiny_channel, 
     )
 
 
-def test_fetch_over_http(rule_runner, tiny_channel, tmp_path):
+def test_fetch_over_http(rule_runner, tiny_channel):
     """The same fetch path as https channels: an HTTP server on localhost serving the channel."""
-    import functools
-    import http.server
-    import threading
-    import uuid
-
     locked = lock_tiny(rule_runner)
     pkg = next(p for p in locked.packages if p.name == "prefixprog")
-    served = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, fmt, *args):
-            served.append(self.path)
-
-    # Pants 2.17 remembers downloads by URL path: a fresh path per run forces a real fetch.
-    token = uuid.uuid4().hex
-    (tmp_path / token).symlink_to(tiny_channel.path)
-    handler = functools.partial(Handler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/{token}/linux-64/{pkg.filename}"
-        remote = replace(pkg, url=url)
+    with ChannelServer(tiny_channel.path) as server:
+        remote = replace(pkg, url=f"{server.url}/linux-64/{pkg.filename}")
         fetched = rule_runner.request(FetchedCondaPackage, [remote])
-    finally:
-        server.shutdown()
-    assert served == [f"/{token}/linux-64/{pkg.filename}"]  # really fetched over the network
+    assert server.served == [f"/linux-64/{pkg.filename}"]  # really fetched over the network
     assert fetched.digest == rule_runner.request(FetchedCondaPackage, [pkg]).digest
 
 

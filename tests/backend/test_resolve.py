@@ -158,8 +158,11 @@ def test_relative_channel_paths(rule_runner, tiny_channel):
     set_coex_options(rule_runner, "3rdparty/channel")
     req = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]).request
     assert req.channels == (os.path.join(root, "3rdparty", "channel"),)
-    header = json.loads(generate_lockfile(rule_runner).split("\n", 1)[0].split(": ", 1)[1])
-    assert header["channels"] == ["file://" + os.path.join(root, "3rdparty", "channel")]
+    lock = generate_lockfile(rule_runner)
+    header = json.loads(lock.split("\n", 1)[0].split(": ", 1)[1])
+    # recorded relative to the build root: the same lockfile in every checkout
+    assert header["channels"] == ["coex://buildroot/3rdparty/channel"]
+    assert root not in lock
     package(rule_runner, APP)
     # an environment file's `channels:` entry: relative to the file, as conda does
     rule_runner.write_files(

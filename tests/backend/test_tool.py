@@ -92,3 +92,16 @@ def test_sources_inside_the_build_root_are_read_through_the_engine(monkeypatch):
     assert read(only=("a.py",)) == {"pkgx/a.py": b"A = 1\n"}
     rule_runner.write_files({"pkgx/a.py": "A = 2\n"})
     assert read(only=("a.py",)) == {"pkgx/a.py": b"A = 2\n"}
+
+
+def test_a_step_mounts_only_its_modules_under_empty_package_inits():
+    """The fetch and transcode processes are keyed by the modules they run, not the library."""
+    rule_runner = RuleRunner(rules=[*tool.rules(), QueryRule(CoexTool, [CoexToolRequest])])
+    digest = rule_runner.request(CoexTool, [CoexToolRequest(only=packages.FETCH_MODULES)]).digest
+    files = contents(rule_runner, digest)
+    lib_dir = os.path.dirname(coex.lib.__file__)
+    assert files == {
+        "coex/__init__.py": b"", "coex/lib/__init__.py": b"",
+        **{f"coex/lib/{name}": open(os.path.join(lib_dir, name), "rb").read()
+           for name in ("fetch.py", "errors.py", "fsutil.py")},
+    }

@@ -1,22 +1,26 @@
 """One content-addressed digest per locked conda package, ready to store in an archive.
 
-Fetch: Pants' own `DownloadFile` with the lock's sha256 + size as the `FileDigest`. The engine
-streams the file (https, or `file:` for local channels), rejects anything whose size or sha256
-differs, stores it in the local content store, and remembers the URL, so a package is fetched
-once per machine no matter how many binaries, platforms or builds use it. We chose it over one
-`coex.lib fetch` process per package because (a) it costs no process spawn per package, (b) its
-cache key is the package's own content address, while a process's key would also include the
-library's sources (any edit to the library would refetch every package), and (c) an https conda
-channel already is a content-addressed remote store, so a remote process cache would add little
-for this step. What is worth sharing through a remote cache -- the transcoded packages and the
-assembled archive -- are processes. Caveats of 2.17's DownloadFile: the whole file is buffered in
-memory while it is verified (mind multi-GB packages), and a download is remembered by URL path
-and digest (the host is not part of the key; the content is verified either way), and it
-opens `file:` URLs by their percent-encoded path: packages of a local channel whose path needs
-escaping (e.g. has a space) are fetched by a `coex.lib fetch` process instead.
+Every per-package step is keyed by content only, so Pants' remote cache (REAPI) can carry it
+between checkouts and machines: a machine whose remote cache already has a build does no package
+work at all (no fetch, no transcode).
 
-Transcode: a `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib transcode` process per
-package (keyed by the package digest and the zstd level). `.conda` packages are used untouched.
+* Fetch. A package of a local channel inside the build root (`coex://buildroot/...` in the
+  lockfile) is read through the engine: it is content-addressed already (its digest is checked
+  against the lock's sha256 and size), so no process and nothing to share. Every other package
+  is fetched by a `coex.lib.fetch` process (streams to disk, checks size and sha256, retries,
+  names the package and URL when it fails), keyed by the URL, sha256 and size, and by the fetch
+  module alone (not the whole library). It is a process rather than Pants' `DownloadFile`
+  because Pants 2.17 shares only process results through the remote cache, never downloads (so
+  every machine would fetch every package from the channel again), and because `DownloadFile`
+  holds the whole file in memory while verifying it (think multi-GB CUDA packages) while the
+  process streams it. A package inside the build root that Pants does not see (a gitignored
+  channel) is fetched by the process too, from its absolute path.
+* Transcode. A `.tar.bz2` package becomes `<stem>.tar.zst` in one `coex.lib.transcode` process
+  per package, keyed by the package's bytes, the zstd level and the transcode module alone. It is
+  a process because it needs zstandard from the build Python, and because it is the expensive
+  step (bzip2 decode plus zstd at level 19) that most deserves sharing. `.conda` packages are
+  stored untouched.
+
 Where each file goes (`fetch_path`, `prepared_path`) and how it is stored (`encoding`) are the
 locked package's own (`coex.lib.records.LockedPackage`), the same as for `./coex create`.
 """
@@ -24,13 +28,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pants.engine.fs import CreateDigest, Digest, DownloadFile, FileDigest, FileEntry
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestEntries,
+    FileDigest,
+    FileEntry,
+    PathGlobs,
+    Snapshot,
+)
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from coex.lib.fetch import url_to_path
-from coex.lib.records import LockedPackage, PreparedPackage
-from coex.util_rules import tool
+from coex.lib.channels import local_path, locate
+from coex.lib.errors import CoexError
+from coex.lib.records import ChannelLocations, LockedPackage, PreparedPackage
+from coex.util_rules import resolve
 from coex.util_rules.tool import (
     CoexBuildError,
     CoexLibProcess,
@@ -39,11 +52,9 @@ from coex.util_rules.tool import (
     MoveFile,
 )
 
-
-def download_url(url: str) -> str:
-    """What `DownloadFile` accepts: `file:/abs/path` (no host part) for local files."""
-    path = url_to_path(url)
-    return url if path is None else "file:" + path
+# The modules each step's process runs (and is keyed by): see `coex.util_rules.tool`.
+FETCH_MODULES = ("fetch.py", "errors.py", "fsutil.py")
+TRANSCODE_MODULES = ("transcode.py", "errors.py", "fsutil.py")
 
 
 @dataclass(frozen=True)
@@ -53,42 +64,47 @@ class FetchedCondaPackage:
     path: str  # `package.fetch_path`
 
 
-def needs_fetch_process(url: str) -> bool:
-    """Pants 2.17 opens `file:` URLs by their still-percent-encoded path, so a local channel whose
-    path has a space (or anything escaped) cannot go through DownloadFile."""
-    return url.startswith("file:") and "%" in url
-
-
 @rule(desc="Fetch a conda package", level=LogLevel.DEBUG)
-async def fetch_conda_package(package: LockedPackage) -> FetchedCondaPackage:
+async def fetch_conda_package(
+    package: LockedPackage, locations: ChannelLocations
+) -> FetchedCondaPackage:
     file_digest = FileDigest(package.sha256, package.size)
     path = package.fetch_path
-    if needs_fetch_process(package.url):
-        result = await Get(
-            CoexLibResult,
-            CoexLibProcess(
-                ("fetch", "--url", package.url, "--sha256", package.sha256,
-                 "--size", str(package.size), "--out", path),
-                description=f"Fetch {package.filename}",
-                failure=f"Fetching the conda package {package.filename} from {package.url} failed.",
-                output_files=(path,),
-            ),
-        )
-        moved = await Get(MovedFile, MoveFile(result.output_digest, path, path))
-        if moved.file_digest != file_digest:  # the library verified it; this guards the wiring
-            raise CoexBuildError(f"{package.filename}: fetched bytes differ from the lockfile.")
-        return FetchedCondaPackage(package, moved.digest, path)
+    rel = local_path(package.url)
+    if rel is not None:
+        snapshot = await Get(Snapshot, PathGlobs([rel]))
+        if rel in snapshot.files:
+            (entry,) = await Get(DigestEntries, Digest, snapshot.digest)
+            assert isinstance(entry, FileEntry)
+            if entry.file_digest != file_digest:
+                raise CoexBuildError(
+                    f"The conda package {package.filename} in the build root ({rel}) is not the "
+                    f"one the lockfile records: it has sha256 {entry.file_digest.fingerprint} "
+                    f"and {entry.file_digest.serialized_bytes_length} bytes, the lockfile "
+                    f"expects {package.sha256} and {package.size}. The channel changed since "
+                    f"locking: regenerate the lockfile, or restore the package."
+                )
+            digest = await Get(Digest, CreateDigest([FileEntry(path, file_digest)]))
+            return FetchedCondaPackage(package, digest, path)
     try:
-        await Get(Digest, DownloadFile(download_url(package.url), file_digest))
-    except Exception as e:  # the engine's message says "Wrong digest ..." without the package
-        raise CoexBuildError(
-            f"Fetching the conda package {package.filename} ({package.subdir}) from {package.url} "
-            f"failed: the lockfile expects sha256 {package.sha256} and {package.size} bytes.\n"
-            f"{e}\nIf the channel changed the file, regenerate the lockfile; otherwise check "
-            f"that the URL is reachable."
-        ) from None
-    digest = await Get(Digest, CreateDigest([FileEntry(path, file_digest)]))
-    return FetchedCondaPackage(package, digest, path)
+        url = locate(package.url, locations, f"The lockfile's package {package.filename}")
+    except CoexError as e:
+        raise CoexBuildError(str(e))
+    result = await Get(
+        CoexLibResult,
+        CoexLibProcess(
+            ("--url", url, "--sha256", package.sha256, "--size", str(package.size), "--out", path),
+            description=f"Fetch {package.filename}",
+            failure=f"Fetching the conda package {package.filename} ({package.subdir}) failed.",
+            output_files=(path,),
+            module="coex.lib.fetch",
+            only=FETCH_MODULES,
+        ),
+    )
+    moved = await Get(MovedFile, MoveFile(result.output_digest, path, path))
+    if moved.file_digest != file_digest:  # the process verified it; this guards the wiring
+        raise CoexBuildError(f"{package.filename}: fetched bytes differ from the lockfile.")
+    return FetchedCondaPackage(package, moved.digest, path)
 
 
 @dataclass(frozen=True)
@@ -120,15 +136,17 @@ async def archivable_package(request: ArchivablePackageRequest) -> ArchivablePac
     result = await Get(
         CoexLibResult,
         CoexLibProcess(
-            ("transcode", "--in", fetched.path, "--out", out, "--level", str(request.zstd_level)),
+            ("--in", fetched.path, "--out", out, "--level", str(request.zstd_level)),
             description=f"Transcode {package.filename} to .tar.zst",
             failure=f"Transcoding the conda package {package.filename} to .tar.zst failed.",
             input_digest=fetched.digest,
             output_files=(out,),
+            module="coex.lib.transcode",
+            only=TRANSCODE_MODULES,
         ),
     )
     return ArchivablePackage(package, result.output_digest, out)
 
 
 def rules():
-    return [*collect_rules(), *tool.rules()]
+    return [*collect_rules(), *resolve.rules()]  # resolve: ChannelLocations

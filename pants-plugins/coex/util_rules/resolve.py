@@ -10,6 +10,9 @@
 * `LockedPlatform` for (resolve, platform, root specs): the locked packages those specs need (all
   of them without roots), in install order, from `coex.lib entries` run in a process (cached by
   the lockfile's digest and the specs).
+* `ChannelLocations`: the build root and `[coex].channel_locations`, validated: where the
+  channels a lockfile names by placeholder are (`coex.lib.channels`). Part of the solve request
+  (never of its inputs hash), used by fetch and export.
 
 Hermetic: files are read through the engine (the lockfile, environment files, and whether a
 channel written as a bare name is a directory of the build root), and specs are parsed by
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 from dataclasses import dataclass
@@ -33,10 +37,11 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
+from coex.lib.channels import absolute_inside_root, check_locations
 from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
-from coex.lib.records import LockedPlatform, LockHeader, SolveRequest
+from coex.lib.records import ChannelLocations, LockedPlatform, LockHeader, SolveRequest
 from coex.lib.request import local_channel, parse_header, solve_request, stale_reason
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
@@ -48,6 +53,8 @@ from coex.target_types import (
 )
 from coex.util_rules import tool
 from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
+
+logger = logging.getLogger(__name__)
 
 
 def regenerate_command(resolve: str) -> str:
@@ -119,6 +126,14 @@ async def all_coex_binaries(all_targets: AllTargets) -> AllCoexBinaries:
     return AllCoexBinaries(tuple(sorted(binaries, key=lambda t: t.address)))
 
 
+@rule(desc="Read [coex].channel_locations", level=LogLevel.DEBUG)
+async def coex_channel_locations(coex: CoexSubsystem, build_root: BuildRoot) -> ChannelLocations:
+    try:
+        return check_locations(build_root.path, coex.channel_locations.items())
+    except CoexError as e:
+        raise CoexBuildError(str(e))
+
+
 @dataclass(frozen=True)
 class LocalChannelsRequest:
     channels: tuple[str, ...]
@@ -131,8 +146,11 @@ class LocalChannels:
 
 
 @rule(desc="Find local conda channels", level=LogLevel.DEBUG)
-async def local_channels(request: LocalChannelsRequest, build_root: BuildRoot) -> LocalChannels:
+async def local_channels(
+    request: LocalChannelsRequest, build_root: BuildRoot, locations: ChannelLocations
+) -> LocalChannels:
     base = os.path.join(build_root.path, request.base_dir)
+    named = dict(locations.named)  # a name of `[coex].channel_locations` is never a path
     asked: list[str] = []  # the directories `local_channel` wants to know about, asked first
 
     def note(path: str) -> bool:
@@ -140,11 +158,17 @@ async def local_channels(request: LocalChannelsRequest, build_root: BuildRoot) -
         return False
 
     for channel in request.channels:
-        local_channel(channel, base, is_dir=note)
+        if channel.strip() not in named:
+            local_channel(channel, base, is_dir=note)
     inside = [os.path.relpath(p, build_root.path) for p in asked]
     paths = await Get(Paths, PathGlobs(p for p in inside if not p.startswith("..")))
     dirs = {os.path.join(build_root.path, d) for d in paths.dirs}
-    return LocalChannels(tuple(local_channel(c, base, dirs.__contains__) for c in request.channels))
+    return LocalChannels(
+        tuple(
+            c.strip() if c.strip() in named else local_channel(c, base, dirs.__contains__)
+            for c in request.channels
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -181,7 +205,11 @@ class CoexResolveInputs:
 
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
 async def coex_resolve_inputs(
-    name: CoexResolveName, binaries: AllCoexBinaries, coex: CoexSubsystem, build_root: BuildRoot
+    name: CoexResolveName,
+    binaries: AllCoexBinaries,
+    coex: CoexSubsystem,
+    build_root: BuildRoot,
+    locations: ChannelLocations,
 ) -> CoexResolveInputs:
     resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
     members = [t for t in binaries.targets if t[CoexResolveField].normalized_value(coex) == resolve]
@@ -230,6 +258,7 @@ async def coex_resolve_inputs(
         platforms or coex.platforms,
         coex.virtual_packages,
         origin=f"resolve {resolve!r}: " + ("; ".join(o for o, _ in sources) or "no targets"),
+        locations=locations,
     )
     path = lockfile_path(coex, resolve, build_root)
     return CoexResolveInputs(resolve, path, request, FrozenDict(by_target))
@@ -277,6 +306,18 @@ async def coex_lockfile(
         raise CoexBuildError(
             f"The lockfile for resolve {resolve!r} is stale: run `{regenerate_command(resolve)}`. "
             f"({path} no longer matches what the resolve's targets ask for: {reason}.)"
+        )
+    legacy = absolute_inside_root(header.channels, inputs.request.locations)
+    if legacy:
+        logger.warning(
+            softwrap(
+                f"""
+                The lockfile {path} of resolve {resolve!r} records the local channel(s)
+                {', '.join(legacy)} by absolute path (it was written by an older coex), so it
+                fits only this checkout. Run `{regenerate_command(resolve)}` to record them
+                relative to the build root, the same in every checkout.
+                """
+            )
         )
     sha256 = hashlib.sha256(contents[0].content).hexdigest()
     return CoexLockfile(resolve, path, snapshot.digest, sha256, header)

@@ -8,13 +8,21 @@
   (it cannot change under a running Pants), the way Pants' own backends read bundled resources.
 * `CoexTool`: the `coex` package's `__init__.py` and `coex/lib/**.py`, all a library process
   imports (`with_runtime=True` adds `coex_runtime/*.py`, what every archive carries: only
-  assembly needs it, so editing the runtime does not invalidate cached transcodes). Mounted
+  assembly needs it, so editing the runtime does not invalidate cached transcodes); or, for a
+  per-package step, `only` the few modules it runs, under empty package `__init__.py`s, so that
+  editing anything else in coex does not refetch or retranscode every package. Mounted
   read-only (an immutable input) at `__coex/`.
-  Every library process is keyed by these sources: editing the library reruns its processes.
-* `CoexLibProcess` -> `CoexLibResult`: runs one library command with Pants' own interpreter
-  (`PythonBuildStandaloneBinary`: in a local environment that is `sys.executable`, the venv that
-  has py-rattler and zstandard) and turns a failure into a `CoexBuildError` carrying the library's
-  one-paragraph message instead of a raw process dump.
+  Every library process is keyed by these sources: editing them reruns its processes.
+* `CoexLibProcess` -> `CoexLibResult`: runs one library command (`python -m coex.lib ...`, or a
+  step module such as `coex.lib.fetch`) and turns a failure into a `CoexBuildError` carrying the
+  library's one-paragraph message instead of a raw process dump. The interpreter is
+  `[coex].build_python`, else Pants' own (`PythonBuildStandaloneBinary`: in a local environment
+  that is `sys.executable`, the venv that has py-rattler and zstandard).
+
+Every process is keyed by content only (REAPI action key: argv, env, input files), so Pants'
+remote cache can share it between checkouts and machines: nothing in argv or env is a host path
+except the interpreter's (the same on machines that install it at the same path, or set
+`[coex].build_python`), inputs are relative to the sandbox, and outputs are content-addressed.
 """
 from __future__ import annotations
 
@@ -48,8 +56,15 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from coex.lib.errors import CoexError
+from coex.subsystem import CoexSubsystem
 
 TOOL_DIR = "__coex"
+# With `--remote-cache-read`, Pants looks a process up in the remote cache and, after this
+# delay, also starts it locally and takes whichever finishes first. The default (0) starts every
+# process at once, so a machine with a warm remote cache still spawns (then kills) every step.
+# The lookup itself gives up after `[GLOBAL].remote_cache_rpc_timeout_millis` (1.5 s by default),
+# and a miss answers at once, so waiting costs nothing; not part of the cache key.
+REMOTE_CACHE_SPECULATION_DELAY_MS = 10_000
 
 
 class CoexBuildError(CoexError):
@@ -104,6 +119,7 @@ async def bundled_sources(request: BundledSourcesRequest, build_root: BuildRoot)
 @dataclass(frozen=True)
 class CoexToolRequest:
     with_runtime: bool = False  # only assembly needs it (a runtime edit keeps transcodes cached)
+    only: tuple[str, ...] = ()  # just these modules of coex.lib (file names); default: all of it
 
 
 @dataclass(frozen=True)
@@ -111,8 +127,20 @@ class CoexTool:
     digest: Digest  # coex/__init__.py, coex/lib/ (and coex_runtime/), to be mounted at TOOL_DIR
 
 
+# What a step mounts in place of the real package `__init__.py`s when it runs `only` a few
+# modules: an import of `coex.lib.fetch` needs the packages to exist, not their contents (the
+# version, the library's docs), and must not fall through to another installed `coex`.
+_EMPTY_INITS = (FileContent("coex/__init__.py", b""), FileContent("coex/lib/__init__.py", b""))
+
+
 @rule(desc="Collect the coex build library", level=LogLevel.DEBUG)
 async def coex_tool(request: CoexToolRequest) -> CoexTool:
+    if request.only:
+        modules, inits = await MultiGet(
+            Get(BundledSources, BundledSourcesRequest("coex.lib", only=request.only)),
+            Get(Digest, CreateDigest(_EMPTY_INITS)),
+        )
+        return CoexTool(await Get(Digest, MergeDigests([modules.digest, inits])))
     packages = [
         BundledSourcesRequest("coex", only=("__init__.py",)),
         BundledSourcesRequest("coex.lib", recursive=True),
@@ -124,7 +152,7 @@ async def coex_tool(request: CoexToolRequest) -> CoexTool:
 
 @dataclass(frozen=True)
 class CoexLibProcess:
-    """One `python -m coex.lib <argv...>` run. `failure` prefixes the library's message."""
+    """One `python -m <module> <argv...>` run. `failure` prefixes the library's message."""
 
     argv: tuple[str, ...]
     description: str
@@ -135,6 +163,8 @@ class CoexLibProcess:
     cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
     level: LogLevel = LogLevel.DEBUG
     with_runtime: bool = False
+    module: str = "coex.lib"  # what `python -m` runs
+    only: tuple[str, ...] = ()  # mount only these coex.lib modules (`CoexToolRequest.only`)
 
 
 @dataclass(frozen=True)
@@ -143,33 +173,48 @@ class CoexLibResult:
     stdout: bytes
 
 
+@dataclass(frozen=True)
+class CoexPython:
+    path: str  # the interpreter of every library process
+
+
 @rule
-async def coex_lib_process(
-    request: CoexLibProcess,
-    python: PythonBuildStandaloneBinary,
-    env_tgt: EnvironmentTarget,
-) -> Process:
+async def coex_python(coex: CoexSubsystem, env_tgt: EnvironmentTarget) -> CoexPython:
+    if coex.build_python:
+        if not os.path.isabs(coex.build_python):
+            raise CoexBuildError(
+                f"`[coex].build_python` must be an absolute path to a Python with py-rattler and "
+                f"zstandard, not {coex.build_python!r}."
+            )
+        return CoexPython(coex.build_python)
     if env_tgt.val is not None and not isinstance(env_tgt.val, LocalEnvironmentTarget):
         raise CoexBuildError(
-            f"{request.failure} coex builds run only in local environments: the build library "
-            f"needs py-rattler and zstandard from Pants' own interpreter, and the environment "
-            f"{env_tgt.val.address} is not local. Build this target with the local environment "
-            f"(`environment='__local__'`)."
+            f"coex builds run in local environments unless `[coex].build_python` names a Python "
+            f"with py-rattler and zstandard there: by default the build library runs on Pants' "
+            f"own interpreter, and the environment {env_tgt.val.address} is not local. Build "
+            f"this target with the local environment (`environment='__local__'`), or set "
+            f"`[coex].build_python`."
         )
-    tool = await Get(CoexTool, CoexToolRequest(request.with_runtime))
+    python = await Get(PythonBuildStandaloneBinary)
+    return CoexPython(python.path)
+
+
+@rule
+async def coex_lib_process(request: CoexLibProcess, python: CoexPython) -> Process:
+    tool = await Get(CoexTool, CoexToolRequest(request.with_runtime, request.only))
     if TOOL_DIR in request.immutable_input_digests:
         raise AssertionError(f"{TOOL_DIR} is reserved for the coex library")
     return Process(
-        argv=(python.path, "-m", "coex.lib", *request.argv),
+        argv=(python.path, "-m", request.module, *request.argv),
         description=request.description,
         input_digest=request.input_digest,
         immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool.digest},
         # A relative entry resolves against the sandbox (the process's working directory).
         env={"PYTHONPATH": TOOL_DIR, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"},
-        append_only_caches=PythonBuildStandaloneBinary.APPEND_ONLY_CACHES,
         output_files=request.output_files,
         cache_scope=request.cache_scope,
         level=request.level,
+        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MS,
     )
 
 
