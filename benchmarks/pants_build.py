@@ -45,7 +45,7 @@ from coex_runtime import format as coex_format  # noqa: E402
 from tests.e2e.buildgrid import BuildGrid, pants_flags  # noqa: E402
 from tests.e2e.buildroot import ARCHIVE, TARGET, Pants, counters, make_buildroot  # noqa: E402
 from tests.factory import realistic  # noqa: E402
-from tests.factory.serve import ChannelServer  # noqa: E402
+from tests.e2e.channel_server import ChannelServer  # noqa: E402
 
 CHANNEL = "realistic"  # the channel's name in [coex].channel_locations
 

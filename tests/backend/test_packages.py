@@ -7,7 +7,7 @@ from coex.lib.records import LockedPlatform
 from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest, FetchedCondaPackage
 from coex.util_rules.resolve import CoexLockedPlatformRequest
 from tests.backend.helpers import APP, expect_error, generate_lockfile, package, set_coex_options
-from tests.factory.serve import ChannelServer
+from tests.e2e.channel_server import ChannelServer
 
 
 def lock_tiny(rule_runner):

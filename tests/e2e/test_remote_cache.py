@@ -25,7 +25,7 @@ import pytest
 
 from tests.e2e.buildgrid import pants_flags
 from tests.e2e.buildroot import Pants, copy_backend, counters, spawned
-from tests.factory.serve import ChannelServer
+from tests.e2e.channel_server import ChannelServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
