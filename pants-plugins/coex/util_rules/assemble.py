@@ -4,7 +4,10 @@ Inputs: the prepared package digests (mounted read-only at `__pkgs/`, so big pac
 linked into the sandbox, not copied), the app layer under `app/`, and the `AssembleSpec` as JSON
 (the same record `./coex create` assembles from). The output is re-rooted at the target's output
 path without copying bytes. The process is keyed by exactly these inputs, so editing one app file
-reruns only this step.
+reruns only this step. A process (not rule code) because writing tens of MB to several GB is
+file-system work the engine should cache and Pants' remote cache should share: a second machine
+with the same inputs downloads the archive instead of writing it (the spec holds the lockfile's
+`coex://` URLs and relative paths only, so the key is the same in every checkout).
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@
   stale.
 * `LockedPlatform` for (resolve, platform, root specs): the locked packages those specs need (all
   of them without roots), in install order, from `coex.lib entries` run in a process (cached by
-  the lockfile's digest and the specs).
+  the lockfile's digest and the specs, locally and in a remote cache; a process because reading
+  the lock takes py-rattler, which never runs in the Pants process).
 * `ChannelLocations`: the build root and `[coex].channel_locations`, validated: where the
   channels a lockfile names by placeholder are (`coex.lib.channels`). Part of the solve request
   (never of its inputs hash), used by fetch and export.
