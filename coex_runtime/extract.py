@@ -10,6 +10,7 @@ from coex_runtime import workers
 from coex_runtime.atomic import AtomicDirectory
 from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
+from coex_runtime.fs import umask
 from coex_runtime.pkgmeta import cached_package_intact
 from coex_runtime.streams import extract_stream
 
@@ -40,6 +41,7 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     workers (forked processes when possible, see workers.can_fork, else threads);
     ``progress("extract", done, total, name)`` as each is there."""
     total, done, lock = len(entries), [0], threading.Lock()
+    umask(refresh=True)  # before any worker thread creates files (see fs.umask)
 
     def report(entry):
         if progress is not None:

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 
 COPY_BUFSIZE = 1 << 20
@@ -81,6 +82,32 @@ def safe_relpath(rel, strict=False):  # type: (str, bool) -> Optional[str]
         return None
     out = "/".join(parts)
     return None if strict and out != rel else out
+
+
+_UMASK = []
+
+
+def umask(refresh=False):  # type: (bool) -> int
+    """The process's umask, as last read (``refresh``: read it now, from /proc/self/status where
+    it is shown, else by setting and restoring it: do that before other threads create files)."""
+    if refresh or not _UMASK:
+        del _UMASK[:]
+        try:
+            with open("/proc/self/status", "rb") as f:
+                m = re.search(br"^Umask:\s*([0-7]+)", f.read(), re.M)
+            value = int(m.group(1), 8)
+        except (IOError, OSError, AttributeError):
+            value = os.umask(0o022)
+            os.umask(value)
+        _UMASK.append(value)
+    return _UMASK[0]
+
+
+def set_mode(fd, mode):  # type: (int, int) -> None
+    """Give the file just created with ``os.open(..., mode)`` exactly ``mode``, umask or not (as
+    conda and rattler keep a package's modes): one fchmod, only when the umask took bits."""
+    if mode & umask():
+        os.fchmod(fd, mode)
 
 
 def makedirs(path, mode=0o755):  # type: (str, int) -> None

@@ -11,7 +11,7 @@ import stat
 from coex_runtime import noarch, prefix as prefixmod
 from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
-from coex_runtime.fs import copy_hashed, remove, write_all
+from coex_runtime.fs import copy_hashed, remove, set_mode, umask, write_all
 from coex_runtime.pkgmeta import check_link_target
 
 _NO_HARDLINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, getattr(errno, "ENOTSUP", errno.EPERM))
@@ -30,6 +30,7 @@ class Linker(object):
         self.staging, self.final_prefix, self.pyver = staging, final_prefix, pyver
         self.made = set()       # directories known to exist
         self.hardlinks = True   # False once the cache proved to be on another file system
+        umask(refresh=True)     # before any thread creates files (see fs.umask)
 
     def link_package(self, plan):  # type: (plan.Plan) -> List[dict]
         """The records of one package's files and console scripts; those another package wins
@@ -41,7 +42,7 @@ class Linker(object):
             target = "bin/" + name
             data = noarch.entry_point_script(self.final_prefix, self.pyver, module, func)
             if target in plan.owned:
-                self._write(target, data, 0o755)
+                self._write(target, data, 0o755 & ~umask())  # as conda: the umask applies
             out.append({"_path": target, "path_type": "unix_python_entry_point",
                         "sha256": _sha256(data), "size_in_bytes": len(data)})
         return out
@@ -97,7 +98,7 @@ class Linker(object):
             rec["no_link"] = True
         if not owned:
             return rec
-        fmode = stat.S_IMODE(st.st_mode) & 0o777 & ~0o002
+        fmode = stat.S_IMODE(st.st_mode)
         if placeholder:
             with open(src, "rb") as f:
                 data = f.read()
@@ -143,21 +144,23 @@ class Linker(object):
         self.made.add(parent)
 
     def _write(self, target, data, mode):
-        """A new file at ``target`` holding ``data`` (mode ``mode``; the umask applies)."""
+        """A new file at ``target`` holding ``data``, mode exactly ``mode``."""
         self._mkparent(target)
         dst = os.path.join(self.staging, target)
         remove(dst)
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
+            set_mode(fd, mode)
             write_all(fd, data)
         finally:
             os.close(fd)
 
 
 def _copy(src, dst, mode):
-    """Copy ``src`` to ``dst`` (sendfile, else read/write), mode ``mode``, src's times."""
+    """Copy ``src`` to ``dst`` (sendfile, else read/write), mode exactly ``mode``, src's times."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        set_mode(fd, mode)
         with open(src, "rb") as f:
             sfd = f.fileno()
             size = os.fstat(sfd).st_size

@@ -7,8 +7,21 @@ reads them and every file against ``info/paths.json`` once the stream ends; noth
 destination may be used unless it returns (the caller extracts into a work directory).
 
 Safety: members escaping the package (absolute, ``..``), symlinks or hardlinks pointing outside
-it, device files and FIFOs, and setuid/setgid/sticky bits are refused, naming the package and
-the member. World-writable bits are dropped; the umask applies to everything created.
+it, device files and FIFOs are refused, naming the package and the member.
+
+Modes: a file gets the archive's permission bits exactly, the umask notwithstanding (``0o664``
+stays ``0o664``), as conda (tarfile + chmod) and rattler (tar-rs ``set_perms``) keep them; the
+environment's hardlinks share them. Three changes, each on purpose (``file_mode``):
+
+* setuid, setgid and sticky bits are dropped, as rattler drops them (tar-rs without
+  ``preserve_permissions``; conda would keep them): a setuid program in an environment other
+  users can read would run with its owner's rights for them, and no package needs it;
+* the world-write bit is dropped (conda and rattler keep it, coex alone does not): a file any
+  local user may rewrite is a program or module any of them can change under the user who runs
+  it (only a conda-index test fixture, built with umask 000, has such files);
+* the owner-read bit is added: the cache reads every file back to verify it.
+
+Directories are created with the umask applied, as conda and rattler create them.
 """
 
 import bz2
@@ -23,7 +36,7 @@ import zlib
 from coex_runtime import zstd
 from coex_runtime.errors import CorruptPackage, PackageError, TarError, ZstdError
 from coex_runtime.format import Package
-from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, remove, safe_relpath, write_all
+from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, remove, safe_relpath, set_mode, write_all
 from coex_runtime.pkgmeta import check_link_target, verify_paths
 from coex_runtime.tar import iter_tar
 
@@ -213,7 +226,9 @@ def _member_path(pkg, name):
     return rel
 
 
-_FORBIDDEN_BITS = 0o7000  # setuid, setgid, sticky
+def file_mode(mode):  # type: (int) -> int
+    """The mode a package file of archive mode ``mode`` gets (see the module's docstring)."""
+    return (mode & 0o775) | 0o400
 
 
 def _extract_tar(pkg, fileobj, files, what):
@@ -225,11 +240,8 @@ def _extract_tar(pkg, fileobj, files, what):
             state["member"], state["done"] = ti.name, False
             rel = _member_path(pkg, ti.name)
             kind = ti.kind
-            if ti.mode & _FORBIDDEN_BITS and kind != "dir":
-                raise PackageError("%s: member %s has setuid/setgid/sticky bits (mode %o); "
-                                   "refusing to install it" % (pkg, rel, ti.mode))
             if kind == "file":
-                mode = (ti.mode & 0o777 & ~0o002) | 0o400
+                mode = file_mode(ti.mode)
                 if ti.size <= files.whole:
                     files.write(rel, ti.read(), mode, ti.mtime)
                 else:
@@ -338,12 +350,18 @@ class _Files(object):
         path = os.path.join(self.dest, rel)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            return path, os.open(path, flags, mode)
+            fd = os.open(path, flags, mode)
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise
             remove(path)  # the same path twice in one package: the last one wins
-            return path, os.open(path, flags, mode)
+            fd = os.open(path, flags, mode)
+        try:
+            set_mode(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return path, fd
 
     def write(self, rel, data, mode, mtime):
         path, fd = self._open(rel, mode)

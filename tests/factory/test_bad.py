@@ -38,7 +38,6 @@ def test_every_bad_package_is_listed_and_solvable(bad_channel):
     ("bad-symlink-outside", "lib/evil", lambda m, e: m.linkname == "../../../../etc/passwd"),
     ("bad-symlink-absolute", "lib/evil-abs", lambda m, e: m.linkname == "/etc/passwd"),
     ("bad-device", "dev/null-copy", lambda m, e: m.ischr()),
-    ("bad-setuid", "bin/suid", lambda m, e: m.mode & 0o4000),
     ("bad-short-placeholder", "bin/shortprog",
      lambda m, e: e["file_mode"] == "binary" and len(e["prefix_placeholder"]) == 20),
 ])

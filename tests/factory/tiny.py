@@ -270,7 +270,7 @@ class BadChannel:
     The py-rattler 0.25 oracle on these: InstallerError for bad-escape, bad-missing-file,
     bad-path-type, bad-zstd, bad-bz2; it ABORTS THE WHOLE PROCESS (Rust panic) on bad-absolute,
     so never hand that one to rattler.install in-process; it installs the rest without complaint
-    (bad-sha256, bad-size, both bad-symlink-*, bad-device, bad-setuid; bad-short-placeholder
+    (bad-sha256, bad-size, both bad-symlink-*, bad-device; bad-short-placeholder
     only fails for prefixes longer than 20 chars). Its post-link failures are only logged.
     """
 
@@ -297,7 +297,6 @@ BAD_REASONS = {
     "bad-zstd": "the pkg-*.tar.zst stream inside the .conda is corrupt (info is fine)",
     "bad-bz2": "the .tar.bz2 stream is corrupt after the first block boundary",
     "bad-device": "payload holds a character device dev/null-copy",
-    "bad-setuid": "bin/suid has mode 0o4755 (setuid)",
 }
 _BAD_INDEX = {}  # type: Dict[Path, dict]
 SHORT_PLACEHOLDER = "/opt/short_placehold"  # 20 chars
@@ -383,8 +382,6 @@ def build_bad(dest: Path) -> BadChannel:
                                hook=corrupt_bz2)
     pk["bad-device"] = _write_bad(dest, [data, Member("dev/null-copy", "chr", mode=0o666)],
                                   meta("bad-device"))
-    pk["bad-setuid"] = _write_bad(dest, [Member("bin/suid", data=b"#!/bin/sh\necho suid\n",
-                                                    mode=0o4755)], meta("bad-setuid"))
     _write_repodata(dest, list(pk.values()))
     return BadChannel(dest, pk, dict(BAD_REASONS))
 

@@ -27,7 +27,6 @@ EXPECTED = {
     "bad-zstd": "pkg-bad-zstd-1.0-h0_0.tar.zst",
     "bad-bz2": "bzip2",
     "bad-device": "dev/null-copy",
-    "bad-setuid": "bin/suid",
 }
 
 

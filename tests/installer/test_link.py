@@ -33,27 +33,59 @@ def test_no_link_is_copied(tmp_path):
     assert x.get("no_link") is True
 
 
-def test_modes_kept_nothing_world_writable_umask_respected(tmp_path):
+def _modes_package(tmp_path):
     members = [Member("bin/tool", data=b"#!/bin/sh\necho " + LONG_PLACEHOLDER.encode() + b"\n",
                       mode=0o777),
+               Member("bin/suid", data=b"#!/bin/sh\necho suid\n", mode=0o6775),
+               Member("bin/sticky", data=b"#!/bin/sh\n", mode=0o1755),
                Member("share/ww/data.txt", data=b"d\n", mode=0o666),
+               Member("share/ww/group.txt", data=b"g\n", mode=0o664),
+               Member("share/ww/nolink.txt", data=b"n\n", mode=0o664),
                Member("share/ww/ro.txt", data=b"r\n", mode=0o444)]
-    meta = PackageMeta("ww", "1.0", "h0_0", prefix_files={"bin/tool": (LONG_PLACEHOLDER, "text")})
+    meta = PackageMeta("ww", "1.0", "h0_0", prefix_files={"bin/tool": (LONG_PLACEHOLDER, "text")},
+                       no_link=["share/ww/nolink.txt"])
     path = write_archive(tmp_path / "chan" / "ww-1.0-h0_0.conda", info_files(meta, members), members)
-    e = helpers.entry_from_file(path, meta.index_json())
+    return helpers.entry_from_file(path, meta.index_json())
+
+
+# the archive's modes, whatever the umask (conda and rattler keep them); setuid/setgid/sticky and
+# world-write dropped, owner-read added (coex_runtime/streams.py says why)
+KEPT_MODES = {"bin/tool": 0o775, "bin/suid": 0o775, "bin/sticky": 0o755,
+              "share/ww/data.txt": 0o664, "share/ww/group.txt": 0o664,
+              "share/ww/nolink.txt": 0o664, "share/ww/ro.txt": 0o444}
+
+
+def test_the_archives_modes_are_kept_whatever_the_umask(tmp_path):
+    """hardlinked (group.txt, ro.txt), copied (nolink.txt), prefix-replaced (bin/tool): all keep
+    the package's mode under umask 027; directories get the umask, as conda's do."""
+    e = _modes_package(tmp_path)
     old = os.umask(0o027)
     try:
         env = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
     finally:
         os.umask(old)
-    modes = {p: stat.S_IMODE((env / p).stat().st_mode)
-             for p in ("bin/tool", "share/ww/data.txt", "share/ww/ro.txt")}
-    assert modes == {"bin/tool": 0o750, "share/ww/data.txt": 0o640, "share/ww/ro.txt": 0o440}
+    modes = {p: stat.S_IMODE((env / p).stat().st_mode) for p in KEPT_MODES}
+    assert modes == KEPT_MODES
     cached = tmp_path / "pkgs" / e["stored_sha256"]
-    assert stat.S_IMODE(cached.stat().st_mode) == 0o750
+    assert stat.S_IMODE((cached / "share/ww/group.txt").stat().st_mode) == 0o664
     assert stat.S_IMODE((env / "share" / "ww").stat().st_mode) == 0o750
     for root, dirs, files in os.walk(str(env)):
         for n in dirs + files:
             st = os.lstat(os.path.join(root, n))
             if not stat.S_ISLNK(st.st_mode):
-                assert not st.st_mode & 0o002, os.path.join(root, n)
+                assert not st.st_mode & 0o7002, os.path.join(root, n)
+
+
+def test_modes_when_the_cache_is_on_another_file_system(tmp_path, monkeypatch):
+    """No hardlinks (EXDEV): every file is a copy, with the same modes."""
+    import errno
+    e = _modes_package(tmp_path)
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+    monkeypatch.setattr(os, "link", no_link)
+    env2 = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env2")
+    assert {p: stat.S_IMODE((env2 / p).stat().st_mode) for p in KEPT_MODES} == KEPT_MODES
+    cached = tmp_path / "pkgs" / e["stored_sha256"]
+    assert not os.path.samefile(str(env2 / "share/ww/group.txt"), str(cached / "share/ww/group.txt"))
+
