@@ -12,7 +12,7 @@ from coex_runtime import noarch, prefix as prefixmod
 from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
 from coex_runtime.fs import copy_hashed, remove, set_mode, umask, write_all
-from coex_runtime.pkgmeta import check_link_target
+from coex_runtime.pkgmeta import check_link_target, manifest_name
 
 _NO_HARDLINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, getattr(errno, "ENOTSUP", errno.EPERM))
 
@@ -63,8 +63,8 @@ class Linker(object):
         try:
             st = os.lstat(src)
         except OSError as e:
-            raise InstallError("%s: info/paths.json lists %s, but the package does not contain "
-                               "it" % (pkg, p["_path"])) from e
+            raise InstallError("%s: %s lists %s, but the package does not contain it"
+                               % (pkg, manifest_name(pkgdir), p["_path"])) from e
         if p.get("sha256"):
             rec["sha256"] = p["sha256"]
         if pt == "softlink" or stat.S_ISLNK(st.st_mode):

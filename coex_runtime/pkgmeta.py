@@ -32,6 +32,12 @@ def check_link_target(pkg, rel, target):  # type: (str, str, str) -> str
     return resolved
 
 
+def manifest_name(pkgdir):  # type: (str) -> str
+    """Which file lists the package's paths: info/paths.json, else (old packages) info/files."""
+    return "info/paths.json" if os.path.isfile(os.path.join(pkgdir, "info", "paths.json")) \
+        else "info/files"
+
+
 def read_paths(pkg, pkgdir):  # type: (str, str) -> List[dict]
     """The package's paths as a list of dicts in the paths.json (version 1) shape, from
     `info/paths.json`, or from the old `info/files` + `info/has_prefix`."""
@@ -123,8 +129,9 @@ def verify_paths(pkg, pkgdir, digests=None):  # type: (str, str, Optional[Dict[s
             raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
                                "has no such symlink" % (pkg, rel))
         if st is None:
-            raise PackageError("%s: info/paths.json lists %s, but the package does not contain "
-                               "it" % (pkg, rel))
+            raise PackageError("%s: %s lists %s, but the package does not contain it: the "
+                               "package file is incomplete (stripped of its payload?); use a "
+                               "complete copy of it" % (pkg, manifest_name(pkgdir), rel))
         if not stat.S_ISREG(st.st_mode):
             continue  # (some builders record symlinks as hardlink entries)
         got = (None, st.st_size) if digests is None else digests.get(rel)

@@ -85,6 +85,27 @@ def test_short_placeholder_fits_a_short_prefix(bad_channel, tmp_path):
             shutil.rmtree(str(prefix), ignore_errors=True)
 
 
+@pytest.mark.parametrize("manifest", ["info/paths.json", "info/files"])
+def test_a_stripped_package_names_the_missing_file_and_its_list(tmp_path, manifest):
+    """A package whose payload was removed (conda-index's test fixtures are) lists files it does
+    not hold: the message names the package, the file, and the list naming it (info/files for an
+    old package without paths.json)."""
+    from tests.factory.condapkg import Member, PackageMeta, info_files, write_archive
+    members = [Member("share/kept.txt", data=b"k\n")]
+    meta = PackageMeta("stripped", "1.0", "0")
+    info = info_files(meta, members + [Member("bin/gone", data=b"x")])
+    if manifest == "info/files":
+        del info["info/paths.json"]
+    path = write_archive(tmp_path / "chan" / "stripped-1.0-0.tar.bz2", info, members)
+    e = helpers.entry_from_file(path, meta.index_json())
+    with pytest.raises(install.InstallError) as ei:
+        helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
+    msg = str(ei.value)
+    assert msg.startswith("stripped-1.0-0.tar.bz2: %s lists bin/gone, but the package does not "
+                          "contain it" % manifest), msg
+    assert not (tmp_path / "env").exists() and _pkgs_marked(tmp_path / "pkgs") == []
+
+
 def test_stored_digest_mismatch(tiny_channel, tmp_path):
     e = helpers.entry_from_file(tiny_channel.file("prefixprog"))
     e["stored_sha256"] = "ab" * 32
