@@ -1,10 +1,17 @@
 """`conda-meta/`: one `<name>-<version>-<build>.json` per package and `history`, in the shape
 conda (`conda list -p`, conda-pack) and rattler (`PrefixRecord.from_path`, pixi) read.
 
-A record is the package's repodata record (its `info/index.json`, overlaid with the lock's
-fields: url, channel, md5, sha256, size, ...) plus `fn`, `files`, `paths_data`, `link`,
-`extracted_package_dir`, `requested_spec` (conda, a string) and `requested_specs` (rattler, a
-list).
+A record is what conda 23 writes (`PrefixRecord.dump()`), field by field:
+
+* the package's repodata record: its `info/index.json` overlaid with the lock's fields (url,
+  channel, md5, sha256, size, ...), restricted to the fields conda's `PackageRecord` declares
+  (RECORD_FIELDS): conda keeps no others, so index.json's `app_entry`, `icon`, `type`, ... are
+  not copied, nor `run_exports` (which rattler copies from its repodata);
+* `fn`, `files`, `paths_data` (link.py: one entry per path, as conda's link actions record
+  them), `extracted_package_dir`, `link` (`source`: the package cache entry; `type`: 1 where
+  hardlinks from the cache work, else 3, as conda records the link type it asked for);
+* `requested_spec` (conda, a string) and `requested_specs` (rattler and conda >= 24, a list);
+* not `package_tarball_full_path`: no package file is kept (coex streams it from the archive).
 """
 
 import json
@@ -12,10 +19,14 @@ import os
 import re
 import time
 
-# coex-only fields of a COEX-INFO package entry: not part of the repodata record
-_COEX_FIELDS = ("member", "encoding", "stored_sha256", "stored_size", "filename", "path")
-
-LINK_TYPE_HARDLINK = 1
+# the fields of conda's PackageRecord (conda/models/records.py, 23.x; python_site_packages_path
+# from 24.x): a conda-meta record keeps these of index.json and the lock, and no others
+RECORD_FIELDS = frozenset((
+    "name", "version", "build", "build_number", "channel", "subdir", "fn", "md5",
+    "legacy_bz2_md5", "legacy_bz2_size", "url", "sha256", "metadata_signature_status", "arch",
+    "platform", "depends", "constrains", "track_features", "features", "noarch", "preferred_env",
+    "python_site_packages_path", "license", "license_family", "package_type", "timestamp", "date",
+    "size"))
 
 
 def path_key(rel):  # type: (str) -> List[str]
@@ -38,20 +49,23 @@ def requested_for(entry, requested_specs):  # type: (dict, Sequence[str]) -> Lis
 
 
 def repodata_record(entry, index):  # type: (dict, Optional[dict]) -> dict
-    """The package's index.json overlaid with the lock's (non-null) record fields."""
-    rec = dict((k, v) for k, v in (index or {}).items() if v is not None)
+    """The package's index.json overlaid with the lock's (non-null) record fields, as conda
+    dumps them: `depends` and `constrains` always (lists), `features` and `track_features` only
+    when not empty."""
+    rec = dict((k, v) for k, v in (index or {}).items() if v is not None and k in RECORD_FIELDS)
     for k, v in entry.items():
-        if k in _COEX_FIELDS or v is None:
-            continue
-        if k == "constrains" and not v and k not in rec:
-            continue
-        rec[k] = v
+        if k in RECORD_FIELDS and v is not None:
+            rec[k] = v
     rec["fn"] = entry.get("filename") or entry.get("fn")
-    rec.setdefault("depends", [])
+    for k in ("depends", "constrains"):
+        rec[k] = list(rec.get(k) or [])
+    for k in ("features", "track_features"):
+        if not rec.get(k):
+            rec.pop(k, None)
     return rec
 
 
-def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type=LINK_TYPE_HARDLINK):
+def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type):
     # type: (dict, dict, List[str], List[dict], str, Sequence[str], int) -> dict
     rec = repodata_record(entry, index)
     req = requested_for(entry, requested_specs)

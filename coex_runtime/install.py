@@ -101,7 +101,7 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
             progress("link", n, len(plans), label)
         files = [r["_path"] for r in paths_data]
         rec = condameta.make_record(plan.entry, plan.index, files, paths_data, plan.pkgdir,
-                                    requested_specs)
+                                    requested_specs, linker.link_type)
         py = []
         if plan.noarch_python and sp:
             py = [f for f in files if f.startswith(sp + "/") and f.endswith(".py")]

@@ -21,35 +21,79 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+# conda-meta ``link.type``: how conda links a package's files (conda.models.enums.LinkType);
+# conda records the type it asked for (hardlink where the package cache and the prefix share a
+# file system, else copy), not what each file got (files with a prefix placeholder are copies)
+LINK_HARDLINK, LINK_COPY = 1, 3
+
+
 class Linker(object):
     """Links packages into ``staging``, which the caller renames to ``final_prefix`` (what the
     placeholders become). One thread: linking is a few syscalls per file, and threads (or forked
-    workers, with their results sent back) were measured slower."""
+    workers, with their results sent back) were measured slower.
+
+    The records it returns are conda's (conda 23's ``LinkPathAction``/``PrefixReplaceLinkAction``
+    ``prefix_path_data``), path by path:
+
+    * a file linked as it is: the package's ``sha256`` and ``size_in_bytes`` and
+      ``sha256_in_prefix`` (the same digest: ``conda doctor`` checks files against it; rattler
+      0.25 writes no ``sha256_in_prefix`` here);
+    * a file with its prefix placeholder replaced: the package's ``sha256`` and ``size_in_bytes``
+      (rattler writes the size in the prefix), ``sha256_in_prefix`` of the bytes written,
+      ``file_mode``, ``prefix_placeholder``;
+    * a symlink: the package's ``sha256`` and ``size_in_bytes`` (those of the file it points to,
+      as paths.json gives them) and no ``sha256_in_prefix`` (rattler's, the digest of the link's
+      target path, would make ``conda doctor`` report the link as altered, since it hashes the
+      file the link points to);
+    * an old package without paths.json: only what info/files + info/has_prefix say (the
+      ``sha256_in_prefix`` of a prefix-replaced file aside), as conda (rattler computes digests);
+    * a console script of a noarch: python package: ``_path`` and ``path_type`` alone.
+    """
 
     def __init__(self, staging, final_prefix, pyver):  # type: (str, str, Optional[str]) -> None
         self.staging, self.final_prefix, self.pyver = staging, final_prefix, pyver
         self.made = set()       # directories known to exist
-        self.hardlinks = True   # False once the cache proved to be on another file system
+        self.hardlinks = None   # can the package cache be hardlinked into staging? (first use)
         umask(refresh=True)     # before any thread creates files (see fs.umask)
+
+    @property
+    def link_type(self):  # type: () -> int
+        """What conda-meta records as ``link.type`` (see LINK_HARDLINK)."""
+        return LINK_COPY if self.hardlinks is False else LINK_HARDLINK
+
+    def probe_hardlinks(self, pkgdir):  # type: (str) -> bool
+        """Whether files of the package cache can be hardlinked into staging (asked once: a
+        link of ``pkgdir/info/index.json`` made and removed), as conda decides its link type."""
+        if self.hardlinks is None:
+            probe = os.path.join(self.staging, ".coex-hardlink-probe")
+            try:
+                os.link(os.path.join(pkgdir, "info", "index.json"), probe)
+                os.unlink(probe)
+                self.hardlinks = True
+            except OSError as e:
+                if e.errno not in _NO_HARDLINK:
+                    raise
+                self.hardlinks = False
+        return self.hardlinks
 
     def link_package(self, plan):  # type: (plan.Plan) -> List[dict]
         """The records of one package's files and console scripts; those another package wins
         (not in ``plan.owned``) are recorded but not linked."""
         pkg = Package(plan.entry).label
+        self.probe_hardlinks(plan.pkgdir)
         out = [self.link_file(pkg, plan.pkgdir, p, target, target in plan.owned)
                for p, target in zip(plan.paths, plan.targets)]
         for name, module, func in plan.entry_points:
             target = "bin/" + name
-            data = noarch.entry_point_script(self.final_prefix, self.pyver, module, func)
             if target in plan.owned:
+                data = noarch.entry_point_script(self.final_prefix, self.pyver, module, func)
                 self._write(target, data, 0o755 & ~umask())  # as conda: the umask applies
-            out.append({"_path": target, "path_type": "unix_python_entry_point",
-                        "sha256": _sha256(data), "size_in_bytes": len(data)})
+            out.append({"_path": target, "path_type": "unix_python_entry_point"})
         return out
 
     def link_file(self, pkg, pkgdir, p, target, owned=True):  # type: (str, str, dict, str, bool) -> dict
         """Put the file of paths.json entry ``p`` (of the package ``pkg`` at ``pkgdir``) at
-        ``target`` (unless not ``owned``); its record."""
+        ``target`` (unless not ``owned``); its record (see the class)."""
         src = os.path.join(pkgdir, p["_path"])
         dst = os.path.join(self.staging, target)
         pt = p.get("path_type", "hardlink")
@@ -65,8 +109,9 @@ class Linker(object):
         except OSError as e:
             raise InstallError("%s: %s lists %s, but the package does not contain it"
                                % (pkg, manifest_name(pkgdir), p["_path"])) from e
-        if p.get("sha256"):
-            rec["sha256"] = p["sha256"]
+        for key in ("sha256", "size_in_bytes"):
+            if p.get(key) is not None:
+                rec[key] = p[key]
         if pt == "softlink" or stat.S_ISLNK(st.st_mode):
             if not stat.S_ISLNK(st.st_mode):
                 raise InstallError("%s: info/paths.json lists %s as a softlink, but it is a "
@@ -76,12 +121,7 @@ class Linker(object):
             if owned:
                 remove(dst)
                 os.symlink(link_target, dst)
-            # as rattler: the digest and size of the link's target path
-            target_bytes = link_target.encode("utf-8", "surrogateescape")
             rec["path_type"] = "softlink"
-            if p.get("sha256") != _sha256(target_bytes):
-                rec["sha256_in_prefix"] = _sha256(target_bytes)
-            rec["size_in_bytes"] = len(target_bytes)
             return rec
         if not stat.S_ISREG(st.st_mode):
             raise InstallError("%s: %s is not a regular file" % (pkg, p["_path"]))
@@ -90,10 +130,11 @@ class Linker(object):
         if mode not in (None, "text", "binary"):
             raise InstallError("%s: info/paths.json gives %s the unknown file_mode %r (known: "
                                "text, binary)" % (pkg, p["_path"], mode))
-        rec["size_in_bytes"] = p.get("size_in_bytes", st.st_size)
         if placeholder:
             rec["file_mode"] = mode
             rec["prefix_placeholder"] = placeholder
+        elif p.get("sha256"):
+            rec["sha256_in_prefix"] = p["sha256"]
         if p.get("no_link"):
             rec["no_link"] = True
         if not owned:
@@ -108,9 +149,7 @@ class Linker(object):
             else:
                 data = prefixmod.replace_text(data, ph, new_prefix)
             self._write(target, data, fmode)
-            # as rattler: the digest and size of the file as written into the prefix
             rec["sha256_in_prefix"] = _sha256(data)
-            rec["size_in_bytes"] = len(data)
         elif p.get("no_link") or not self.hardlinks:
             remove(dst)
             _copy(src, dst, fmode)
@@ -121,8 +160,7 @@ class Linker(object):
                 if e.errno == errno.EEXIST:
                     remove(dst)
                     os.link(src, dst)
-                elif e.errno in _NO_HARDLINK:
-                    self.hardlinks = e.errno != errno.EXDEV
+                elif e.errno in _NO_HARDLINK:  # this file only (too many links, ...): a copy
                     _copy(src, dst, fmode)
                 else:
                     raise

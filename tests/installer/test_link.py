@@ -1,5 +1,5 @@
 """coex_runtime/link.py: how files land in the prefix: hardlinks from the package cache, copies
-(no_link, placeholders), modes and the umask."""
+(no_link, placeholders), modes and the umask, conda-meta's link type."""
 import os
 import stat
 
@@ -77,9 +77,12 @@ def test_the_archives_modes_are_kept_whatever_the_umask(tmp_path):
 
 
 def test_modes_when_the_cache_is_on_another_file_system(tmp_path, monkeypatch):
-    """No hardlinks (EXDEV): every file is a copy, with the same modes."""
+    """No hardlinks (EXDEV): every file is a copy, with the same modes, and conda-meta records
+    link type 3 (copy) as conda does; with hardlinks it records 1."""
     import errno
     e = _modes_package(tmp_path)
+    env = helpers.coex_install([e], tmp_path / "pkgs", tmp_path / "env")
+    assert helpers.conda_meta(env)["ww-1.0-h0_0.json"]["link"]["type"] == 1
 
     def no_link(src, dst):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
@@ -88,4 +91,48 @@ def test_modes_when_the_cache_is_on_another_file_system(tmp_path, monkeypatch):
     assert {p: stat.S_IMODE((env2 / p).stat().st_mode) for p in KEPT_MODES} == KEPT_MODES
     cached = tmp_path / "pkgs" / e["stored_sha256"]
     assert not os.path.samefile(str(env2 / "share/ww/group.txt"), str(cached / "share/ww/group.txt"))
+    assert helpers.conda_meta(env2)["ww-1.0-h0_0.json"]["link"]["type"] == 3
 
+
+def test_linked_file_records_are_condas(tmp_path):
+    """conda 23's paths_data entries (link.Linker's docstring): a symlink keeps paths.json's
+    sha256/size (those of its target file) and gets no sha256_in_prefix; a file linked as it is
+    gets sha256_in_prefix = sha256; a prefix-replaced one keeps the package's size and gets the
+    digest of what was written; an old package's entries (no sha256/size) stay bare."""
+    import hashlib
+    from coex_runtime.link import Linker
+    pkgdir = tmp_path / "pkg"
+    (pkgdir / "lib").mkdir(parents=True)
+    (pkgdir / "info").mkdir()
+    (pkgdir / "info" / "index.json").write_text("{}")
+    (pkgdir / "lib" / "libx.so.1").write_bytes(b"x" * 1234)
+    os.symlink("libx.so.1", str(pkgdir / "lib" / "libx.so"))
+    text = b"prefix=" + LONG_PLACEHOLDER.encode() + b"\n"
+    (pkgdir / "lib" / "x.pc").write_bytes(text)
+    sha_x, sha_pc = hashlib.sha256(b"x" * 1234).hexdigest(), hashlib.sha256(text).hexdigest()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    final = "/opt/env"
+    linker = Linker(str(staging), final, None)
+    linker.probe_hardlinks(str(pkgdir))
+    link = lambda p: linker.link_file("x-1.0-0.conda", str(pkgdir), p, p["_path"])
+    assert link({"_path": "lib/libx.so", "path_type": "softlink", "sha256": sha_x,
+                 "size_in_bytes": 1234}) == {"_path": "lib/libx.so", "path_type": "softlink",
+                                             "sha256": sha_x, "size_in_bytes": 1234}
+    assert link({"_path": "lib/libx.so.1", "path_type": "hardlink", "sha256": sha_x,
+                 "size_in_bytes": 1234}) == {"_path": "lib/libx.so.1", "path_type": "hardlink",
+                                             "sha256": sha_x, "size_in_bytes": 1234,
+                                             "sha256_in_prefix": sha_x}
+    written = b"prefix=/opt/env\n"
+    assert link({"_path": "lib/x.pc", "path_type": "hardlink", "sha256": sha_pc,
+                 "size_in_bytes": len(text), "prefix_placeholder": LONG_PLACEHOLDER,
+                 "file_mode": "text"}) == {
+        "_path": "lib/x.pc", "path_type": "hardlink", "sha256": sha_pc, "size_in_bytes": len(text),
+        "prefix_placeholder": LONG_PLACEHOLDER, "file_mode": "text",
+        "sha256_in_prefix": hashlib.sha256(written).hexdigest()}
+    assert (staging / "lib" / "x.pc").read_bytes() == written
+    # an old package (info/files only): nothing but the path and its type
+    assert link({"_path": "lib/libx.so.1", "path_type": "hardlink"}) == {
+        "_path": "lib/libx.so.1", "path_type": "hardlink"}
+    assert link({"_path": "lib/libx.so", "path_type": "softlink"}) == {
+        "_path": "lib/libx.so", "path_type": "softlink"}
