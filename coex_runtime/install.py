@@ -106,7 +106,8 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
         if plan.noarch_python and sp:
             py = [f for f in files if f.startswith(sp + "/") and f.endswith(".py")]
         pre, post = scripts_of(plan.entry["name"], files)
-        state["packages"].append({"record": rec, "compile": py, "pre_link": pre, "post_link": post})
+        state["packages"].append({"record": rec, "compile": py, "pre_link": pre, "post_link": post,
+                                  "prelink_messages": prelink_messages(plan.pkgdir)})
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
     with open(os.path.join(pending, "state.json"), "wb") as f:
@@ -114,13 +115,30 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
     return state
 
 
+def prelink_messages(pkgdir):  # type: (str) -> str
+    """The package's ``info/prelink_messages/*`` (conda shows them before linking), joined."""
+    d = os.path.join(pkgdir, "info", "prelink_messages")
+    if not os.path.isdir(d):
+        return ""
+    out = []
+    for root, _, names in sorted(os.walk(d)):
+        for n in sorted(names):
+            with open(os.path.join(root, n), "rb") as f:
+                out.append(f.read().decode("utf-8", "replace").rstrip())
+    return "\n".join(m for m in out if m)
+
+
 def finalize_env(prefix, entries, requested_specs=(), progress=None):
-    # type: (str, List[dict], Sequence[str], Optional[Callable]) -> None
+    # type: (str, List[dict], Sequence[str], Optional[Callable]) -> List[Tuple[str, str]]
     """Phase 3, run by the caller after renaming staging -> prefix: run pre-link scripts, compile
     .pyc for noarch python packages with the environment's own python (noarch.compile_pyc: several
-    processes when there is enough source), run post-link scripts (install order; a failing
-    script raises LinkScriptError with its output), write conda-meta/<name>-<version>-<build>.json
-    and conda-meta/history."""
+    processes when there is enough source), run post-link scripts (install order, in the
+    activated environment; a failing script raises LinkScriptError with its output), write
+    conda-meta/<name>-<version>-<build>.json and conda-meta/history.
+
+    Returns the messages for the user, [(package label, text)] in install order: the packages'
+    info/prelink_messages and what their link scripts left in ``.messages.txt`` (which is
+    removed), for the caller to show as conda prints them."""
     prefix = os.path.abspath(prefix)
     pending = os.path.join(prefix, _PENDING)
     try:
@@ -132,9 +150,16 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         requested_specs = state.get("requested_specs", ())
     pkgs = state["packages"]
 
+    messages = []
+
+    def tell(p, text):
+        if text.strip():
+            messages.append((Package(p["record"]).label, text))
+
     for p in pkgs:
+        tell(p, p.get("prelink_messages") or "")
         if p.get("pre_link"):
-            run_link_script(prefix, p["record"], p["pre_link"], "pre-link")
+            tell(p, run_link_script(prefix, p["record"], p["pre_link"], "pre-link"))
 
     to_compile = [py for p in pkgs for py in p["compile"]]
     if to_compile:
@@ -151,7 +176,7 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
 
     for i, p in enumerate(pkgs):
         if p.get("post_link"):
-            run_link_script(prefix, p["record"], p["post_link"], "post-link")
+            tell(p, run_link_script(prefix, p["record"], p["post_link"], "post-link"))
         if progress is not None:
             progress("finalize", i + 1, len(pkgs), p["record"].get("fn", ""))
 
@@ -159,3 +184,4 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         condameta.write_record(prefix, p["record"])
     condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))
     rmtree(pending)
+    return messages

@@ -237,10 +237,13 @@ class Runtime(object):
 
         def done(prefix):
             try:
-                install.finalize_env(prefix, entries, requested_specs=specs, progress=self.progress)
+                messages = install.finalize_env(prefix, entries, requested_specs=specs,
+                                                progress=self.progress)
             finally:
                 self.progress.finish()
             self.phases.done("finalize")
+            for label, text in messages:  # shown once, as conda prints them
+                sys.stderr.write("coex: a message from %s:\n%s\n" % (label, text.rstrip("\n")))
             if finish is not None:
                 finish(prefix)
         return target.ensure(populate, done)

@@ -170,3 +170,24 @@ def test_archive_libzstd_is_sha_checked_and_cached(std_archive, tmp_path, root):
     assert "libzstd.so.1 is damaged" in r.stderr.decode(), H.text(r)
     assert not os.path.exists(os.path.join(str(root2), "lib", info["libzstd"]["sha256"]))
     _no_install(root2, info)
+
+
+def test_link_script_messages_are_shown_on_the_first_run_only(tiny_channel, tmp_path, root):
+    """What a post-link script leaves in $PREFIX/.messages.txt is printed on stderr by the run
+    that installs the environment (conda prints it), then removed; `extract` prints it too."""
+    pkg = H.custom_package(tmp_path / "chan", "told", {
+        "share/told/x": "x\n",
+        "bin/.told-post-link.sh": 'echo "told: $PKG_NAME installed" > "$PREFIX/.messages.txt"\n'})
+    arc = tmp_path / "told.coex"
+    info = H.make_archive(tiny_channel.path, arc, names=("libtiny",), extra=[pkg],
+                          entry_points={"sh": "sh -c"}, default="sh")
+    first = H.run(arc, "echo ran", root=root)
+    assert first.returncode == 0 and first.stdout == b"ran\n", H.text(first)
+    assert first.stderr.decode() == "coex: a message from told-1.0-h0_0:\ntold: told installed\n"
+    assert not os.path.exists(os.path.join(H.prefix_of(root, info), ".messages.txt"))
+    again = H.run(arc, "echo ran", root=root)
+    assert (again.returncode, again.stdout, again.stderr) == (0, b"ran\n", b""), H.text(again)
+    out = tmp_path / "extracted"
+    ex = H.run(arc, "extract", str(out), root=root, env={"COEX_TOOLS": "1"})
+    assert ex.returncode == 0, H.text(ex)
+    assert "told: told installed" in ex.stderr.decode() and not (out / ".messages.txt").exists()
