@@ -10,7 +10,7 @@ Fixtures (session scope):
 
 Oracle helpers (plain functions, import them: ``from tests.factory.fixtures import rattler_install``):
 
-* ``rattler_solve(channel_url, specs, platform="linux-64") -> [RepoDataRecord]``
+* ``rattler_solve(channel_url, specs, platform="linux-64", **solve_kw) -> [RepoDataRecord]``
   (raises ``rattler.exceptions.SolverError`` when unsolvable).
 * ``rattler_install(channel_url, specs, prefix, platform="linux-64", cache_dir=None,
   execute_link_scripts=False) -> [RepoDataRecord]``: solve + install into ``prefix``.
@@ -71,7 +71,8 @@ def _channels(channel_url) -> List:
 
 
 def rattler_solve(channel_url: Union[str, Path, Sequence], specs: Sequence[str],
-                  platform: str = "linux-64", cache_dir: Optional[Path] = None):
+                  platform: str = "linux-64", cache_dir: Optional[Path] = None, **kw):
+    """``kw``: more arguments of ``rattler.solve`` (constraints, channel_priority, ...)."""
     import rattler
 
     cache = Path(cache_dir) if cache_dir else _default_cache()
@@ -81,7 +82,7 @@ def rattler_solve(channel_url: Union[str, Path, Sequence], specs: Sequence[str],
             sources=_channels(channel_url), specs=list(specs),
             gateway=rattler.Gateway(cache_dir=cache / "gateway"),
             platforms=[rattler.Platform(platform), rattler.Platform("noarch")],
-            virtual_packages=virtual_packages(platform))
+            virtual_packages=virtual_packages(platform), **kw)
 
     return asyncio.run(go())
 
