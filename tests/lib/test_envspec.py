@@ -67,3 +67,16 @@ def test_loading_a_file_checks_its_specs(tmp_path):
     p.write_text("dependencies:\n  - numpy >=>1\n")
     with pytest.raises(CoexError, match="invalid conda match spec 'numpy >=>1'"):
         load_environment_file(p)
+
+
+def test_yaml_errors_keep_their_lines_and_markers():
+    """PyYAML's message is kept on its own lines (not squashed onto one), so each `^` still
+    points at the character under it."""
+    with pytest.raises(CoexError) as e:
+        parse("dependencies: [python\n  - x: {")
+    lines = str(e.value).splitlines()
+    assert lines[0] == "env/environment.yml is not valid YAML:"
+    source = next(i for i, line in enumerate(lines) if line.strip() == "dependencies: [python")
+    assert lines[source + 1].index("^") == lines[source].index("[")
+    assert "<unicode string>" not in str(e.value)
+    assert any(line.strip() == "line 1, column 15:" for line in lines)

@@ -52,6 +52,13 @@ def check_specs(specs: Iterable[str], origin: str) -> list[str]:
     return out
 
 
+def yaml_error_text(error: Exception) -> str:
+    """PyYAML's message, indented, on its own lines: each `^` marker stays under the character it
+    points at (the quoted source line above it is indented the same)."""
+    text = str(error).replace('in "<unicode string>", ', "").replace('in "<file>", ', "")
+    return "\n".join("  " + line if line.strip() else "" for line in text.splitlines())
+
+
 def parse_environment_text(text: str, origin: str) -> EnvSpec:
     """Parse environment.yml content; `origin` names it in messages (usually its path)."""
     import yaml
@@ -60,9 +67,9 @@ def parse_environment_text(text: str, origin: str) -> EnvSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise CoexError(
-            "{} is not valid YAML: {}\nAn environment file looks like:\n"
+            "{} is not valid YAML:\n{}\nAn environment file looks like:\n"
             "  channels: [conda-forge]\n  dependencies: [python=3.11, numpy]".format(
-                origin, " ".join(str(e).split())))
+                origin, yaml_error_text(e)))
     if not isinstance(data, dict):
         raise CoexError(
             "{} must be a YAML mapping with `channels:` and `dependencies:` keys, got {}.".format(
