@@ -143,7 +143,17 @@ def test_run_request_runs_the_host_archive(rule_runner):
 def test_entry_point_naming_nothing(rule_runner):
     rule_runner.write_files({"app/BUILD": BUILD.replace('entry_point="prefixprog"', 'entry_point="nosuchprog"')})
     generate_lockfile(rule_runner)
-    expect_error(lambda: package(rule_runner, APP), "nosuchprog", "app:app")
+    text = expect_error(lambda: package(rule_runner, APP), "nosuchprog", "app:app",
+                        "programs: pp, prefixprog, prefixprog-sh, python,")
+    # prefixprog's link scripts (bin/.prefixprog-post-link.sh) are no programs to offer
+    assert "link.sh" not in text
+
+
+def test_log_counts_app_files_in_words(rule_runner):
+    rule_runner.write_files({"app/BUILD": BUILD.replace('":srcs", ":data"', '":data"')})
+    generate_lockfile(rule_runner)
+    (artifact,) = package(rule_runner, APP).artifacts
+    assert ", 1 app file, " in artifact.extra_log_lines[0], artifact.extra_log_lines
 
 
 def test_two_targets_same_output_path(rule_runner):

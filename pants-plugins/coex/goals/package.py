@@ -20,7 +20,7 @@ from pants.engine.platform import Platform
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
-from pants.util.strutil import softwrap
+from pants.util.strutil import pluralize, softwrap
 
 from coex.lib.records import AssembleSpec, BuildRecord, LockedPlatform
 from coex.subsystem import CoexSubsystem
@@ -189,7 +189,7 @@ async def build_coex_binary(
             extra_log_lines=(
                 f"    {lp.platform}: {len(pkgs)} of the {lp.locked} conda packages of "
                 f"resolve {resolve}, "
-                f"{len(app.snapshot.files)} app files, {a.size / 1e6:.1f} MB",
+                f"{pluralize(len(app.snapshot.files), 'app file')}, {a.size / 1e6:.1f} MB",
                 f"    archive {a.archive_id[:16]}, installs into <coex cache>/envs/{env_dir_name(a.env_id)}",
             ),
         )

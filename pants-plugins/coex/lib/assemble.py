@@ -161,13 +161,14 @@ def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
                 "program of the environment.{}".format(origin, name, prog, len(app_rels),
                                                      _close(prog, app_rels)))
         if prog not in env_index.programs:
+            # hidden files of bin/ (link scripts such as `.x-post-link.sh`) are no programs to run
+            shown = sorted(p for p in env_index.programs if not p.startswith("."))
             raise CoexError(
                 "{}: entry point {!r} runs {!r}, but no package of the environment installs "
                 "bin/{} (programs: {}).{} Add the package that provides it, fix the name, or "
                 "use an absolute path for a host program.".format(
-                    origin, name, prog, prog,
-                    ", ".join(sorted(env_index.programs)[:20]) or "none",
-                    _close(prog, env_index.programs)))
+                    origin, name, prog, prog, ", ".join(shown[:20]) or "none",
+                    _close(prog, shown)))
         if len(argv) >= 3 and argv[1] == "-m" and prog.startswith("python"):
             check_module(name, argv[2], text)
 
