@@ -173,6 +173,22 @@ def test_python_dash_m_coex_is_the_cli():
     assert r.returncode == 0 and "export-explicit" in r.stdout
 
 
+def test_without_py_rattler_one_message_names_the_fix(project, tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "rattler.py").write_text(
+        "raise ModuleNotFoundError('No module named %r' % __name__, name=__name__)\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "coex", "lock", "-f", "environment.yml", "-o", "x.lock"],
+        cwd=str(project), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(hide), os.path.join(REPO, "pants-plugins"), REPO])), timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.startswith("coex: error: the Python package py-rattler (module `rattler`) "
+                               "is not installed for "), r.stderr
+    assert "Traceback" not in r.stderr and not (project / "x.lock").exists()
+
+
 def test_damaged_cache_entry_is_refetched(project, tmp_path):
     cache = tmp_path / "cache"
     args = ["create", "-f", str(project / "environment.yml"), "-e", "prefixprog",

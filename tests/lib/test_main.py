@@ -115,3 +115,28 @@ def test_failed_solve_exits_1_every_time(sandbox, tmp_path):
         r = lib(sandbox, "solve", "--request", "bad-req.json", "--out", "bad.lock")
         assert r.returncode == 1, r.stderr
         assert "Cannot read the channels" in r.stderr and "Fatal Python error" not in r.stderr
+
+
+@pytest.mark.parametrize("module, dist", [("rattler", "py-rattler"), ("zstandard", "zstandard")])
+def test_a_missing_dependency_is_named_with_the_fix(sandbox, tmp_path, tiny_channel, module, dist):
+    """An interpreter without py-rattler (or zstandard): one message naming the distribution and
+    the interpreter, exit 1, no ModuleNotFoundError traceback."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / (module + ".py")).write_text(
+        "raise ModuleNotFoundError('No module named %r' % __name__, name=__name__)\n")
+    request = make_request(tiny_channel, ["python"])
+    write_json(sandbox / "missing-dep-request.json", request.to_json())
+    args = {"rattler": ["solve", "--request", "missing-dep-request.json", "--out", "x.lock"],
+            "zstandard": ["transcode", "--in", str(tiny_channel.file("libtiny", version="1.0")),
+                          "--out", str(tmp_path / "x.tar.zst")]}[module]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "PYTHONPATH": os.pathsep.join([str(hide), str(sandbox / "tool")])}
+    r = subprocess.run([sys.executable, "-m", "coex.lib"] + args, cwd=str(sandbox), env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "ModuleNotFoundError" not in r.stderr, r.stderr
+    assert r.stderr.startswith("coex: error: the Python package %s (module `%s`) is not "
+                               "installed for %s" % (dist, module, sys.executable)), r.stderr
+    assert "pip install" in r.stderr

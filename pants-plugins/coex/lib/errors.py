@@ -17,6 +17,22 @@ class CoexError(Exception):
         return self.message
 
 
+# the third-party modules the build library imports, and the distribution that provides each
+REQUIRED_DISTRIBUTIONS = {"rattler": "py-rattler", "zstandard": "zstandard", "yaml": "PyYAML"}
+
+
+def missing_dependency_message(module: str) -> str:
+    """What to do when the build library cannot import `module` (e.g. py-rattler is missing)."""
+    import sys
+
+    dist = REQUIRED_DISTRIBUTIONS[module]
+    return (
+        "the Python package {dist} (module `{module}`) is not installed for {python}, which runs "
+        "coex's build library. Install coex with its dependencies (`pip install "
+        "pants-backend-coex` declares them), or add {dist} to that interpreter: `{python} -m pip "
+        "install {dist}`.".format(dist=dist, module=module, python=sys.executable))
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
     """Parse argv with `parser` and run the chosen `func`: a CoexError becomes one
     `coex: error: ...` paragraph on stderr and exit status 1 (Ctrl-C: 130)."""
@@ -27,6 +43,11 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = Non
         args.func(args)
     except CoexError as e:
         sys.stderr.write("coex: error: {}\n".format(e))
+        return 1
+    except ImportError as e:
+        if e.name not in REQUIRED_DISTRIBUTIONS:
+            raise
+        sys.stderr.write("coex: error: {}\n".format(missing_dependency_message(e.name)))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,9 @@
   step module such as `coex.lib.fetch`) and turns a failure into a `CoexBuildError` carrying the
   library's one-paragraph message instead of a raw process dump. The interpreter is
   `[coex].build_python`, else Pants' own (`PythonBuildStandaloneBinary`: in a local environment
-  that is `sys.executable`, the venv that has py-rattler and zstandard).
+  that is `sys.executable`), with PYTHONPATH reaching the library's third-party packages wherever
+  this Pants process imports them from (its venv, or the venv Pants resolved `[GLOBAL].plugins`
+  into).
 
 Every process is keyed by content only (REAPI action key: argv, env, input files), so Pants'
 remote cache can share it between checkouts and machines: nothing in argv or env is a host path
@@ -29,6 +31,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.resources
+import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -55,7 +58,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from coex.lib.errors import CoexError
+from coex.lib.errors import REQUIRED_DISTRIBUTIONS, CoexError
 from coex.subsystem import CoexSubsystem
 
 TOOL_DIR = "__coex"
@@ -173,9 +176,34 @@ class CoexLibResult:
     stdout: bytes
 
 
+@functools.lru_cache(maxsize=None)
+def dependency_path() -> tuple[str, ...]:
+    """The `sys.path` entries that hold the library's third-party packages (py-rattler,
+    zstandard, PyYAML) for this Pants process. With `[GLOBAL].plugins`, Pants installs a plugin's
+    dependencies into a venv of its own and puts it on its own `sys.path` only: a library process
+    (a new interpreter) finds them through PYTHONPATH. Entries the interpreter has anyway (its
+    site-packages) are left out, so process keys stay as they are for a pip-installed Pants. A
+    package that cannot be found adds nothing (the process then says which one is missing)."""
+    import site
+
+    own = {os.path.abspath(p) for p in site.getsitepackages()}
+    entries = []
+    for module in REQUIRED_DISTRIBUTIONS:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin:
+            continue
+        where = os.path.dirname(os.path.abspath(spec.origin))
+        if spec.submodule_search_locations is not None:  # a package: its parent directory
+            where = os.path.dirname(where)
+        if where not in own and where not in entries:
+            entries.append(where)
+    return tuple(entries)
+
+
 @dataclass(frozen=True)
 class CoexPython:
     path: str  # the interpreter of every library process
+    pythonpath: tuple[str, ...] = ()  # where its third-party packages are, when not its own
 
 
 @rule
@@ -196,7 +224,7 @@ async def coex_python(coex: CoexSubsystem, env_tgt: EnvironmentTarget) -> CoexPy
             f"`[coex].build_python`."
         )
     python = await Get(PythonBuildStandaloneBinary)
-    return CoexPython(python.path)
+    return CoexPython(python.path, dependency_path())
 
 
 @rule
@@ -210,7 +238,11 @@ async def coex_lib_process(request: CoexLibProcess, python: CoexPython) -> Proce
         input_digest=request.input_digest,
         immutable_input_digests={**request.immutable_input_digests, TOOL_DIR: tool.digest},
         # A relative entry resolves against the sandbox (the process's working directory).
-        env={"PYTHONPATH": TOOL_DIR, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"},
+        env={
+            "PYTHONPATH": os.pathsep.join((TOOL_DIR, *python.pythonpath)),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LC_ALL": "C.UTF-8",
+        },
         output_files=request.output_files,
         cache_scope=request.cache_scope,
         level=request.level,
