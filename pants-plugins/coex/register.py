@@ -9,7 +9,7 @@ from coex.goals import export, lockfile, package
 
 
 def target_types():
-    return [_target_types.CoexBinaryTarget]
+    return [_target_types.CoexBinaryTarget, _target_types.CoexEnvironmentTarget]
 
 
 def rules():

@@ -28,6 +28,7 @@ from pants.engine.target import (
     DictStringToStringField,
     InvalidFieldException,
     OptionalSingleSourceField,
+    SingleSourceField,
     StringField,
     StringSequenceField,
     Target,
@@ -90,12 +91,27 @@ class CoexEnvironmentFileField(OptionalSingleSourceField):
     expected_file_extensions = (".yml", ".yaml")
     help = help_text(
         """
-        A conda `environment.yml` (relative to this BUILD file) giving the environment's
-        `dependencies:` (conda match specs) and optionally `channels:`. `pip:` dependencies
-        are not supported yet.
+        A conda `environment.yml` in this BUILD file's directory (or below it) giving the
+        environment's `dependencies:` (conda match specs) and optionally `channels:`. `pip:`
+        dependencies are not supported yet. To use an environment file of another directory,
+        give that directory a `coex_environment` target and list its address in `dependencies`.
 
         The specs join those of every other target of the same `resolve`; its channels, if
         any, replace `[coex].channels` for that resolve.
+        """
+    )
+
+
+class CoexEnvironmentSourceField(SingleSourceField):
+    default = "environment.yml"
+    required = False
+    expected_file_extensions = (".yml", ".yaml")
+    expected_num_files = range(0, 2)  # a missing file gets coex's message, naming the target
+    help = help_text(
+        """
+        The conda environment file (relative to this BUILD file): `dependencies:` (conda match
+        specs) and optionally `channels:` (paths relative to the file), as for the
+        `environment_file` of a `coex_binary`.
         """
     )
 
@@ -189,6 +205,9 @@ class CoexDependenciesField(Dependencies):
         Targets whose sources (and their transitive dependencies' sources) form the archive's
         app layer: e.g. `python_sources`, `resources`, `files`. Source roots are stripped
         (as for a pex), except for `files` targets, which keep their paths from the build root.
+
+        `coex_environment` targets among them (direct or transitive) add their conda specs to
+        this binary's environment instead, e.g. `dependencies=["//3rdparty/conda:env"]`.
         """
     )
 
@@ -261,17 +280,22 @@ class CoexBinaryTarget(Target):
             coex_entry_points(self.address, one, many, default)
         except CoexError as e:
             raise InvalidFieldException(str(e))
-        if (
-            self[CoexEnvironmentFileField].value is None
-            and not self[CoexCondaDependenciesField].value
-            and self[CoexResolveField].value is None
-        ):
-            raise InvalidFieldException(
-                f"The `coex_binary` {self.address} has no conda environment: set "
-                f"`environment_file='environment.yml'` and/or `conda_dependencies=[...]`, or "
-                f"name the `resolve` whose environment (specs of its other targets) it uses."
-            )
         self[CoexPlatformsField].validated()
+
+
+class CoexEnvironmentTarget(Target):
+    alias = "coex_environment"
+    core_fields = (*COMMON_TARGET_FIELDS, CoexEnvironmentSourceField)
+    help = help_text(
+        f"""
+        A conda environment file that `coex_binary` targets of other directories use: they list
+        this target's address in their `dependencies` (e.g. `"//3rdparty/conda:env"`), as
+        Python targets depend on `python_requirements`. Its specs join each such binary's own
+        (`environment_file`, `conda_dependencies`) and, through them, the binary's `resolve`.
+
+        Run `{bin_name()} generate-lockfiles` after changing the file.
+        """
+    )
 
 
 def coex_entry_points(

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 
 from pants.engine.addresses import Address
 
@@ -14,12 +15,14 @@ from tests.backend.helpers import (
     APP,
     APP_FILES,
     BUILD,
+    archive_info,
     LOCK,
     expect_error,
     generate_lockfile,
     make_rule_runner,
     package,
     set_coex_options,
+    write_built,
 )
 
 
@@ -225,3 +228,72 @@ def test_rules_never_import_py_rattler(rule_runner, monkeypatch):
     generate_lockfile(rule_runner)
     package(rule_runner, APP)
     package(rule_runner, Address("envapp", target_name="envapp"))
+
+
+def test_missing_environment_file_is_named(rule_runner):
+    """A file that does not exist (was: IndexError: tuple index out of range)."""
+    rule_runner.write_files(
+        {"envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yaml", entry_point="prefixprog")\n'}
+    )
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "The `environment_file` of envapp:envapp is envapp/environment.yaml, which does not exist",
+        "relative to the BUILD file's directory, envapp",
+    )
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", dependencies=["//conda:env"], entry_point="prefixprog")\n',
+            "conda/BUILD": 'coex_environment(name="env")\n',
+        }
+    )
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "The `coex_environment` conda:env is conda/environment.yml, which does not exist",
+    )
+
+
+SHARED_ENV = {
+    "3rdparty/conda/BUILD": 'coex_environment(name="env", source="tools.yml")\n',
+    "3rdparty/conda/tools.yml": "channels: [../channel]\ndependencies: [oldstyle]\n",
+    "svc/BUILD": (
+        'coex_binary(name="direct", dependencies=["//3rdparty/conda:env"], entry_point="oldstyle")\n'
+        'coex_binary(name="via_lib", dependencies=[":lib"], conda_dependencies=["prefixprog"],'
+        ' entry_point="oldstyle")\n'
+        'resources(name="lib", sources=["lib/*.txt"], dependencies=["//3rdparty/conda:env"])\n'
+    ),
+    "svc/lib/data.txt": "data\n",
+}
+
+
+def test_coex_environment_shared_across_directories(rule_runner, tiny_channel):
+    """A `coex_environment` in another directory, listed in `dependencies` (directly, or by a
+    dependency): its specs join the binary's own; its relative channels are relative to it; the
+    file itself is not app code."""
+    channel = rule_runner.build_root + "/3rdparty/channel"
+    shutil.copytree(tiny_channel.path, channel)
+    rule_runner.write_files(SHARED_ENV)
+    inputs = rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")])
+    direct, via_lib = Address("svc", target_name="direct"), Address("svc", target_name="via_lib")
+    assert inputs.target_specs[direct] == ("oldstyle",)
+    assert inputs.target_specs[via_lib] == ("oldstyle", "prefixprog")
+    assert inputs.request.channels == (channel,)
+    origin = "3rdparty/conda/tools.yml (`coex_environment` 3rdparty/conda:env)"
+    assert (origin, ("oldstyle",)) in inputs.request.sources
+    generate_lockfile(rule_runner)
+    (relpath,) = write_built(rule_runner, package(rule_runner, via_lib))
+    path, archive = archive_info(rule_runner, relpath)
+    assert sorted(archive.info["requested_specs"]) == ["oldstyle", "prefixprog"]
+    with zipfile.ZipFile(path) as zf:
+        app = [m for m in zf.namelist() if m.startswith("app/")]
+    assert app == ["app/svc/lib/data.txt"], app  # neither tools.yml nor the lockfile
+
+
+def test_a_binary_without_any_environment(rule_runner):
+    rule_runner.write_files(
+        {"bare/BUILD": 'coex_binary(name="bare", entry_point="prefixprog")\n'}
+    )
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "The `coex_binary` bare:bare has no conda environment",
+        "coex_environment",
+    )

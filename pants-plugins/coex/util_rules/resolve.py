@@ -32,7 +32,15 @@ from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestContents, PathGlobs, Paths, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import AllTargets, HydratedSources, HydrateSourcesRequest, Target
+from pants.engine.target import (
+    AllTargets,
+    HydratedSources,
+    HydrateSourcesRequest,
+    SourcesField,
+    Target,
+    TransitiveTargets,
+    TransitiveTargetsRequest,
+)
 from pants.util.docutil import bin_name
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
@@ -49,6 +57,7 @@ from coex.target_types import (
     CoexBinaryTarget,
     CoexCondaDependenciesField,
     CoexEnvironmentFileField,
+    CoexEnvironmentSourceField,
     CoexPlatformsField,
     CoexResolveField,
 )
@@ -204,6 +213,53 @@ class CoexResolveInputs:
         return self
 
 
+@dataclass(frozen=True)
+class CoexEnvironmentFileRequest:
+    field: SourcesField  # a `coex_binary`'s `environment_file` or a `coex_environment`'s `source`
+    origin: str  # what it is, e.g. "`environment_file` of src:app"
+
+
+@dataclass(frozen=True)
+class CoexEnvironmentFile:
+    path: str  # relative to the build root
+    origin: str  # the path and what it is, for messages
+    specs: tuple[str, ...]
+    channels: LocalChannelsRequest  # as written; relative paths are relative to the file
+
+
+@rule(desc="Read a conda environment file", level=LogLevel.DEBUG)
+async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvironmentFile:
+    hydrated = await Get(HydratedSources, HydrateSourcesRequest(request.field))
+    contents = await Get(DigestContents, Digest, hydrated.snapshot.digest)
+    if not contents:
+        address = request.field.address
+        path = posixpath.join(address.spec_path, request.field.value or "")
+        raise CoexBuildError(
+            softwrap(
+                f"""
+                The {request.origin} is {path}, which does not exist. Fix the path (it is
+                relative to the BUILD file's directory, {address.spec_path or 'the build root'}),
+                or create the file. (If it does exist, Pants ignores it: a `.gitignore` or
+                `[GLOBAL].pants_ignore` pattern matches it.)
+                """
+            )
+        )
+    content = contents[0]
+    origin = f"{content.path} ({request.origin})"
+    try:
+        text = content.content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CoexBuildError(f"{origin} is not UTF-8 text: is it an environment.yml?")
+    env = parse_environment_text(text, origin)
+    return CoexEnvironmentFile(
+        content.path,
+        origin,
+        tuple(env.specs),
+        # a relative channel path is relative to the environment file, as with conda
+        LocalChannelsRequest(tuple(env.channels), os.path.dirname(content.path)),
+    )
+
+
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
 async def coex_resolve_inputs(
     name: CoexResolveName,
@@ -214,51 +270,73 @@ async def coex_resolve_inputs(
 ) -> CoexResolveInputs:
     resolve = check_resolve_name(coex, name.name, f"The request for resolve {name.name!r}")
     members = [t for t in binaries.targets if t[CoexResolveField].normalized_value(coex) == resolve]
-    env_files = [t for t in members if t[CoexEnvironmentFileField].value is not None]
-    hydrated = await MultiGet(
-        Get(HydratedSources, HydrateSourcesRequest(t[CoexEnvironmentFileField])) for t in env_files
+    closures = await MultiGet(
+        Get(TransitiveTargets, TransitiveTargetsRequest([t.address])) for t in members
     )
-    contents = await MultiGet(Get(DigestContents, Digest, h.snapshot.digest) for h in hydrated)
-    env_text = {t.address: c[0] for t, c in zip(env_files, contents)}
+    # each binary's environment files: its own `environment_file`, then those of the
+    # `coex_environment` targets among its dependencies (in address order)
+    env_requests = [
+        [
+            *(
+                [CoexEnvironmentFileRequest(t[CoexEnvironmentFileField],
+                                            f"`environment_file` of {t.address}")]
+                if t[CoexEnvironmentFileField].value is not None
+                else []
+            ),
+            *(
+                CoexEnvironmentFileRequest(d[CoexEnvironmentSourceField],
+                                           f"`coex_environment` {d.address}")
+                for d in sorted(closure.dependencies, key=lambda d: d.address)
+                if d.has_field(CoexEnvironmentSourceField)
+            ),
+        ]
+        for t, closure in zip(members, closures)
+    ]
+    unique = list(dict.fromkeys(r for requests in env_requests for r in requests))
+    env_files = dict(
+        zip(unique, await MultiGet(Get(CoexEnvironmentFile, CoexEnvironmentFileRequest, r)
+                                   for r in unique))
+    )
 
-    sources: list[tuple[str, list[str]]] = []  # (origin, specs)
+    sources: dict[str, tuple[str, ...]] = {}  # origin -> specs
     env_channels: list[LocalChannelsRequest] = []
     platforms: list[str] = []
     by_target: dict[Address, tuple[str, ...]] = {}
-    for t in members:
+    for t, requests in zip(members, env_requests):
         own: list[str] = []
-        file_content = env_text.get(t.address)
-        if file_content is not None:
-            origin = f"{file_content.path} (`environment_file` of {t.address})"
-            try:
-                text = file_content.content.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CoexBuildError(f"{origin} is not UTF-8 text: is it an environment.yml?")
-            env = parse_environment_text(text, origin)
-            sources.append((origin, env.specs))
+        for env in (env_files[r] for r in requests):
+            sources[env.origin] = env.specs
             own.extend(env.specs)
-            # a relative channel path is relative to the environment file, as with conda
-            env_channels.append(
-                LocalChannelsRequest(tuple(env.channels), os.path.dirname(file_content.path))
-            )
+            env_channels.append(env.channels)
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
             origin = f"the `conda_dependencies` of {t.address}"
-            sources.append((origin, clean_specs(inline, origin)))
-            own.extend(sources[-1][1])
-        by_target[t.address] = tuple(own)
+            sources[origin] = tuple(clean_specs(inline, origin))
+            own.extend(sources[origin])
+        if not own and t[CoexResolveField].value is None:
+            raise CoexBuildError(
+                softwrap(
+                    f"""
+                    The `coex_binary` {t.address} has no conda environment: set
+                    `environment_file='environment.yml'` and/or `conda_dependencies=[...]`, list
+                    a `coex_environment` target in its `dependencies`, or name the `resolve`
+                    whose environment (the specs of its other targets) it uses.
+                    """
+                )
+            )
+        by_target[t.address] = tuple(dict.fromkeys(own))
         platforms.extend(platforms_of(t[CoexPlatformsField], coex))
     *from_files, from_option = await MultiGet(
         Get(LocalChannels, LocalChannelsRequest, r)
-        for r in [*env_channels, LocalChannelsRequest(tuple(coex.channels), "")]
+        for r in [*dict.fromkeys(env_channels), LocalChannelsRequest(tuple(coex.channels), "")]
     )
     request = solve_request(
         resolve,
-        sources,
+        sources.items(),
         [c for chans in from_files for c in chans.channels] or from_option.channels,
         platforms or coex.platforms,
         coex.virtual_packages,
-        origin=f"resolve {resolve!r}: " + ("; ".join(o for o, _ in sources) or "no targets"),
+        origin=f"resolve {resolve!r}: " + ("; ".join(sources) or "no targets"),
         locations=locations,
     )
     path = lockfile_path(coex, resolve, build_root)
