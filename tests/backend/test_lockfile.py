@@ -26,3 +26,19 @@ def test_unsolvable_spec_names_the_target(rule_runner):
     expect_error(lambda: generate_lockfile(rule_runner), "Locking the resolve 'tiny' failed", "app:app", "does-not-exist")
 
 
+
+
+def test_a_target_of_an_unknown_resolve_fails_generate_lockfiles(rule_runner, tiny_channel):
+    """Not silently left out of every lock (exit 0): the target and the known resolves named."""
+    from pants.core.goals.generate_lockfiles import UserGenerateLockfiles
+
+    from coex.goals.lockfile import RequestedCoexResolveNames
+
+    rule_runner.write_files(
+        {"other/BUILD": 'coex_binary(name="b", resolve="tinny", conda_dependencies=["tinypy"], entry_point="tinypy")\n'}
+    )
+    expect_error(
+        lambda: rule_runner.request(UserGenerateLockfiles, [RequestedCoexResolveNames(["tiny"])]),
+        "The target other:b uses the resolve 'tinny', which is not defined in `[coex].resolves`",
+        "known resolves: tiny",
+    )

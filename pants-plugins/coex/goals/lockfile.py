@@ -27,7 +27,13 @@ from pants.util.logging import LogLevel
 
 from coex.subsystem import CoexSubsystem
 from coex.util_rules import resolve
-from coex.util_rules.resolve import CoexResolveInputs, CoexResolveName
+from coex.target_types import CoexResolveField
+from coex.util_rules.resolve import (
+    AllCoexBinaries,
+    CoexResolveInputs,
+    CoexResolveName,
+    check_resolve_name,
+)
 from coex.util_rules.tool import CoexLibProcess, CoexLibResult
 
 logger = logging.getLogger(__name__)
@@ -61,8 +67,16 @@ def known_coex_resolves(
 
 @rule
 async def coex_lockfile_requests(
-    requested: RequestedCoexResolveNames, generate: GenerateLockfilesSubsystem
+    requested: RequestedCoexResolveNames,
+    generate: GenerateLockfilesSubsystem,
+    binaries: AllCoexBinaries,
+    coex: CoexSubsystem,
 ) -> UserGenerateLockfiles:
+    # a target of a resolve that does not exist would otherwise be left out of every lock
+    for target in binaries.targets:
+        check_resolve_name(
+            coex, target[CoexResolveField].normalized_value(coex), f"The target {target.address}"
+        )
     all_inputs = await MultiGet(
         Get(CoexResolveInputs, CoexResolveName(name)) for name in requested
     )
