@@ -66,8 +66,9 @@ def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequen
     named = dict(locations.named)
     # command-line channel paths are relative to the current directory, the file's to the file;
     # a name of --channel-location is never a path
-    chans = [c if c in named else local_channel(c, os.getcwd()) for c in channels] + [
-        c if c in named else local_channel(c, env_dir) for c in spec.channels]
+    chans = [c if c in named else local_channel(c, os.getcwd(), origin="--channel")
+             for c in channels] + [
+        c if c in named else local_channel(c, env_dir, origin=env_file) for c in spec.channels]
     if not chans:
         raise CoexError(
             "{} lists no channels and none was given: add `channels:` to the file or pass "

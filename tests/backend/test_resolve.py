@@ -178,6 +178,30 @@ def test_relative_channel_paths(rule_runner, tiny_channel):
     assert req.channels == (os.path.join(root, "3rdparty", "channel"),)
 
 
+def test_missing_channel_directory(rule_runner, tiny_channel):
+    """`[coex].channels = ["3rdparty/channel"]` before the channel was copied in: the directory is
+    named (it used to be looked up as an anaconda.org channel and fail with a DNS error)."""
+    set_coex_options(rule_runner, "3rdparty/channel")
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "The channel '3rdparty/channel' (from `[coex].channels`) is the directory "
+        f"{rule_runner.build_root}/3rdparty/channel, which does not exist",
+    )
+    set_coex_options(rule_runner, tiny_channel.url)
+    rule_runner.write_files(
+        {
+            "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
+            "envapp/environment.yml": "channels: [vendor/channel]\ndependencies: [oldstyle]\n",
+        }
+    )
+    expect_error(
+        lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
+        "The channel 'vendor/channel' (from envapp/environment.yml (`environment_file` of "
+        "envapp:envapp)) is the directory",
+        "envapp/vendor/channel, which does not exist",
+    )
+
+
 def test_lockfile_path_outside_the_build_root(rule_runner, tiny_channel, tmp_path):
     # the engine panicked (and retried forever) on an absolute path; '..' escaped the build root
     for bad in (str(tmp_path / "x.lock"), "../x.lock"):

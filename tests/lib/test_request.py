@@ -52,6 +52,19 @@ def test_local_channel_paths(tmp_path):
     assert local_channel("https://x.org/c", base) == "https://x.org/c"
 
 
+def test_a_missing_channel_directory_is_not_taken_for_a_channel_name(tmp_path):
+    """`3rdparty/channel` that does not exist: said so (it used to be looked up on anaconda.org
+    and failed with a DNS error)."""
+    with pytest.raises(CoexError) as e:
+        local_channel("3rdparty/channel", str(tmp_path), origin="pants.toml")
+    assert str(e.value).startswith(
+        "The channel '3rdparty/channel' (from pants.toml) is the directory {}, which does not "
+        "exist".format(tmp_path / "3rdparty" / "channel"))
+    # hosted names stay names
+    assert local_channel("bioconda", str(tmp_path)) == "bioconda"
+    assert local_channel("me/label/dev", str(tmp_path)) == "me/label/dev"
+
+
 def test_inputs_hash_is_stable_across_coex_versions():
     """Lockfiles written by an earlier coex stay fresh: the hash of the same inputs never moves
     (these values were computed by coex before the typed records)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
@@ -50,20 +51,41 @@ def canonical_channel(channel: str, origin: Optional[str] = None) -> str:
     return c.rstrip("/")
 
 
+# the one form of a hosted channel name with a `/`: anaconda.org's `<owner>/label/<label>`
+_LABEL_CHANNEL = re.compile(r"^[^/]+/label/[^/]+$")
+
+
+def channel_directory(channel: str, base_dir: str) -> Optional[str]:
+    """The absolute directory `channel` names if it is (or may be) a local directory: anything
+    but a URL, relative to `base_dir`."""
+    c = str(channel).strip()
+    if not c or "://" in c or c.startswith("file:"):
+        return None
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(c)))
+
+
 def local_channel(channel: str, base_dir: str,
-                  is_dir: Callable[[str], bool] = os.path.isdir) -> str:
+                  is_dir: Callable[[str], bool] = os.path.isdir,
+                  origin: Optional[str] = None) -> str:
     """A channel as written by a user, with a relative path made absolute against `base_dir`
     (the environment file's directory, the build root, or the current directory). A path is
-    what starts with `.`, `/` or `~`, or names a directory under `base_dir` (`is_dir` of its
-    absolute path: the Pants rules ask the engine); names (`conda-forge`,
-    `conda-forge/label/dev`) and URLs are returned unchanged."""
+    what starts with `.`, `/` or `~`, has a `/` (other than `<owner>/label/<label>`, which must
+    then be a directory: a missing one is a CoexError, not a channel name to look up on
+    anaconda.org), or names a directory under `base_dir` (`is_dir` of its absolute path: the
+    Pants rules ask the engine); names (`conda-forge`, `conda-forge/label/dev`) and URLs are
+    returned unchanged."""
     c = str(channel).strip()
-    if "://" in c or c.startswith("file:"):
+    path = channel_directory(c, base_dir)
+    if path is None:
         return c
-    c = os.path.expanduser(c)
-    path = os.path.normpath(os.path.join(base_dir, c))
-    if c.startswith((".", "/")) or (c and is_dir(path)):
+    if c.startswith((".", "/", "~")) or is_dir(path):
         return path
+    if "/" in c and not _LABEL_CHANNEL.match(c):
+        raise CoexError(
+            "The channel {!r}{} is the directory {}, which does not exist: create the local "
+            "channel there (a directory with noarch/ and per-platform repodata), or fix the "
+            "path. (A hosted channel is a name such as conda-forge, `<owner>/label/<label>`, "
+            "or a URL.)".format(c, " (from {})".format(origin) if origin else "", path))
     return c
 
 

@@ -51,7 +51,13 @@ from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
 from coex.lib.records import ChannelLocations, LockedPlatform, LockHeader, SolveRequest
-from coex.lib.request import local_channel, parse_header, solve_request, stale_reason
+from coex.lib.request import (
+    channel_directory,
+    local_channel,
+    parse_header,
+    solve_request,
+    stale_reason,
+)
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexBinaryTarget,
@@ -148,6 +154,7 @@ async def coex_channel_locations(coex: CoexSubsystem, build_root: BuildRoot) -> 
 class LocalChannelsRequest:
     channels: tuple[str, ...]
     base_dir: str  # relative to the build root: what relative channel paths are relative to
+    origin: str | None = None  # where they are written (default: `[coex].channels`)
 
 
 @dataclass(frozen=True)
@@ -161,21 +168,14 @@ async def local_channels(
 ) -> LocalChannels:
     base = os.path.join(build_root.path, request.base_dir)
     named = dict(locations.named)  # a name of `[coex].channel_locations` is never a path
-    asked: list[str] = []  # the directories `local_channel` wants to know about, asked first
-
-    def note(path: str) -> bool:
-        asked.append(path)
-        return False
-
-    for channel in request.channels:
-        if channel.strip() not in named:
-            local_channel(channel, base, is_dir=note)
-    inside = [os.path.relpath(p, build_root.path) for p in asked]
+    asked = [channel_directory(c, base) for c in request.channels if c.strip() not in named]
+    inside = [os.path.relpath(p, build_root.path) for p in asked if p]
     paths = await Get(Paths, PathGlobs(p for p in inside if not p.startswith("..")))
     dirs = {os.path.join(build_root.path, d) for d in paths.dirs}
+    origin = request.origin or "`[coex].channels`"
     return LocalChannels(
         tuple(
-            c.strip() if c.strip() in named else local_channel(c, base, dirs.__contains__)
+            c.strip() if c.strip() in named else local_channel(c, base, dirs.__contains__, origin)
             for c in request.channels
         )
     )
@@ -256,7 +256,7 @@ async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvi
         origin,
         tuple(env.specs),
         # a relative channel path is relative to the environment file, as with conda
-        LocalChannelsRequest(tuple(env.channels), os.path.dirname(content.path)),
+        LocalChannelsRequest(tuple(env.channels), os.path.dirname(content.path), origin),
     )
 
 
