@@ -166,3 +166,59 @@ def test_output_problems_are_clear(tiny_items, tmp_path):
     with pytest.raises(CoexError, match="cannot write the archive .*file/x.coex"):
         assemble(spec_for(tiny_items, None, entry_points={"p": "prefixprog"},
                           default_entry_point="p"), blocker / "x.coex")
+
+
+APP_MODULES = {
+    "greet/__init__.py": ("import os\nfrom .impl import helper as assist\n"
+                          "if os.name:\n    def main():\n        pass\nelse:\n    main = None\n"
+                          "try:\n    import json\nexcept ImportError:\n    json = None\n"
+                          "VERSION, RELEASE = 1, 2\nclass Cli:\n    inner = 1\n"),
+    "greet/__main__.py": "from greet import main\nmain()\n",
+    "greet/impl.py": "def helper():\n    local = 1\n",
+    "nomain/__init__.py": "",
+    "star.py": "from os.path import *\n",
+    "newer.py": "match 1:\n    case 1:\n        pass\n",   # not parseable by Python 3.9
+    "src/deep/__init__.py": "def main():\n    pass\n",
+}
+
+
+@pytest.fixture(scope="module")
+def modules_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("modules")
+    for rel, text in APP_MODULES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("ep, needle", [
+    ("greet:mian", "the module 'greet' (greet/__init__.py in the app layer) defines no top-level "
+                   "'mian'. Did you mean: main?"),
+    ("greet.impl:local", "defines no top-level 'local'. It defines: helper."),
+    ("greet.cli:main", "names module 'greet.cli', which the app layer does not have (no "
+                       "greet/cli.py or greet/cli/__init__.py)."),
+    ("python -m nomain", "'nomain' is a package of the app layer without a __main__.py"),
+    ("deep:main", "names module 'deep', which the app layer has only under src/ (at src/deep): "
+                  "a `files` target keeps paths from the build root. Use a `resources` or "
+                  "`python_sources` target for it"),
+    ("python -m deep", "or name the module by its path in the app layer ('src.deep')"),
+])
+def test_entry_point_functions_and_modules_of_the_app_layer(tiny_items, modules_root, tmp_path,
+                                                            ep, needle):
+    """Caught when the archive is built (they used to fail when it ran)."""
+    out = tmp_path / "x.coex"
+    with pytest.raises(CoexError) as e:
+        assemble(spec_for(tiny_items, modules_root, entry_points={"x": ep},
+                          default_entry_point="x"), out)
+    assert needle in str(e.value)
+    assert not out.exists()
+
+
+def test_entry_points_the_app_layer_defines(tiny_items, modules_root, tmp_path):
+    eps = {"a": "greet:main", "b": "greet:assist", "c": "greet:Cli.inner", "d": "greet:json",
+           "e": "greet:RELEASE", "f": "python -m greet", "g": "greet.impl:helper",
+           "h": "star:anything", "i": "newer:anything", "j": "python -m greet.impl",
+           "k": "src.deep:main"}
+    info = assemble(spec_for(tiny_items, modules_root, entry_points=eps, default_entry_point="a"),
+                    tmp_path / "ok.coex")
+    assert sorted(info["entry_points"]) == sorted(eps)

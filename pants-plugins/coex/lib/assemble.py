@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from coex.lib.errors import CoexError
 from coex.lib.pkgfiles import package_paths, read_member
@@ -119,23 +119,148 @@ def _close(name, names):
     return " Did you mean: {}?".format(", ".join(c)) if c else ""
 
 
+def _top_level_names(source: bytes) -> Optional[set]:
+    """The names a module's source binds at its top level (defs, classes, assignments, imports,
+    also inside top-level if/try/with/for/while blocks); None when that cannot be known: a
+    `from x import *`, a module `__getattr__`, or source this interpreter cannot parse (it may be
+    written for a newer Python)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    names = set()
+
+    def bind(target):
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+                continue  # what it binds inside is not the module's
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    bind(target)
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+                bind(node.target)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    names.add(alias.asname or alias.name.split(".", 1)[0])
+            for block in ("body", "orelse", "finalbody", "handlers"):  # if/try/with/for/while
+                visit(getattr(node, block, None) or [])
+
+    visit(tree.body)
+    return None if "*" in names or "__getattr__" in names else names
+
+
+class AppLayer(object):
+    """Where the app layer's modules are: `files` is {relative path: file on disk}."""
+
+    def __init__(self, files: Mapping[str, str]):
+        self.files = dict(files)
+        self.modules = _app_modules(self.files)
+
+    def source_of(self, module: str) -> Optional[str]:
+        """The app-layer path of `module`'s source (`a/b.py` or `a/b/__init__.py`), or None."""
+        base = module.replace(".", "/")
+        for rel in (base + ".py", base + "/__init__.py"):
+            if rel in self.files:
+                return rel
+        return None
+
+    def has(self, module: str) -> bool:
+        """Whether the app layer provides `module` at all (a source, an extension, a namespace
+        package directory)."""
+        base = module.replace(".", "/")
+        return self.source_of(module) is not None or any(
+            rel.startswith(base + "/") or (rel.startswith(base + ".") and ".so" in rel)
+            for rel in self.files)
+
+    def deeper(self, module: str) -> Optional[str]:
+        """The directory under which the app layer has `module`, when only deeper than its root
+        (e.g. `src/` for `src/greet/__init__.py`)."""
+        base = module.replace(".", "/")
+        for rel in sorted(self.files):
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                rest = "/".join(parts[i:])
+                if rest.startswith(base + "/") or rest == base + ".py":
+                    return "/".join(parts[:i]) + "/"
+        return None
+
+
 def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
-                       app_rels: Sequence[str], origin: str = "the target") -> None:
-    """Raise CoexError when an entry point names nothing in the environment or the app layer."""
+                       app_files: Mapping[str, str], origin: str = "the target") -> None:
+    """Raise CoexError when an entry point names nothing in the environment or the app layer
+    (`app_files`: {relative path: file on disk}): a missing program or module, a function an
+    app-layer module does not define, or `python -m` of an app-layer package without a
+    `__main__.py`."""
     from coex_runtime.format import FormatError, parse_entry_point
 
-    app_mods = _app_modules(app_rels)
+    app = AppLayer(app_files)
+    app_rels = sorted(app.files)
     have_python = any(n in env_index.programs for n in ("python", "python3"))
 
-    def check_module(name, module, how):
+    def check_module(name, module, how, function=None):
         top = module.split(".", 1)[0]
-        if top in app_mods or top in env_index.modules or top in sys.builtin_module_names:
+        if top in app.modules:
+            check_app_module(name, module, how, function)
             return
+        if top in env_index.modules or top in sys.builtin_module_names:
+            return
+        deeper = app.deeper(module)
+        if deeper:
+            raise CoexError(
+                "{}: entry point {!r} ({}) names module {!r}, which the app layer has only under "
+                "{} (at {}{}): a `files` target keeps paths from the build root. Use a "
+                "`resources` or `python_sources` target for it (their source roots are "
+                "stripped), or name the module by its path in the app layer ({!r}).".format(
+                    origin, name, how, module, deeper, deeper, module.replace(".", "/"),
+                    deeper.replace("/", ".") + module))
         raise CoexError(
             "{}: entry point {!r} ({}) names module {!r}, but neither the app layer nor any "
             "package of the environment provides a top-level {!r}.{} Add the package that provides "
             "it to the environment, or the source files to the app layer.".format(
-                origin, name, how, module, top, _close(top, app_mods | set(env_index.modules))))
+                origin, name, how, module, top, _close(top, app.modules | set(env_index.modules))))
+
+    def check_app_module(name, module, how, function):
+        if not app.has(module):
+            parent = module.rsplit(".", 1)[0]
+            siblings = {rel[len(parent) + 1:].split("/", 1)[0].split(".", 1)[0]
+                        for rel in app_rels if rel.startswith(parent.replace(".", "/") + "/")}
+            raise CoexError(
+                "{}: entry point {!r} ({}) names module {!r}, which the app layer does not have "
+                "(no {}.py or {}/__init__.py).{}".format(
+                    origin, name, how, module, module.replace(".", "/"), module.replace(".", "/"),
+                    _close(module.rsplit(".", 1)[-1], siblings)))
+        source = app.source_of(module)
+        if function is None:  # `python -m module`: a package needs its __main__.py
+            package_dir = module.replace(".", "/")
+            is_package = source is None or source.endswith("/__init__.py")
+            if is_package and package_dir + "/__main__.py" not in app.files and any(
+                    rel.startswith(package_dir + "/") for rel in app_rels):
+                raise CoexError(
+                    "{}: entry point {!r} ({}): {!r} is a package of the app layer without a "
+                    "__main__.py, so `python -m {}` cannot run it. Add {}/__main__.py, or run "
+                    "one of its modules.".format(origin, name, how, module, module, package_dir))
+            return
+        if source is None:  # an extension module or a namespace package: not readable here
+            return
+        with open(app.files[source], "rb") as f:
+            names = _top_level_names(f.read())
+        attr = function.split(".", 1)[0]
+        if names is not None and attr not in names:
+            public = {n for n in names if not n.startswith("_")}
+            raise CoexError(
+                "{}: entry point {!r} ({}): the module {!r} ({} in the app layer) defines no "
+                "top-level {!r}.{} Fix the function name, or define it in {}.".format(
+                    origin, name, how, module, source, attr,
+                    _close(attr, public) or " It defines: {}.".format(
+                        ", ".join(sorted(public)[:20]) or "nothing"), source))
 
     for name, text in sorted(entry_points.items()):
         try:
@@ -149,7 +274,7 @@ def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
                 raise CoexError(
                     "{}: entry point {!r} ({}) is a Python function, but the environment has no "
                     "python: add `python` to the dependencies.".format(origin, name, text))
-            check_module(name, ep["module"], text)
+            check_module(name, ep["module"], text, ep["function"])
             continue
         argv = ep["argv"]
         prog = argv[0]
@@ -157,9 +282,9 @@ def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
             continue  # an explicit host path: the user's responsibility
         if "/" in prog:
             raise CoexError(
-                "{}: entry point {!r}: {!r} is neither a file of the app layer ({} files) nor a "
-                "program of the environment.{}".format(origin, name, prog, len(app_rels),
-                                                     _close(prog, app_rels)))
+                "{}: entry point {!r}: {!r} is neither a file of the app layer ({}) nor a "
+                "program of the environment.{}".format(
+                    origin, name, prog, pluralize(len(app_rels), "file"), _close(prog, app_rels)))
         if prog not in env_index.programs:
             # hidden files of bin/ (link scripts such as `.x-post-link.sh`) are no programs to run
             shown = sorted(p for p in env_index.programs if not p.startswith("."))
@@ -171,6 +296,10 @@ def check_entry_points(entry_points: Mapping[str, str], env_index: EnvIndex,
                     _close(prog, shown)))
         if len(argv) >= 3 and argv[1] == "-m" and prog.startswith("python"):
             check_module(name, argv[2], text)
+
+
+def pluralize(count: int, word: str) -> str:
+    return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
 def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
@@ -186,7 +315,7 @@ def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
         raise CoexError("{}: the environment has no packages.".format(origin))
     app_files = _app_files(os.path.join(base_dir, spec.app_root) if spec.app_root else None)
     entry_points = dict(spec.entry_points.commands)
-    check_entry_points(entry_points, EnvIndex(packages), [r for r, _ in app_files], origin)
+    check_entry_points(entry_points, EnvIndex(packages), dict(app_files), origin)
     vpkgs = spec.virtual_packages
     if vpkgs is None:
         vpkgs = virtual_package_needs(p.package.depends for p in packages)
