@@ -1,7 +1,7 @@
 """`./coex`: build .coex archives without Pants (and without a BUILD file).
 
     ./coex create -f environment.yml --entrypoint CMD -o OUT.coex [--channel URL]...
-                  [--platform SUBDIR] [--lockfile PATH] [--env K=V]... [SRC...]
+                  [--platform SUBDIR] [--lockfile PATH] [--env K=V]... [-D DIR]... [SRC...]
     ./coex lock -f environment.yml -o LOCK [--channel URL]... [--platform SUBDIR]...
     ./coex export-explicit --lockfile LOCK -o FILE [--platform SUBDIR] [--hash md5|sha256]
 
@@ -142,10 +142,11 @@ def prepare_packages(packages: Sequence[LockedPackage], cache: str, level: int,
 _SKIP_SOURCES = ("__pycache__", ".git")
 
 
-def _copy_source_tree(src_dir, dest, shown, ancestors, exclude=()):
+def _copy_source_tree(src_dir, dest, shown, ancestors, exclude=(), merge=False):
     """Copy the directory `src_dir` to `dest`, following symlinks (the archive stores files only).
     `shown` names `src_dir` in messages; `ancestors` holds the real paths of the directories
-    being copied, so a symlink back into one of them is reported instead of copied forever."""
+    being copied, so a symlink back into one of them is reported instead of copied forever.
+    With `merge`, a file `dest` already has (from another source) is an error, not replaced."""
     os.makedirs(dest, exist_ok=True)
     for name in sorted(os.listdir(src_dir)):
         if name in _SKIP_SOURCES or name.endswith(".pyc"):
@@ -163,10 +164,14 @@ def _copy_source_tree(src_dir, dest, shown, ancestors, exclude=()):
                     "Source {} is a symlink loop: it leads back to {}, which contains it. "
                     "Remove the link, or leave it out of the SRC arguments.".format(where, real))
             _copy_source_tree(
-                path, os.path.join(dest, name), where, ancestors + (real,), exclude)
+                path, os.path.join(dest, name), where, ancestors + (real,), exclude, merge)
         elif os.path.realpath(path) in exclude:
             continue
         elif os.path.isfile(path):
+            if merge and os.path.lexists(os.path.join(dest, name)):
+                raise CoexError(
+                    "Source {} would replace a file of the same app-layer path that another "
+                    "source gives: keep one of them.".format(where))
             shutil.copy2(path, os.path.join(dest, name))
         else:
             raise CoexError("Source {} is not a regular file or directory (a fifo, socket or "
@@ -197,6 +202,22 @@ def stage_sources(sources: Sequence[str], dest: str, exclude: Sequence[str] = ()
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copy2(full, target)
+
+
+def stage_sources_directories(dirs: Sequence[str], dest: str,
+                              exclude: Sequence[str] = ()) -> None:
+    """Copy the contents of each directory in `dirs` to `dest` (the app layer root), as pex's
+    `-D/--sources-directory` does: `-D src` puts `src/app/` at `app/`. A file two sources give is
+    an error."""
+    exclude = tuple(os.path.realpath(p) for p in exclude)
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise CoexError(
+                "--sources-directory {}: {}: give a directory whose contents form the app layer's "
+                "root (files go as SRC arguments).".format(
+                    d, "not a directory" if os.path.exists(d) else "no such directory"))
+        _copy_source_tree(d, dest, d.rstrip(os.sep) or d, (os.path.realpath(d),), exclude,
+                          merge=True)
 
 
 def parse_entry_points(values: Sequence[str], origin: str) -> EntryPoints:
@@ -253,10 +274,11 @@ def cmd_create(a):
         items = prepare_packages(lock_entries(lockfile, platform).packages, cache, a.zstd_level,
                                  locations)
         app_root = None
-        if a.sources:
+        if a.sources or a.sources_directory:
             app_root = os.path.join(tmp, "app")
             os.makedirs(app_root)
             stage_sources(a.sources, app_root, exclude=[a.output])
+            stage_sources_directories(a.sources_directory, app_root, exclude=[a.output])
         build = BuildRecord(req.resolve, sha256_file(lockfile), target, "./coex create",
                             os.path.abspath(a.lockfile) if a.lockfile else None)
         assemble(AssembleSpec(platform, tuple(items), eps, build, app_root, tuple(env.items()),
@@ -350,7 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zstd level for transcoding .tar.bz2 packages (default %(default)s)")
     s.add_argument("--cache-dir", metavar="DIR",
                    help="fetched/transcoded package cache (default ~/.cache/coex-build)")
-    s.add_argument("sources", nargs="*", metavar="SRC", help="app layer files or directories")
+    s.add_argument("-D", "--sources-directory", action="append", default=[], metavar="DIR",
+                   help="a directory whose contents go at the app layer's root, as pex's -D: "
+                        "`-D src` makes src/app/ the package `app` (repeatable)")
+    s.add_argument("sources", nargs="*", metavar="SRC",
+                   help="app layer files or directories, kept at their path relative to the "
+                        "current directory (`src` stays `src/`)")
     s.set_defaults(func=cmd_create)
 
     s = sub.add_parser("lock", help="solve an environment file into a coex lockfile",

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -344,3 +345,40 @@ def test_portable_lock_with_root_and_channel_location(tiny_channel, tmp_path, mo
     capsys.readouterr()
     assert main(["export-explicit", "-l", "app.lock", "-o", "y.txt"]) == 1
     assert "no build root is known here" in capsys.readouterr().err
+
+
+def test_sources_directory_puts_its_contents_at_the_app_root(project, tmp_path, capsys,
+                                                             monkeypatch):
+    """`-D src` (pex's --sources-directory): `src/app/` is the package `app`, so `python -m app`
+    runs; SRC `src` keeps `src/` (and the build says where `app` is instead of failing at run
+    time)."""
+    pkg = project / "src" / "app"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys\nprint('app module', sys.argv[1:])\n")
+    (project / "more").mkdir()
+    (project / "more" / "extra.txt").write_text("x\n")
+    out = project / "m.coex"
+    base = ["create", "-f", str(project / "environment.yml"), "-e", "python -m app",
+            "--cache-dir", str(tmp_path / "cache"), "-o", str(out)]
+    assert main(base + ["-D", str(project / "src"), "--sources-directory",
+                        str(project / "more")]) == 0
+    with zipfile.ZipFile(str(out)) as zf:
+        app = sorted(n[len("app/"):] for n in zf.namelist() if n.startswith("app/"))
+    assert app == ["app/__init__.py", "app/__main__.py", "extra.txt", "main.py"]
+    if HAVE_RUNTIME:
+        r = subprocess.run([str(out), "x"], env=dict(os.environ, COEX_ROOT=str(tmp_path / "r")),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "app module ['x']\n"
+    capsys.readouterr()
+    monkeypatch.chdir(str(project))
+    assert main(base + ["src"]) == 1
+    assert "which the app layer has only under src/" in capsys.readouterr().err
+    # two sources giving one path, and a -D that is not a directory
+    (project / "more" / "main.py").write_text("")
+    assert main(base + ["-D", "src", "-D", "more"]) == 1
+    assert "would replace a file of the same app-layer path" in capsys.readouterr().err
+    assert main(base + ["-D", "environment.yml"]) == 1
+    assert "--sources-directory environment.yml: not a directory" in capsys.readouterr().err
