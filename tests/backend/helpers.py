@@ -19,11 +19,14 @@ from pants.core.goals.run import RunRequest
 from pants.core.target_types import (
     FilesGeneratorTarget,
     FileTarget,
+    LockfilesGeneratorTarget,
+    LockfileTarget,
     ResourcesGeneratorTarget,
     ResourceTarget,
 )
-from pants.engine.addresses import Address
+from pants.engine.addresses import Address, Addresses
 from pants.engine.rules import QueryRule
+from pants.engine.target import DependenciesRequest
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
 
@@ -78,10 +81,13 @@ def make_rule_runner(bootstrap_args: list | None = None) -> RuleRunner:
             FileTarget,
             ResourcesGeneratorTarget,
             ResourceTarget,
+            LockfilesGeneratorTarget,  # (Pants' core registers them)
+            LockfileTarget,
         ],
         rules=[
             *register.rules(),
             QueryRule(BuiltPackage, [CoexBinaryFieldSet]),
+            QueryRule(Addresses, [DependenciesRequest]),
             QueryRule(RunRequest, [CoexBinaryFieldSet]),
             QueryRule(GenerateLockfileResult, [GenerateCoexLockfile]),
             QueryRule(UserGenerateLockfiles, [RequestedCoexResolveNames]),

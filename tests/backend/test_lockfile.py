@@ -42,3 +42,25 @@ def test_a_target_of_an_unknown_resolve_fails_generate_lockfiles(rule_runner, ti
         "The target other:b uses the resolve 'tinny', which is not defined in `[coex].resolves`",
         "known resolves: tiny",
     )
+
+
+def test_binaries_depend_on_their_resolves_lockfile(rule_runner):
+    """As the Python backend's lockfiles: a synthetic `_lockfile` target per resolve, which its
+    `coex_binary` targets depend on (so `--changed-since` marks them when the lock changes)."""
+    from pants.engine.addresses import Address, Addresses
+    from pants.engine.target import Dependencies, DependenciesRequest
+
+    from tests.backend.helpers import APP
+
+    def deps():
+        tgt = rule_runner.get_target(APP)
+        return rule_runner.request(Addresses, [DependenciesRequest(tgt[Dependencies])])
+
+    lockfile = Address("3rdparty/conda", target_name="_coex_tiny_lockfile",
+                       relative_file_path="tiny.lock")
+    assert lockfile not in deps()  # nothing to depend on before the first generate-lockfiles
+    generate_lockfile(rule_runner)
+    assert lockfile in deps()
+    target = rule_runner.get_target(lockfile)
+    assert target.alias == "_lockfile"
+
