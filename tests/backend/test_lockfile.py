@@ -64,3 +64,36 @@ def test_binaries_depend_on_their_resolves_lockfile(rule_runner):
     target = rule_runner.get_target(lockfile)
     assert target.alias == "_lockfile"
 
+
+def test_a_platform_is_solved_for_the_targets_that_build_for_it(rule_runner):
+    """One target adding linux-aarch64 must not make the other targets' specs be solved for it
+    (`postlink-fails` exists for linux-64 only): each platform gets the specs of the targets that
+    build for it; a spec that platform cannot have fails naming the target and the platform."""
+    import json
+
+    from pants.engine.addresses import Address
+
+    from tests.backend.helpers import package, write_built
+
+    rule_runner.write_files(
+        {
+            "x86/BUILD": 'coex_binary(name="x86", conda_dependencies=["postlink-fails"], entry_point="prefixprog")\n',
+            "arm/BUILD": 'coex_binary(name="arm", conda_dependencies=["prefixprog"], entry_point="prefixprog", platforms=["linux-64", "linux-aarch64"])\n',
+        }
+    )
+    text = generate_lockfile(rule_runner)
+    header = json.loads(text.split("\n", 1)[0].split(": ", 1)[1])
+    assert header["platforms"] == ["linux-64", "linux-aarch64"]
+    assert header["platform_specs"] == {"linux-aarch64": ["prefixprog"]}
+    assert "postlink-fails" in text
+    relpaths = write_built(rule_runner, package(rule_runner, Address("arm", target_name="arm")))
+    assert sorted(relpaths) == ["arm/arm-linux-64.coex", "arm/arm-linux-aarch64.coex"]
+
+    rule_runner.write_files(
+        {"arm/BUILD": 'coex_binary(name="arm", conda_dependencies=["prefixprog", "postlink-fails"], entry_point="prefixprog", platforms=["linux-64", "linux-aarch64"])\n'}
+    )
+    expect_error(
+        lambda: generate_lockfile(rule_runner),
+        "Cannot solve resolve 'tiny' for platform linux-aarch64 (specs from the targets that "
+        "build for linux-aarch64: arm:arm: postlink-fails, prefixprog)",
+    )

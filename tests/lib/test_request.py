@@ -93,3 +93,31 @@ def test_header_round_trip(tiny_lock):
     header = read_header(tiny_lock)
     assert type(header).from_json(header.to_json()) == header
     assert hash(header) == hash(type(header).from_json(header.to_json()))
+
+
+def test_platforms_solved_for_part_of_the_specs():
+    """A platform only some targets build for is solved for their specs: part of the lock's
+    inputs (its hash and header), said by the freshness check; a platform whose specs are all of
+    them changes nothing (earlier locks stay fresh)."""
+    from coex.lib.records import PlatformSpecs
+    from coex.lib.request import lock_header, solve_request, stale_reason
+
+    sources = [("a", ["python", "numpy"]), ("b", ["python"])]
+    plats = ["linux-64", "linux-aarch64"]
+    plain = solve_request("r", sources, ["conda-forge"], plats)
+    same = solve_request("r", sources, ["conda-forge"], plats, per_platform=[
+        PlatformSpecs("linux-64", ("numpy", "python"), "a, b")])
+    assert same.per_platform == () and lock_header(same) == lock_header(plain)
+    part = solve_request("r", sources, ["conda-forge"], plats, per_platform=[
+        PlatformSpecs("linux-aarch64", ("python",), "the targets that build for it: b")])
+    header = lock_header(part)
+    assert header.platform_specs == (("linux-aarch64", ("python",)),)
+    assert header.specs_of("linux-aarch64") == ("python",)
+    assert header.specs_of("linux-64") == ("numpy", "python")
+    assert header.inputs_sha256 != lock_header(plain).inputs_sha256
+    assert stale_reason(header, part) is None
+    assert stale_reason(header, plain) == "specs solved for linux-aarch64: added: numpy"
+    assert stale_reason(lock_header(plain), part) == "specs solved for linux-aarch64: removed: numpy"
+    from coex.lib.records import LockHeader
+
+    assert LockHeader.from_json(header.to_json()) == header

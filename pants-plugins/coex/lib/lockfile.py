@@ -67,10 +67,14 @@ def solve_records(request: SolveRequest, cache_dir: Optional[str] = None):
     origin = request.origin
     for where, specs in request.sources:
         check_specs(specs, where)  # a bad spec is reported with where it comes from
-    specs = check_specs(header.specs, origin)
+    check_specs(header.specs, origin)
     vpkgs = dict(header.virtual_packages)
-    if "zstd" not in [spec_name(s) for s in specs]:
-        specs = specs + ["zstd"]
+    # a platform some targets do not build for is solved for the specs of those that do
+    origins = {p.platform: p.origin for p in request.per_platform if p.origin}
+
+    def specs_of(plat):
+        specs = list(header.specs_of(plat))
+        return specs if "zstd" in [spec_name(s) for s in specs] else specs + ["zstd"]
     tmp = None
     if cache_dir is None:
         cache_dir = os.environ.get("COEX_REPODATA_CACHE") or None
@@ -88,7 +92,7 @@ def solve_records(request: SolveRequest, cache_dir: Optional[str] = None):
         for plat in header.platforms:
             try:
                 records = asyncio.run(solve(
-                    sources=channels, specs=specs, gateway=gateway,
+                    sources=channels, specs=specs_of(plat), gateway=gateway,
                     platforms=[Platform(plat), Platform("noarch")],
                     virtual_packages=_generic_vpkgs(vpkgs[plat])))
             except SolverError as e:
@@ -98,7 +102,8 @@ def solve_records(request: SolveRequest, cache_dir: Optional[str] = None):
                     "Fix the specs, or add a channel that provides them. (coex always adds `zstd`: "
                     "its libzstd is the runtime's decoder, so the channels must provide it; "
                     "assumed virtual packages: {}.)".format(
-                        header.resolve, plat, origin, ", ".join(header.specs), str(e).strip(),
+                        header.resolve, plat, origins.get(plat, origin),
+                        ", ".join(header.specs_of(plat)), str(e).strip(),
                         ", ".join(vpkgs[plat]) or "none"))
             except CoexError:
                 raise

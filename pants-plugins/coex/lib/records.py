@@ -6,7 +6,8 @@ use them as rule inputs and outputs as they are. Between processes and on disk t
 tuple of (name, value) pairs an object):
 
     ChannelLocations where the channels a lockfile names by placeholder are on this machine
-    SolveRequest     what a lockfile is solved from (`coex.lib solve --request`)
+    SolveRequest     what a lockfile is solved from (`coex.lib solve --request`), and the
+    PlatformSpecs    of the platforms that are solved for a part of its specs
     LockHeader       a lockfile's `# coex-lockfile:` line: what it was solved from
     LockedPackage    one locked package, as the lock records it; what fetching it is keyed on
     LockedPlatform   one platform's packages of a lockfile, in install order (`coex.lib entries`)
@@ -91,6 +92,16 @@ class ChannelLocations(Record):
 
 
 @dataclass(frozen=True)
+class PlatformSpecs(Record):
+    """The specs one platform is solved for, when not every target of a resolve builds for
+    every platform of it: only the specs of the targets that build for that platform."""
+
+    platform: str
+    specs: tuple[str, ...]
+    origin: str = ""  # the targets that build for it, for messages
+
+
+@dataclass(frozen=True)
 class SolveRequest(Record):
     resolve: str = "default"
     specs: tuple[str, ...] = ()
@@ -101,6 +112,8 @@ class SolveRequest(Record):
     # where each source of specs is, and the specs it gives: a bad spec is reported with its own
     sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
     locations: ChannelLocations = ChannelLocations()  # not hashed: the lock holds the names
+    # platforms solved for a part of `specs` only (the others are solved for all of them)
+    per_platform: tuple[PlatformSpecs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,12 @@ class LockHeader(Record):
     # (platform, the virtual packages the solve assumed for it)
     virtual_packages: tuple[tuple[str, tuple[str, ...]], ...]
     version: int = LOCK_VERSION
+    # (platform, its specs) for the platforms solved for a part of `specs` only
+    platform_specs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def specs_of(self, platform: str) -> tuple[str, ...]:
+        """The specs `platform` is solved for."""
+        return dict(self.platform_specs).get(platform, self.specs)
 
 
 @dataclass(frozen=True)

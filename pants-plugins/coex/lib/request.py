@@ -18,7 +18,13 @@ from typing import Callable, Iterable, Optional
 from coex.lib.channels import BUILDROOT, placeholder, portable_channel
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform, effective_virtual_packages
-from coex.lib.records import LOCK_VERSION, ChannelLocations, LockHeader, SolveRequest
+from coex.lib.records import (
+    LOCK_VERSION,
+    ChannelLocations,
+    LockHeader,
+    PlatformSpecs,
+    SolveRequest,
+)
 
 HEADER_PREFIX = "# coex-lockfile: "
 # Bump when the meaning of the hashed inputs changes (forces every lock to be regenerated).
@@ -93,20 +99,26 @@ def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
                   channels: Iterable[str], platforms: Iterable[str],
                   virtual_packages: Optional[Iterable[str]] = None,
                   origin: Optional[str] = None,
-                  locations: ChannelLocations = ChannelLocations()) -> SolveRequest:
+                  locations: ChannelLocations = ChannelLocations(),
+                  per_platform: Iterable[PlatformSpecs] = ()) -> SolveRequest:
     """The request for the specs of every source ((where, specs) pairs): specs merged and
     sorted, channels in order of first appearance, platforms sorted; `locations` says where the
-    build root and named channels are."""
+    build root and named channels are; `per_platform` the platforms solved for a part of the
+    specs only (those equal to all of them are dropped)."""
     sources = tuple((where, tuple(specs)) for where, specs in sources)
+    specs = tuple(sorted({s for _, specs in sources for s in specs}))
     return SolveRequest(
         resolve=resolve,
-        specs=tuple(sorted({s for _, specs in sources for s in specs})),
+        specs=specs,
         channels=tuple(dict.fromkeys(channels)),
         platforms=tuple(sorted(set(platforms))),
         virtual_packages=None if virtual_packages is None else tuple(virtual_packages),
         origin=origin or "; ".join(where for where, _ in sources) or "the solve request",
         sources=sources,
         locations=locations,
+        per_platform=tuple(sorted(
+            (replace(p, specs=tuple(sorted(set(p.specs)))) for p in per_platform
+             if set(p.specs) != set(specs)), key=lambda p: p.platform)),
     )
 
 
@@ -125,14 +137,22 @@ def normalized(request: SolveRequest) -> SolveRequest:
         raise CoexError(
             "{}: no channels for resolve {!r}: give at least one channel (e.g. conda-forge or a "
             "file:// URL).".format(origin, resolve))
+    specs = tuple(sorted(set(" ".join(s.split()) for s in request.specs)))
+    platforms = tuple(sorted(set(check_platform(p, origin)
+                                 for p in request.platforms or ("linux-64",))))
+    per_platform = []
+    for p in request.per_platform:
+        own = tuple(sorted(set(" ".join(s.split()) for s in p.specs)))
+        if p.platform in platforms and own != specs:
+            per_platform.append(replace(p, specs=own))
     return replace(
         request,
-        specs=tuple(sorted(set(" ".join(s.split()) for s in request.specs))),
+        specs=specs,
         channels=tuple(dict.fromkeys(
             portable_channel(canonical_channel(c, origin), request.locations)
             for c in request.channels)),
-        platforms=tuple(sorted(set(check_platform(p, origin)
-                                   for p in request.platforms or ("linux-64",)))),
+        platforms=platforms,
+        per_platform=tuple(sorted(per_platform, key=lambda p: p.platform)),
     )
 
 
@@ -141,12 +161,15 @@ def lock_header(request: SolveRequest) -> LockHeader:
     n = normalized(request)
     vpkgs = tuple((p, tuple(effective_virtual_packages(p, n.virtual_packages, n.origin)))
                   for p in n.platforms)
+    platform_specs = tuple((p.platform, p.specs) for p in n.per_platform)
     payload = {"schema": _INPUTS_SCHEMA, "specs": list(n.specs), "channels": list(n.channels),
                "platforms": list(n.platforms),
                "virtual_packages": {p: list(v) for p, v in vpkgs}}
+    if platform_specs:  # (absent otherwise: the hash of every earlier lock stays the same)
+        payload["platform_specs"] = {p: list(s) for p, s in platform_specs}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return LockHeader(n.resolve, hashlib.sha256(blob).hexdigest(), n.platforms, n.channels,
-                      n.specs, vpkgs)
+                      n.specs, vpkgs, platform_specs=platform_specs)
 
 
 def inputs_sha256(request: SolveRequest) -> str:
@@ -176,6 +199,15 @@ def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
             parts.append("{} removed: {}".format(key, ", ".join(removed)))
         if not added and not removed and old != new:
             parts.append("{} reordered".format(key))
+    if header.specs == want.specs:  # (a change of the specs themselves is said above)
+        for p in want.platforms:
+            old, new = header.specs_of(p), want.specs_of(p)
+            if p in header.platforms and old != new:
+                added = [x for x in new if x not in old]
+                removed = [x for x in old if x not in new]
+                parts.append("specs solved for {}: {}".format(p, "; ".join(
+                    x for x in ("added: " + ", ".join(added) if added else "",
+                                "removed: " + ", ".join(removed) if removed else "") if x)))
     old_v = dict(header.virtual_packages)
     if any(old_v.get(p) != v for p, v in want.virtual_packages if p in old_v):
         parts.append("virtual packages changed")

@@ -50,7 +50,13 @@ from coex.lib.channels import absolute_inside_root, check_locations
 from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
-from coex.lib.records import ChannelLocations, LockedPlatform, LockHeader, SolveRequest
+from coex.lib.records import (
+    ChannelLocations,
+    LockedPlatform,
+    LockHeader,
+    PlatformSpecs,
+    SolveRequest,
+)
 from coex.lib.request import (
     channel_directory,
     local_channel,
@@ -260,6 +266,22 @@ async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvi
     )
 
 
+def platform_specs(
+    by_target: dict[Address, tuple[str, ...]], by_platform: dict[Address, tuple[str, ...]]
+) -> list[PlatformSpecs]:
+    """What each platform is solved for: the specs of the targets that build for it (a target
+    without specs of its own takes the whole resolve), so that one target adding a platform does
+    not make the other targets' specs be solved for it."""
+    everything = {s for specs in by_target.values() for s in specs}
+    out = []
+    for platform in sorted({p for plats in by_platform.values() for p in plats}):
+        targets = sorted(a for a, plats in by_platform.items() if platform in plats)
+        specs = set().union(*(by_target[a] or everything for a in targets))
+        origin = f"the targets that build for {platform}: {', '.join(map(str, targets))}"
+        out.append(PlatformSpecs(platform, tuple(sorted(specs)), origin))
+    return out
+
+
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
 async def coex_resolve_inputs(
     name: CoexResolveName,
@@ -300,7 +322,7 @@ async def coex_resolve_inputs(
 
     sources: dict[str, tuple[str, ...]] = {}  # origin -> specs
     env_channels: list[LocalChannelsRequest] = []
-    platforms: list[str] = []
+    by_platform: dict[Address, tuple[str, ...]] = {}  # the platforms each target builds for
     by_target: dict[Address, tuple[str, ...]] = {}
     for t, requests in zip(members, env_requests):
         own: list[str] = []
@@ -325,7 +347,7 @@ async def coex_resolve_inputs(
                 )
             )
         by_target[t.address] = tuple(dict.fromkeys(own))
-        platforms.extend(platforms_of(t[CoexPlatformsField], coex))
+        by_platform[t.address] = platforms_of(t[CoexPlatformsField], coex)
     *from_files, from_option = await MultiGet(
         Get(LocalChannels, LocalChannelsRequest, r)
         for r in [*dict.fromkeys(env_channels), LocalChannelsRequest(tuple(coex.channels), "")]
@@ -334,10 +356,11 @@ async def coex_resolve_inputs(
         resolve,
         sources.items(),
         [c for chans in from_files for c in chans.channels] or from_option.channels,
-        platforms or coex.platforms,
+        [p for plats in by_platform.values() for p in plats] or coex.platforms,
         coex.virtual_packages,
         origin=f"resolve {resolve!r}: " + ("; ".join(sources) or "no targets"),
         locations=locations,
+        per_platform=platform_specs(by_target, by_platform),
     )
     path = lockfile_path(coex, resolve, build_root)
     return CoexResolveInputs(resolve, path, request, FrozenDict(by_target))
