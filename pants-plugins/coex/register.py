@@ -1,8 +1,10 @@
-"""The `coex` Pants backend: `coex_binary` targets, `[coex]` options, generate-lockfiles,
-package, run, and `export --resolve=NAME` (conda @EXPLICIT files).
+"""The `coex` Pants backend: `coex_binary` and `coex_environment` targets, `[coex]` options,
+generate-lockfiles, package, run, and export (conda @EXPLICIT files and an installed prefix per
+resolve).
 
-Enable it with `backend_packages = ["coex"]` and
-`pythonpath = ["%(buildroot)s/pants-plugins", "%(buildroot)s"]` (the second entry makes
+Enable it with `backend_packages = ["coex"]` once the `pants-backend-coex` distribution is where
+Pants imports from (installed next to Pants, or `[GLOBAL].plugins`); in this checkout,
+`pythonpath = ["%(buildroot)s/pants-plugins", "%(buildroot)s"]` does it (the second entry makes
 `coex_runtime`, the code every archive carries, importable)."""
 from coex import target_types as _target_types
 from coex.goals import export, lockfile, package
