@@ -8,4 +8,4 @@ for p in (os.path.join(REPO, "pants-plugins"), REPO):
 
 # Session fixtures that build local conda channels (tiny: synthetic, realistic: real CPython,
 # converted wheels, zstd): tests/factory/fixtures.py
-pytest_plugins = ["tests.factory.fixtures", "tests.packaging.wheel"]
+pytest_plugins = ["tests.factory.fixtures", "tests.packaging.wheel", "tests.e2e.plugins"]
