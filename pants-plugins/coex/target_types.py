@@ -1,10 +1,10 @@
-"""The `coex_binary` target.
+"""The `coex_binary` and `coex_environment` targets.
 
 Design: a `coex_binary` names its conda environment itself (an `environment_file` and/or inline
-`conda_dependencies`) and the resolve (lockfile) it belongs to. There is no separate
-`conda_environment` target: a conda environment is not a library that other targets depend on
-piecemeal (it is installed whole, as one prefix), so the resolve *is* the shared unit, exactly
-like `[python].resolves`/`[jvm].resolves`. Binaries that should share an environment name the
+`conda_dependencies`, and the `coex_environment` targets it depends on: environment files other
+directories own) and the resolve (lockfile) it belongs to. A conda environment is not a library
+that other targets depend on piecemeal (it is installed whole, as one prefix), so the resolve
+*is* the shared unit, exactly like `[python].resolves`/`[jvm].resolves`. Binaries that should share an environment name the
 same resolve; its lockfile is solved from the union of their specs, so their versions agree.
 Each binary then carries only the part of the locked environment its own specs need (their
 closure over the lock's dependencies, as a pex takes its requirements' subset of a Python lock);

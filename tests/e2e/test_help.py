@@ -27,6 +27,9 @@ def test_help_all_renders_every_coex_target_and_option(tmp_path):
         for field in target_type.core_fields:
             assert field.alias in aliases, (target_type.alias, field.alias)
             assert aliases[field.alias]["type_hint"], (target_type.alias, field.alias)
-    options = {o["config_key"] for o in info["scope_to_help_info"][CoexSubsystem.options_scope]["basic"]}
+            assert aliases[field.alias]["description"], (target_type.alias, field.alias)
+    scope = info["scope_to_help_info"][CoexSubsystem.options_scope]
+    options = {o["config_key"]: o for o in scope["basic"] + scope["advanced"]}
     assert {"resolves", "default_resolve", "channels", "platforms", "virtual_packages",
-            "transcode_zstd_level"} <= options
+            "transcode_zstd_level"} <= set(options)
+    assert all(o["help"] for o in options.values()), options
