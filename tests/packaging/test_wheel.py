@@ -82,3 +82,13 @@ def test_installed_coex_builds_the_same_archive(wheel_bin, tiny_channel, tmp_pat
     assert checkout.returncode == 0, checkout.stderr
     a, b = (project / "installed.coex").read_bytes(), (project / "checkout.coex").read_bytes()
     assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+
+
+def test_readme_pins_this_version():
+    """The README's files (which the consumer tests use) name the version this checkout builds."""
+    from tests.e2e.consumer import readme_block
+
+    pin = f"pants-backend-coex=={coex.__version__}"
+    assert pin in readme_block("pants-requirements.txt").split()
+    assert f'plugins = ["{pin}"]' in readme_block("pants.toml, [GLOBAL].plugins")
+    assert f"pants_backend_coex-{coex.__version__}-py3-none-any.whl" in (REPO / "README.md").read_text()
