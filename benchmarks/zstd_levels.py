@@ -9,7 +9,7 @@ over a set of real packages: the total transcode time (one package after another
 as the build's processes run), the total `.tar.zst` size, and the time to decode them all (what
 a first run pays). Packages: the realistic channel's `.tar.bz2` packages (tests/factory; small:
 pyflakes, cprefix) and, when present, the real Anaconda/conda-forge `.tar.bz2` packages of the
-shared corpus (`../shared/corpus/channel/linux-64`: 76 packages from 2016, 47 MB of bzip2,
+shared corpus (`../shared/corpus/channel/linux-64`: 81 packages, mostly from 2016, 47 MB of bzip2,
 e.g. openssl, pixman, tk, pip; `--corpus DIR` names another directory of them). Reported per
 level: the best of N rounds.
 
