@@ -3,7 +3,7 @@
 wheel and its dependencies' wheels in a find-links directory, no index, and the pex tool built
 from PyPI's pex (Pants would download it from GitHub). generate-lockfiles, package, the archive
 runs, `pants run`, help; then, with pantsd running, an upgrade done as the README says (new
-wheel in find-links, new pin in pants.toml): the next run uses the new code. Six Pants runs."""
+wheel in find-links, new pin in pants.toml): the next run uses the new code. Five Pants runs."""
 from __future__ import annotations
 
 import subprocess
