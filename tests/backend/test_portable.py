@@ -36,7 +36,10 @@ def header_of(lock: str) -> dict:
 def export_lines(rule_runner, *options):
     set_coex_options(rule_runner, *options, "--export-resolve=tiny")
     (result,) = rule_runner.request(ExportResults, [ExportCoexResolves(())])
-    (content,) = rule_runner.request(DigestContents, [result.digest])
+    # the @EXPLICIT file (the digest also holds the environment's archive, for the installed
+    # prefix export makes)
+    (content,) = [c for c in rule_runner.request(DigestContents, [result.digest])
+                  if c.path.endswith(".explicit.txt")]
     return [line for line in content.content.decode().splitlines() if "://" in line]
 
 
