@@ -49,7 +49,8 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ENCODINGS = ("conda", "tar.zst", "tar.bz2")
 ENTRY_POINT_KINDS = ("command", "function", "app")
 _FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+#: what an entry point name may be (also the build library's rule, coex/lib/records.py)
+ENTRY_POINT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 MAIN_SOURCE = b'''# coex archive bootstrap (written by coex_runtime/format.py)
 import sys
@@ -138,7 +139,7 @@ def parse_entry_point(text, app_files=()):  # type: (str, Iterable[str]) -> dict
 
 def _validate_entry_point(name, ep):
     where = "entry point %r" % name
-    if not _NAME_RE.match(name):
+    if not ENTRY_POINT_NAME_RE.match(name):
         raise FormatError("%s: names may use letters, digits and _ . + - only" % where)
     kind = ep.get("kind") if isinstance(ep, dict) else None
     if kind == "function":

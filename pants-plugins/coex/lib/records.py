@@ -193,9 +193,9 @@ class LockedPlatform(Record):
 
 
 def _name_re() -> re.Pattern:
-    from coex_runtime.format import _NAME_RE  # the archive format's rule for entry point names
+    from coex_runtime.format import ENTRY_POINT_NAME_RE  # the archive format's rule
 
-    return _NAME_RE
+    return ENTRY_POINT_NAME_RE
 
 
 def entry_point_name(word: str) -> str:
