@@ -15,27 +15,46 @@ from coex_runtime.fs import makedirs, rmtree
 
 
 class Lock(object):
-    """An flock on ``path`` (created if missing). ``shared`` for readers, ``wait=False`` to try."""
+    """An flock on ``path`` (a file, created if missing, or an existing directory). ``shared``
+    for readers, ``wait=False`` to try."""
 
     def __init__(self, path, shared=False, wait=True):  # type: (str, bool, bool) -> None
         self.path, self.shared, self.wait = path, shared, wait
         self.fd = None
 
     def acquire(self):  # type: () -> bool
-        makedirs(os.path.dirname(self.path))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
-        if not self.wait:
-            op |= fcntl.LOCK_NB
+        cloexec = getattr(os, "O_CLOEXEC", 0)
+        if os.path.isdir(self.path):
+            fd = os.open(self.path, os.O_RDONLY | cloexec)
+        else:
+            makedirs(os.path.dirname(self.path))
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | cloexec, 0o644)
         try:
-            fcntl.flock(fd, op)
-        except (IOError, OSError) as e:
+            got = self._flock(fd, self.shared, self.wait)
+        except BaseException:
             os.close(fd)
+            raise
+        if not got:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    @staticmethod
+    def _flock(fd, shared, wait):
+        op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, op if wait else op | fcntl.LOCK_NB)
+        except (IOError, OSError) as e:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return False
             raise
-        self.fd = fd
         return True
+
+    def share(self):  # type: () -> None
+        """Turn the exclusive lock held into a shared one (waiting like ``acquire``)."""
+        self._flock(self.fd, True, True)
+        self.shared = True
 
     def release(self):  # type: () -> None
         if self.fd is not None:
@@ -108,10 +127,12 @@ class AtomicDirectory(object):
     them before it starts. A reader that sees ``ready`` sees a complete target, since ready only
     becomes true at the end. Without ``lock`` (content-addressed directories whose contents do not
     depend on their maker: packages, libzstd) racing processes each populate their own work
-    directory and the first rename wins; the others' renames fail (EEXIST / ENOTEMPTY), and they
-    drop their work and use the winner's. A target present but not ready there (a damaged cache
-    entry) is moved aside before populating; a work directory of a killed maker stays until
-    ``gc`` (nobody may remove another's work in progress).
+    directory, then publish it holding an flock on ``work_parent`` (a short critical section):
+    ready is checked again, a target present but not ready (a damaged cache entry) is moved
+    aside, and the work directory renamed to the target; a maker that finds the target ready
+    there drops its work and uses the winner's. So a ready target is never moved aside by a
+    maker (another process may be linking from it). A work directory of a killed maker stays
+    until no install runs (``cache.Cache.installing`` and ``gc`` remove such debris).
 
     ``keep_existing``: when ``target`` is an existing (empty) directory it is kept (it may be
     someone's working directory): the work directory's entries are moved into it, and emptied out
@@ -145,7 +166,7 @@ class AtomicDirectory(object):
             return self._make(populate, finish)
 
     def _make(self, populate, finish):
-        if not self.keep_existing:
+        if not self.keep_existing and self.lock is not None:
             discard(self.target, self.work_parent, self.work_prefix + "trash-")
         makedirs(self.work_parent)
         work = unique_name(self.work_parent, self.work_prefix)
@@ -159,16 +180,14 @@ class AtomicDirectory(object):
                 for n in sorted(os.listdir(work)):
                     os.rename(os.path.join(work, n), os.path.join(self.target, n))
                 os.rmdir(work)
+            elif self.lock is None:
+                if not self._publish(work):
+                    rmtree(work)  # another maker won the race: theirs is as good
+                    return False
+                moved = True
             else:
-                try:
-                    os.rename(work, self.target)
-                    moved = True
-                except OSError as e:
-                    if self.lock is None and e.errno in (errno.EEXIST, errno.ENOTEMPTY) \
-                            and self.ready(self.target):
-                        rmtree(work)  # another maker won the race: theirs is as good
-                        return False
-                    raise
+                os.rename(work, self.target)
+                moved = True
             if finish is not None:
                 finish(self.target)
         except BaseException:
@@ -181,4 +200,20 @@ class AtomicDirectory(object):
             else:
                 discard(self.target, self.work_parent, self.work_prefix + "trash-")
             raise
+        return True
+
+    def _publish(self, work):  # type: (str) -> bool
+        """Rename ``work`` to the target unless a ready one is there (False), under the parent's
+        flock: a damaged target is moved aside first (and deleted after the lock)."""
+        trash, parent = None, os.path.dirname(self.target)
+        makedirs(parent)
+        with Lock(parent):
+            if self.ready(self.target):
+                return False
+            if os.path.lexists(self.target):
+                trash = unique_name(self.work_parent, self.work_prefix + "trash-")
+                os.rename(self.target, trash)
+            os.rename(work, self.target)
+        if trash is not None:
+            rmtree(trash)
         return True

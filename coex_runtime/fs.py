@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import sys
 
 COPY_BUFSIZE = 1 << 20
 
@@ -135,7 +136,7 @@ def remove(path):  # type: (str) -> None
 def rmtree(path):  # type: (str) -> None
     """Remove ``path`` whatever it is, as far as possible (read-only directories inside
     packages are made writable first); errors are ignored."""
-    def onerror(func, p, exc):
+    def retry(func, p, exc):
         try:
             os.chmod(os.path.dirname(p), 0o700)
             if os.path.isdir(p) and not os.path.islink(p):
@@ -150,4 +151,7 @@ def rmtree(path):  # type: (str) -> None
         except OSError:
             pass
         return
-    shutil.rmtree(path, onerror=onerror)
+    if sys.version_info >= (3, 12):  # onerror is deprecated there
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
