@@ -18,6 +18,10 @@ crossed from a worker process, see ``workers.fork_map``), which is how a full di
         PrefixError             the new prefix cannot be written into a file
         NoarchError             a noarch: python package cannot be installed
         LinkScriptError         a pre-/post-link script failed (its output is the message)
+
+``Terminated`` (a BaseException, like KeyboardInterrupt) is what a SIGTERM or SIGHUP raises in
+the cold path and in install workers: it unwinds them (workers stopped, work directories
+removed) before the process ends by that signal.
 """
 
 
@@ -71,6 +75,19 @@ class NoarchError(InstallError):
 
 class LinkScriptError(InstallError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP received (``signum``): unwind, then end by that signal."""
+
+    def __init__(self, signum):  # type: (int) -> None
+        BaseException.__init__(self, "terminated by signal %d" % signum)
+        self.signum = signum
+
+
+def raise_terminated(signum, frame):  # type: (int, object) -> None
+    """A signal handler: raise Terminated."""
+    raise Terminated(signum)
 
 
 def by_name(name, default=InstallError):  # type: (str, type) -> type

@@ -13,6 +13,7 @@ from coex_runtime.format import Package
 from coex_runtime.fs import umask
 from coex_runtime.pkgmeta import cached_package_intact
 from coex_runtime.streams import extract_stream
+from coex_runtime.variables import fault
 
 
 def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
@@ -24,6 +25,7 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     final = os.path.join(pkgs_dir, key)
 
     def populate(work):
+        fault("extract")
         payload = open_payload(entry)
         try:
             extract_stream(entry, payload, work, libzstd=libzstd)

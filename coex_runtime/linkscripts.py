@@ -106,7 +106,12 @@ def run_link_script(prefix, record, script_rel, action):  # type: (str, dict, st
     except OSError as e:
         raise LinkScriptError("cannot run the %s script of %s (%s): %s"
                               % (action, record["name"], script_rel, e)) from e
-    out = proc.communicate()[0]
+    try:
+        out = proc.communicate()[0]
+    except BaseException:  # interrupted or terminated: the script stops too
+        proc.kill()
+        proc.wait()
+        raise
     messages = take_messages(prefix)
     if proc.returncode != 0:
         msg = ("the %s script of %s-%s-%s (%s) failed with exit status %s; the environment was "

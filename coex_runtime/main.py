@@ -24,8 +24,8 @@ of each phase on stderr):
 ``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc). Closed standard streams
 (``2>&-``) are fine: messages to them vanish, and the program inherits them closed.
 Exit statuses of coex itself: 1 bad archive / host mismatch / install failure (message on stderr),
-2 usage errors of the tools and unknown entry points; Ctrl-C ends it by SIGINT (after its message),
-as the program would be; after the exec every status is the program's own.
+2 usage errors of the tools and unknown entry points; Ctrl-C ends it by SIGINT, SIGTERM and SIGHUP
+by that signal (after its message, its workers stopped and its work removed), as the program would be; after the exec every status is the program's own.
 """
 
 import errno
@@ -37,7 +37,7 @@ import time
 from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
-from coex_runtime.errors import CoexFailure, UsageError, os_errno
+from coex_runtime.errors import CoexFailure, Terminated, UsageError, os_errno, raise_terminated
 from coex_runtime.runtime import Phases, Progress, Runtime, check_host
 from coex_runtime.variables import LC_REEXEC, Variables
 
@@ -54,16 +54,28 @@ def archive_identity(argv, v):  # type: (List[str], Variables) -> Tuple[str, str
     return path, argv0
 
 
-def die_of_sigint():  # type: () -> None
-    """End the process by SIGINT itself rather than exit(130): a calling shell then knows the
-    user pressed Ctrl-C and stops its script too (a loop over ``./app.coex`` does not go on)."""
+def die_of(signum):  # type: (int) -> None
+    """End the process by the signal itself rather than exit(128 + n): a calling shell then
+    knows the user pressed Ctrl-C (or the process was terminated) and stops its script too (a
+    loop over ``./app.coex`` does not go on)."""
     import signal
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
         time.sleep(1)  # the signal is delivered at once; not reached
     except (OSError, ValueError):
         pass
+
+
+def catch_termination():  # type: () -> None
+    """SIGTERM and SIGHUP raise Terminated in the cold path (unless they were ignored, as under
+    ``nohup``), so that an install stops its workers and removes its work before the process
+    ends by that signal; the program the launcher execs gets them back at their default."""
+    import signal
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name)
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, raise_terminated)
 
 
 _LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
@@ -116,6 +128,7 @@ def main(argv=None, environ=None):  # type: (Optional[List[str]], Optional[Mutab
     argv = list(sys.argv if argv is None else argv)
     environ = os.environ if environ is None else environ
     if is_process:
+        catch_termination()
         utf8_reexec(argv, environ)
         restore_locale(environ)
     phases = Phases(Variables(environ).verbose)
@@ -124,12 +137,18 @@ def main(argv=None, environ=None):  # type: (Optional[List[str]], Optional[Mutab
     except CoexFailure as e:
         sys.stderr.write("%s%s\n" % (e.intro, e))
         return e.code
-    except KeyboardInterrupt:
-        sys.stderr.write("coex: interrupted; nothing was left half-installed\n")
-        sys.stderr.flush()
+    except (KeyboardInterrupt, Terminated) as e:
+        import signal
+        signum = getattr(e, "signum", signal.SIGINT)
+        try:  # (after a SIGHUP the terminal may be gone)
+            sys.stderr.write("coex: %s; nothing was left half-installed\n"
+                             % ("interrupted" if signum == signal.SIGINT else "terminated"))
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
         if is_process:
-            die_of_sigint()
-        return 130
+            die_of(signum)
+        return 128 + signum
     except EnvironmentError as e:  # one clear line, not a traceback
         msg = str(e)
         if e.filename and e.filename not in msg:

@@ -11,6 +11,14 @@
     COEX_LC_REEXEC   coex's own: the caller's locale variables across the UTF-8 re-exec of
                      Python 3.6 (see main.utf8_reexec)
     COEX_PYTHON      read by the sh preamble only: the Python for the first run
+    COEX_LOCK_FD     set by the sh preamble for the Python it starts: the descriptor of the
+                     archive's first-run lock (``launch/<id16>.lock``) it holds; closed before
+                     the program starts, so runs waiting on it in their preamble go on
+    COEX_FAULT       for the tests: ``<point>:<action>`` makes the process that reaches
+                     ``fault(point)`` send itself a signal (action ``INT``, ``TERM``, ``KILL``...)
+                     or block until the test is done with it (action: the path of a FIFO the
+                     process opens and reads: the test's open of the other end returns when the
+                     point is reached, and the process goes on when the test closes it)
 
 Yes/no variables: unset, empty, ``0``, ``false``, ``no``, ``off`` (any case) mean no, as the sh
 preamble reads COEX_TOOLS. The launcher sets ``COEX_PREFIX`` and ``COEX_APP`` for the program
@@ -20,6 +28,7 @@ preamble reads COEX_TOOLS. The launcher sets ``COEX_PREFIX`` and ``COEX_APP`` fo
 import os
 
 LC_REEXEC = "COEX_LC_REEXEC"
+LOCK_FD = "COEX_LOCK_FD"
 
 
 def _text(name):
@@ -62,3 +71,22 @@ class Variables(object):
     def set_identity(self, archive, argv0):  # type: (str, str) -> None
         self.environ["COEX_ARCHIVE"] = archive
         self.environ["COEX_ARGV0"] = argv0
+
+    def pop_lock_fd(self):  # type: () -> Optional[int]
+        """The first-run lock's descriptor the preamble handed over (and forget it)."""
+        value = self.environ.pop(LOCK_FD, None)
+        return int(value) if value and value.isdigit() else None
+
+
+def fault(point, environ=None):  # type: (str, Optional[Mapping[str, str]]) -> None
+    """A fault-injection point (see COEX_FAULT): nothing unless a test asked for this point."""
+    want = (os.environ if environ is None else environ).get("COEX_FAULT")
+    if not want or not want.startswith(point + ":"):
+        return
+    action = want[len(point) + 1:]
+    if action.startswith("/"):
+        with open(action, "rb") as f:
+            f.read()
+        return
+    import signal
+    os.kill(os.getpid(), getattr(signal, "SIG" + action))

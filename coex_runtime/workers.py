@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from coex_runtime.errors import CoexFailure, InstallError, by_name, os_errno
+from coex_runtime.errors import CoexFailure, InstallError, Terminated, by_name, os_errno, raise_terminated
 
 
 def cpus():  # type: () -> int
@@ -91,12 +91,28 @@ def can_fork():  # type: () -> bool
     return threading.active_count() == 1
 
 
-class _Terminated(BaseException):
-    """SIGTERM in a worker process: unwinds it so its temp dirs are removed."""
+def _parent_death_signal():
+    """A function that makes the calling process get SIGTERM when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``, Linux), or None where there is none."""
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    import signal
+    return lambda: prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
 
 
-def _on_sigterm(signum, frame):
-    raise _Terminated("terminated")
+def _worker_signals(parent, die_with_parent):
+    """In a new worker: SIGTERM and SIGHUP raise Terminated (unwinding it, so its work directory
+    is removed), and so does its parent's death (a SIGKILLed install leaves no worker behind)."""
+    import signal
+    for name in ("SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), raise_terminated)
+    if die_with_parent is not None:
+        die_with_parent()
+    if os.getppid() != parent:  # it died before that
+        raise Terminated(signal.SIGTERM)
 
 
 def fork_map(fn, items, jobs, on_done=None, name=str):
@@ -113,7 +129,7 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
     results = [None] * len(items)
     errors = [None] * len(items)
     running = {}  # read fd -> [k, pid, chunks]
-    nxt = 0
+    nxt, parent, die_with_parent = 0, os.getpid(), _parent_death_signal()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # or a child might write the same buffered bytes again
@@ -128,8 +144,8 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
                     code = 1
                     try:
                         os.close(r)
-                        signal.signal(signal.SIGTERM, _on_sigterm)
                         try:
+                            _worker_signals(parent, die_with_parent)
                             msg = {"ok": fn(items[nxt])}
                             code = 0
                         except CoexFailure as e:
@@ -170,7 +186,8 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
                 else:
                     errors[k] = InstallError("%s: %s" % (name(items[k]), _died(status)))
     finally:
-        for r, (k, pid, chunks) in list(running.items()):  # only when this process failed
+        # only when this process failed or was told to stop (Terminated, KeyboardInterrupt)
+        for r, (k, pid, chunks) in list(running.items()):
             try:
                 os.kill(pid, signal.SIGTERM)
             except OSError:

@@ -177,3 +177,75 @@ def sh(cmd, env, cwd=None, timeout=60):
     """Run a shell command line (for redirections and `sh -u archive`)."""
     return subprocess.run(["/bin/sh", "-c", cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout)
+
+
+class Barrier(object):
+    """A fault-injection point the test controls (COEX_FAULT=<point>:<fifo>): ``env`` is the
+    variable's value, ``wait(proc)`` returns once a process reached the point (it blocks
+    there, and so does any other arriving before the release), ``release()`` lets them go on.
+    Waits for events, never for a guessed time."""
+
+    def __init__(self, tmp_path, point):
+        self.path = str(tmp_path / ("barrier-" + point))
+        os.mkfifo(self.path)
+        self.env = "%s:%s" % (point, self.path)
+        self.fd = None
+
+    def wait(self, proc, timeout=120):
+        import errno
+        import time
+        deadline = time.time() + timeout
+        while self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                if proc.poll() is not None:
+                    raise AssertionError("the process ended before the point: %r" % (proc.communicate(),))
+                assert time.time() < deadline, "the point was not reached"
+                time.sleep(0.005)
+
+    def release(self):
+        """Let the process(es) at the point go on, and every later arrival pass (the FIFO
+        becomes an empty file)."""
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            os.unlink(self.path)
+            open(self.path, "wb").close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def children(pid):
+    """The pids of ``pid``'s live children."""
+    out = []
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/stat" % n) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(n))
+    return out
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie is not running)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def debris(root):
+    """What killed runs may leave in a cache: work dirs and trash, environments without marker."""
+    root = str(root)
+    envs = os.path.join(root, "envs")
+    return (sorted(os.listdir(os.path.join(root, "tmp"))) + sorted(
+        n for n in os.listdir(os.path.join(root, "pkgs")) if n.startswith(".tmp-")) + sorted(
+        n for n in (os.listdir(envs) if os.path.isdir(envs) else [])
+        if not n.endswith(".lock") and not os.path.exists(os.path.join(envs, n, ".coex-ready"))))

@@ -195,3 +195,68 @@ def test_python36_in_the_c_locale_with_a_non_ascii_app_file(tiny_channel, tmp_pa
         r = subprocess.run([str(arc)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert r.returncode == 0, H.text(r)
         assert sorted(r.stdout.decode("utf-8").split("\n")[:2]) == ["show.sh", "ünï ✓.py"], H.text(r)
+
+
+def test_sigterm_during_the_first_install_stops_its_workers(std_archive, tmp_path, root):
+    """Terminated while its forked workers extract: they stop with it (none outlives the
+    archive's process), their work is removed, and the process ends by SIGTERM."""
+    import signal
+    arc, info = std_archive
+    barrier = H.Barrier(tmp_path, "extract")
+    errfile = tmp_path / "stderr"
+    with open(str(errfile), "wb") as f:  # (not a pipe: workers that outlive it would hold it)
+        p = subprocess.Popen([str(arc)], env=H.base_env(root, COEX_FAULT=barrier.env),
+                             stdout=subprocess.DEVNULL, stderr=f)
+    workers = []
+    try:
+        barrier.wait(p)  # a worker is extracting a package
+        workers = H.children(p.pid)
+        assert workers, "no worker process"
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+        left = [w for w in workers if H.alive(w)]
+        err = errfile.read_bytes()
+    finally:
+        barrier.release()
+        for w in workers:
+            if H.alive(w):
+                os.kill(w, signal.SIGKILL)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert left == [], "workers still running after the archive's process ended: %s" % left
+    assert p.returncode == -signal.SIGTERM, err.decode()
+    assert b"Traceback" not in err and b"coex: terminated" in err, err.decode()
+    assert H.debris(root) == []
+    assert not os.path.exists(os.path.join(H.prefix_of(root, info), ".coex-ready"))
+    r = H.run(arc, root=root)
+    assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
+
+
+def test_workers_of_a_killed_install_stop_too(std_archive, tmp_path, root):
+    """SIGKILL cannot be caught: the workers learn of their parent's death (Linux
+    PR_SET_PDEATHSIG) and stop, removing their work directories."""
+    import signal
+    import time
+    arc, info = std_archive
+    barrier = H.Barrier(tmp_path, "extract")
+    p = subprocess.Popen([str(arc)], env=H.base_env(root, COEX_FAULT=barrier.env),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        barrier.wait(p)
+        workers = H.children(p.pid)
+        assert workers
+        p.kill()
+        p.wait(timeout=60)
+        deadline = time.time() + 30
+        while any(H.alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.01)
+        left = [w for w in workers if H.alive(w)]
+    finally:
+        barrier.release()
+        for w in workers:
+            if H.alive(w):
+                os.kill(w, signal.SIGKILL)
+    assert left == []
+    assert [n for n in os.listdir(str(root / "pkgs")) if n.startswith(".tmp-") and "trash" not in n] == []
