@@ -13,8 +13,9 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     launch/<id16>.sh            per-archive launcher sourced by the sh preamble (written last)
     launch/<id16>.json          what the launcher uses (env, app), for ``gc``
     launch/<id16>.used          touched by every run (warm ones too): its mtime is the last use
-    tmp/                        work dirs (``<kind>-<key>-*``) and trash; debris once unlocked
-    gc.lock                     installs hold it shared, ``gc`` exclusive
+    tmp/                        work dirs (``<kind>-<key>-*``) and trash
+    gc.lock                     installs hold it shared, ``gc`` exclusive; an install that finds
+                                it free first removes what killed runs left (``Cache.sweep``)
 
 Root selection (``select_root``): the configured root (``configured_root``: no root at all when
 HOME is unset or relative and COEX_ROOT unset; a relative XDG_CACHE_HOME is ignored) if it can be
@@ -28,10 +29,12 @@ place, so warm runs stay Python-free.
 Atomicity: every directory is an ``atomic.AtomicDirectory``, built in a work dir under ``tmp/``
 (packages: ``pkgs/.tmp-*``) and renamed into place; an environment is ready only once its marker
 exists (written with write-temp + fsync + rename after ``finalize``). A run killed at any instant
-leaves either nothing visible, a work dir, or an ``envs/<id>/`` without marker; the next run
-(holding the env lock) removes such debris.
+leaves either nothing visible, a work dir, or an ``envs/<id>/`` without marker; the next install
+of that environment (holding its lock) removes such debris, and so does any install or ``gc``
+that finds no other install running (``Cache.installing``, ``Cache.sweep``).
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -40,8 +43,9 @@ import stat
 import sys
 import tempfile
 
+from coex_runtime.atomic import Lock
 from coex_runtime.errors import CacheError
-from coex_runtime.fs import makedirs
+from coex_runtime.fs import makedirs, rmtree
 from coex_runtime.variables import Variables
 
 
@@ -206,6 +210,44 @@ class Cache(object):
     def ensure(self):  # type: () -> None
         for d in (self.pkgs, self.envs, self.apps, self.lib, self.launch, self.tmp):
             makedirs(d)
+
+    @contextlib.contextmanager
+    def installing(self):  # type: () -> Iterator[None]
+        """Hold ``gc.lock`` shared while installing (``gc`` waits). When nobody else holds it (no
+        other install, no gc), first remove what killed runs left (``sweep``)."""
+        self.ensure()
+        lock = Lock(self.gc_lock, wait=False)
+        if lock.acquire():
+            try:
+                self.sweep()
+                lock.share()
+            except BaseException:
+                lock.release()
+                raise
+        else:
+            lock = Lock(self.gc_lock, shared=True)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def sweep(self, remove=rmtree):  # type: (Callable[[str], object]) -> None
+        """Remove the debris of killed runs: work directories and trash (``tmp/*``,
+        ``pkgs/.tmp-*``), temp files of launchers (``launch/.tmp-*``) and environments without
+        their readiness marker. Only call it holding ``gc.lock`` exclusively: every process that
+        makes such things holds it shared while it does (its forked workers too), so none of
+        them is anyone's work in progress."""
+        for d, debris in ((self.tmp, lambda n: True), (self.pkgs, lambda n: n.startswith(".tmp-")),
+                          (self.launch, lambda n: n.startswith(".tmp-")),
+                          (self.envs, lambda n: not n.endswith(".lock") and not self.env_ready(n))):
+            try:
+                names = sorted(os.listdir(d))
+            except OSError:
+                continue
+            for n in names:
+                if debris(n):
+                    remove(os.path.join(d, n))
 
     # paths ------------------------------------------------------------------------------------
     def env_dir(self, env16):  # type: (str) -> str

@@ -5,7 +5,7 @@ the layout); the cold path (``main``) and every tool (``tools``) go through it:
 
 * ``ready()``: the archive's launcher, environment and app layer are all there (what the warm
   path needs); ``missing_packages()``: the packages not yet extracted into ``pkgs/``.
-* ``install()``: under the shared ``gc.lock``, ``ensure_app()`` (small and fully checked, so
+* ``install()``: under the shared ``gc.lock`` (``cache.Cache.installing``), ``ensure_app()`` (small and fully checked, so
   first), ``ensure_env()``, then the launcher, written last.
 * ``ensure_app()``: the app layer as ``apps/<app16>``, every file checked against the record's
   digest (``read_app_layer``, which ``verify`` uses too).
@@ -30,9 +30,10 @@ from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime import vpkgs
-from coex_runtime.atomic import AtomicDirectory, Lock, write_atomic
+from coex_runtime.atomic import AtomicDirectory, write_atomic
 from coex_runtime.errors import CoexFailure, FormatError
 from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
+from coex_runtime.variables import fault
 
 
 def check_host(info, environ):  # type: (dict, Mapping[str, str]) -> None
@@ -174,8 +175,7 @@ class Runtime(object):
     # installing --------------------------------------------------------------------------------
     def install(self):  # type: () -> bool
         """Everything up to a ready launcher; True when something was installed."""
-        self.cache.ensure()
-        with Lock(self.cache.gc_lock, shared=True):
+        with self.cache.installing():
             did_app = self.ensure_app()  # small, and checked against its digest: first
             if did_app:
                 self.phases.done("app")
@@ -211,8 +211,7 @@ class Runtime(object):
     def install_into(self, dest):  # type: (str) -> None
         """The environment at ``dest`` (absent or an empty directory, which is kept), prefixes
         replaced for ``dest``; on failure nothing is left there."""
-        self.cache.ensure()
-        with Lock(self.cache.gc_lock, shared=True):
+        with self.cache.installing():
             self._install_env(AtomicDirectory(
                 dest, os.path.dirname(dest), ".%s.coex-" % os.path.basename(dest),
                 ready=lambda d: False, keep_existing=True))
@@ -228,6 +227,7 @@ class Runtime(object):
             try:
                 install.install_env(entries, self.open_payload, self.cache.pkgs, work, target.target,
                                     libzstd=libzstd, progress=self.progress, requested_specs=specs)
+                fault("linked")
             except Exception:
                 self.diagnose_payloads()
                 raise
@@ -236,6 +236,7 @@ class Runtime(object):
             self.phases.done("extract+link")
 
         def done(prefix):
+            fault("renamed")
             try:
                 messages = install.finalize_env(prefix, entries, requested_specs=specs,
                                                 progress=self.progress)

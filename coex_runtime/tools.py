@@ -14,7 +14,8 @@
   whose last use (``launch/<id>.used``, touched by every run) is older than DURATION, launchers
   first; then environments and app layers no remaining launcher uses (and not themselves newer
   than DURATION), packages in ``pkgs/`` no remaining environment lists (and older than
-  DURATION), old libzstd copies, and all debris in ``tmp/``. Environments and app layers that
+  DURATION), old libzstd copies, and what killed runs left (``Cache.sweep``: work
+  directories, trash, environments without their readiness marker). Environments and app layers that
   running programs use (found through the ``COEX_PREFIX`` / ``COEX_APP`` in their
   ``/proc/<pid>/environ``, which the launcher exported and children inherit) are kept however
   old their last start is.
@@ -228,6 +229,7 @@ def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str])
             removed[kind] += 1
 
     with Lock(cache.gc_lock):
+        cache.sweep(drop)  # what killed runs left
         running_envs, running_apps = in_use(cache)
         live_envs, live_apps, kept = set(running_envs), set(running_apps), 0
         for n in sorted(os.listdir(cache.launch)):
@@ -276,16 +278,13 @@ def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str])
                     os.unlink(os.path.join(d, n))
         for n in sorted(os.listdir(cache.pkgs)):
             p = os.path.join(cache.pkgs, n)
-            if n.startswith(".tmp-"):
-                drop(p)
-            elif n not in referenced and C.mtime(p) < cutoff:
+            if n not in referenced and C.mtime(p) < cutoff:
                 drop(p, "packages")
         for n in sorted(os.listdir(cache.lib)):
             p = os.path.join(cache.lib, n)
             if C.mtime(p) < cutoff:
                 drop(p)
-        for n in sorted(os.listdir(cache.tmp)):
-            drop(os.path.join(cache.tmp, n))
+        cache.sweep(drop)  # the trash of what was dropped
     busy = len(running_envs & set(os.listdir(cache.envs)))
     sys.stdout.write("coex gc: %s; %.1f MB freed; %d launcher%s kept (used within %s)%s\n" % (
         ", ".join("removed %d %s" % (v, k) for k, v in sorted(removed.items())), freed[0] / 1e6,

@@ -353,3 +353,54 @@ def test_preamble_and_runtime_agree_on_the_cache_root(std_archive, tmp_path, hom
     r = subprocess.run([str(arc)], env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0 and r.stdout.decode().strip() == prefix and r.stderr.decode() == "", H.text(r)
     assert os.listdir(str(cwd)) == []
+
+
+@pytest.mark.parametrize("point", ["extract", "linked", "renamed"])
+def test_debris_of_a_killed_install_is_removed_by_the_next_run(std_archive, tiny_channel, tmp_path, root,
+                                                                point):
+    """kill -9 of the whole process group (the workers too) while a package is extracted, after
+    the environment is linked in its work dir, after it is renamed into place: the next run
+    removes what was left (it finds no other install running), not only a later gc."""
+    arc, info = std_archive
+    barrier = H.Barrier(tmp_path, point)
+    p = subprocess.Popen([str(arc)], env=H.base_env(root, COEX_FAULT=barrier.env),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        barrier.wait(p)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        barrier.release()
+    left = H.debris(root)
+    assert left, "the kill left nothing to clean: the test is not testing"
+    # another archive (its own environment) runs now: it cleans what the killed run left
+    other = tmp_path / "other.coex"
+    H.make_archive(tiny_channel.path, other, names=("libtiny", "prefixprog"), app={}, entry_points={"p": "prefixprog"}, default="p")
+    r = H.run(other, root=root)
+    assert r.returncode == 0, H.text(r)
+    assert H.debris(root) == [], left
+    assert H.run(arc, root=root).returncode == 0
+
+
+def test_a_run_never_removes_the_work_of_an_install_in_progress(std_archive, tiny_channel, tmp_path, root):
+    """While one install extracts (paused at a barrier), another archive's first run and a
+    sweep attempt must leave its work directories alone; then both finish fine."""
+    arc, info = std_archive
+    barrier = H.Barrier(tmp_path, "extract")
+    p = subprocess.Popen([str(arc)], env=H.base_env(root, COEX_FAULT=barrier.env),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        barrier.wait(p)
+        work = H.debris(root)
+        assert work  # its work in progress
+        other = tmp_path / "other.coex"
+        H.make_archive(tiny_channel.path, other, names=("libtiny", "prefixprog"), app={},
+                       entry_points={"p": "prefixprog"}, default="p")
+        r = H.run(other, root=root)
+        assert r.returncode == 0, H.text(r)
+        assert set(work) <= set(H.debris(root))
+    finally:
+        barrier.release()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and out.decode().strip() == _prefix(root, info), err.decode()
+    assert H.debris(root) == []
