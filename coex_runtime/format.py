@@ -6,9 +6,10 @@ A ``.coex`` file is a POSIX ``sh`` preamble followed by a zip archive (offsets i
 absolute, so ``unzip -l app.coex`` and ``python app.coex`` both work, and so does
 ``python unzipped-dir/``):
 
-    <sh preamble>                  see render_preamble(): exec the installed entry point directly
-                                   when the cache already holds this archive, else run the zip
-    __main__.py                    tiny bootstrap -> coex_runtime.main.main()
+    <sh preamble>                  see preamble.py: exec the installed entry point directly when
+                                   the cache already holds this archive, else run the bootstrap
+    __main__.py                    the bootstrap (preamble.BOOT): checks the runtime against the
+                                   record, then coex_runtime.main.main()
     coex_runtime/*.py              the runtime (deflated)
     COEX-INFO                      the record (JSON, see build_info / validate_info)
     .coex/libzstd.so.1             the target platform's libzstd, from the lock's own ``zstd``
@@ -23,19 +24,17 @@ the same bytes on any machine.
 """
 
 import hashlib
-import io
 import json
 import os
 import re
 import shlex
 import shutil
 import stat
-import struct
 import zipfile
-import zlib
 
+from coex_runtime import preamble
 from coex_runtime.errors import FormatError
-from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed, safe_relpath, sha256_file  # noqa: F401 (API)
+from coex_runtime.fs import COPY_BUFSIZE, safe_relpath, sha256_file  # noqa: F401 (sha256_file: API)
 
 FORMAT_VERSION = (1, 0)
 INFO_NAME = "COEX-INFO"
@@ -51,17 +50,6 @@ ENTRY_POINT_KINDS = ("command", "function", "app")
 _FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 #: what an entry point name may be (also the build library's rule, coex/lib/records.py)
 ENTRY_POINT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
-
-MAIN_SOURCE = b'''# coex archive bootstrap (written by coex_runtime/format.py)
-import sys
-if sys.version_info < (3, 6):
-    sys.stderr.write("coex: installing this archive needs Python >= 3.6; %s is %s\\n"
-                     % (sys.executable, sys.version.split()[0]))
-    sys.exit(127)
-from coex_runtime.main import main
-sys.exit(main())
-'''
-
 
 # ---------------------------------------------------------------------------------------------
 # identities
@@ -257,76 +245,14 @@ def load_info(data):  # type: (bytes) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
-# the sh preamble
+# the sh preamble and the bootstrap (preamble.py)
 
 
-PREAMBLE_TEMPLATE = r'''#!/bin/sh
-# This is a coex archive (format @FORMAT@): a POSIX sh preamble followed by a zip.
-# Inspect it with `unzip -l` or `COEX_TOOLS=1 ./archive info`.
-# Warm path: when the cache holds this archive's launcher, exec the entry point with no Python.
-# The archive is a program: `sh -eu app.coex` (or -a -C -f) must not change how it runs.
-set +aCefu
-COEX_ARCHIVE_ID=@ID@
-case "$0" in /*) COEX_ARCHIVE=$0 ;; *) COEX_ARCHIVE=$PWD/$0 ;; esac
-COEX_ARGV0=$0
-export COEX_ARCHIVE COEX_ARGV0
-case "${COEX_TOOLS:-0}" in 0|false|no|off|FALSE|NO|OFF|False|No|Off) _coex_x=0 ;; *) _coex_x=1 ;; esac
-if [ "$_coex_x" = 0 ]; then
-  # the root as coex_runtime/cache.py configured_root(): relative XDG_CACHE_HOME / HOME ignored
-  _coex_l=
-  case "${XDG_CACHE_HOME:-}" in /*) _coex_l=$XDG_CACHE_HOME/coex ;; *)
-    case "${HOME:-}" in /*) _coex_l=$HOME/.cache/coex ;; esac ;; esac
-  _coex_l=${COEX_ROOT:-$_coex_l}
-  if [ -n "$_coex_l" ] && [ -f "$_coex_l/launch/$COEX_ARCHIVE_ID.sh" ]; then . "$_coex_l/launch/$COEX_ARCHIVE_ID.sh"; fi
-  # the runtime's fallback roots (no HOME, unwritable or noexec cache root): see cache.py
-  _coex_u=$(id -u 2>/dev/null)
-  case "${TMPDIR:-}" in /*) _coex_t=$TMPDIR ;; *) _coex_t=/tmp ;; esac
-  for _coex_d in "$_coex_t" /var/tmp /dev/shm; do
-    _coex_l=$_coex_d/coex-$_coex_u/launch/$COEX_ARCHIVE_ID.sh
-    if [ -n "$_coex_u" ] && [ -f "$_coex_l" ] && [ -O "$_coex_d/coex-$_coex_u" ]; then . "$_coex_l"; fi
-  done
-fi
-# Cold path: a Python >= 3.6 runs the zip (-E -S: the stdlib-only runtime ignores PYTHON* variables
-# and site-packages, and starts faster); a zip without its end record (truncated) is reported here.
-_coex_try() {
-  "$1" -E -S -c 'import sys
-if sys.version_info < (3, 6): sys.exit(1)
-try: f = open(sys.argv[1], "rb")
-except OSError: sys.exit(4)
-f.seek(0, 2); f.seek(max(0, f.tell() - 65558)); d = f.read(); i = d.rfind(b"PK\x05\x06")
-sys.exit(0 if i >= 0 and len(d) - i >= 22 and len(d) - i == 22 + d[i + 20] + 256 * d[i + 21] else 3)' "$COEX_ARCHIVE" 2>/dev/null
-  _coex_s=$?
-  if [ "$_coex_s" = 3 ]; then
-    echo "coex: $COEX_ARCHIVE is damaged: its zip part cannot be read (truncated or altered); copy or rebuild it" >&2
-    exit 1
-  fi
-  if [ "$_coex_s" = 4 ]; then
-    echo "coex: cannot read the archive at $COEX_ARCHIVE (from \$0=$0): it must be a readable file run by its path (./app.coex or sh path/to/app.coex), not fed on stdin" >&2
-    exit 1
-  fi
-  return "$_coex_s"
-}
-if [ -n "${COEX_PYTHON:-}" ]; then
-  if _coex_try "$COEX_PYTHON"; then
-    exec "$COEX_PYTHON" -E -S "$COEX_ARCHIVE" "$@"
-  fi
-  echo "coex: COEX_PYTHON=$COEX_PYTHON is not a working Python >= 3.6" >&2
-  exit 127
-fi
-for _coex_py in python3 python; do
-  if command -v "$_coex_py" >/dev/null 2>&1 && _coex_try "$_coex_py"; then
-    exec "$_coex_py" -E -S "$COEX_ARCHIVE" "$@"
-  fi
-done
-echo "coex: the first run of $0 installs its environment and needs Python >= 3.6 (python3 or python on PATH, or set COEX_PYTHON); none was found" >&2
-exit 127
-'''
+MAIN_SOURCE = preamble.BOOT.encode("ascii")
 
 
 def render_preamble(archive_hex):  # type: (str) -> bytes
-    text = PREAMBLE_TEMPLATE.replace("@ID@", short_id(archive_hex)).replace(
-        "@FORMAT@", "%d.%d" % FORMAT_VERSION)
-    return text.encode("ascii")
+    return preamble.render(archive_hex, "%d.%d" % FORMAT_VERSION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +275,16 @@ def runtime_digest(sources):  # type: (Dict[str, bytes]) -> str
     for name in sorted(sources):
         h.update(("%s %s\n" % (name, hashlib.sha256(sources[name]).hexdigest())).encode("utf-8"))
     return h.hexdigest()
+
+
+def runtime_record(sources):  # type: (Dict[str, bytes]) -> dict
+    """COEX-INFO's ``runtime``: what runs before any payload, each checked by the bootstrap
+    before use (see preamble.py): ``files`` {member: sha256} of the runtime modules and
+    ``__main__.py``, ``preamble`` the sh preamble's digest (``preamble.digest``)."""
+    files = dict((name, hashlib.sha256(data).hexdigest()) for name, data in sources.items())
+    files[MAIN_NAME] = hashlib.sha256(MAIN_SOURCE).hexdigest()
+    return {"digest": runtime_digest(sources), "format": "%d.%d" % FORMAT_VERSION, "files": files,
+            "preamble": preamble.digest(render_preamble("0" * 64))}
 
 
 def _zinfo(name, mode, compress):
@@ -455,8 +391,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
     info = build_info(platform, pkg_records, eps, default_entry_point, app=app_record,
                       libzstd=zstd_record, env=env, requested_specs=requested_specs,
                       virtual_packages=virtual_packages,
-                      runtime={"digest": runtime_digest(runtime_files),
-                               "format": "%d.%d" % FORMAT_VERSION},
+                      runtime=runtime_record(runtime_files),
                       build=build)
     info_bytes = dump_json(info)
 
@@ -492,139 +427,11 @@ def _copy_into(zf, zinfo, path):
 
 
 # ---------------------------------------------------------------------------------------------
-# reading
-
-
-class _CheckedZipReader(io.RawIOBase):
-    """A compressed member: zipfile's CRC and inflate errors become a FormatError that says the
-    archive is damaged."""
-
-    def __init__(self, path, name, member):
-        self._path, self._name, self._member = path, name, member
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        try:
-            data = self._member.read(len(b))
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise FormatError("%s: member %s is damaged (%s): the archive was truncated or altered; "
-                              "copy or rebuild it" % (self._path, self._name, e)) from e
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self):
-        if not self.closed:
-            self._member.close()
-        super().close()
-
-
-class Archive(object):
-    """A coex archive opened for reading: a .coex file (sh preamble + zip) or an unzipped
-    directory. ``info`` is the validated COEX-INFO record."""
-
-    def __init__(self, path):
-        self.path = os.path.abspath(path)
-        self.is_dir = os.path.isdir(self.path)
-        self._zip = self._file = None
-        if not self.is_dir:
-            try:
-                # One descriptor for the archive's whole life: members are read from the file that
-                # was opened, whatever happens to the path. (Stored members, which forked install
-                # workers read, use pread: the shared file offset is never moved for them.)
-                self._file = open(self.path, "rb")
-                self._zip = zipfile.ZipFile(self._file)
-            except (zipfile.BadZipFile, OSError) as e:
-                self.close()
-                raise FormatError("%s is not a readable coex archive (%s): it may be truncated or "
-                                  "damaged; copy it again" % (self.path, e)) from e
-        try:
-            self.info_bytes = self.read(INFO_NAME)
-        except KeyError:
-            raise FormatError("%s has no %s record: it is not a coex archive" % (self.path, INFO_NAME)) from None
-        self.info = load_info(self.info_bytes)
-        self.id = archive_id(self.info_bytes)
-
-    def close(self):  # type: () -> None
-        if self._zip is not None:
-            self._zip.close()
-        if self._file is not None:
-            self._file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def names(self):  # type: () -> List[str]
-        if self.is_dir:
-            out = []
-            for root, _, files in os.walk(self.path):
-                for f in files:
-                    out.append(os.path.relpath(os.path.join(root, f), self.path).replace(os.sep, "/"))
-            return sorted(out)
-        return self._zip.namelist()
-
-    def read(self, name):  # type: (str) -> bytes
-        if self.is_dir:
-            p = os.path.join(self.path, *name.split("/"))
-            if not os.path.isfile(p):
-                raise KeyError(name)
-            with open(p, "rb") as f:
-                return f.read()
-        with self.open(name) as f:
-            return f.read()
-
-    def mode(self, name):  # type: (str) -> int
-        """Unix permission bits of a member."""
-        if self.is_dir:
-            return stat.S_IMODE(os.stat(os.path.join(self.path, *name.split("/"))).st_mode)
-        return stat.S_IMODE(self._zip.getinfo(name).external_attr >> 16) or 0o644
-
-    def open(self, name):  # type: (str) -> IO[bytes]
-        """A binary file object over a member's stored bytes. Stored (uncompressed) members are
-        read with ``os.pread`` on the archive's one open descriptor: no zipfile machinery, no
-        shared file position (forked workers read different members at once), and the bytes come
-        from the file that was opened even if a rebuild renames a new archive over the path."""
-        if self.is_dir:
-            return open(os.path.join(self.path, *name.split("/")), "rb")
-        zi = self._zip.getinfo(name)
-        if zi.compress_type != zipfile.ZIP_STORED:
-            return io.BufferedReader(_CheckedZipReader(self.path, name, self._zip.open(zi)), COPY_BUFSIZE)
-        header = os.pread(self._file.fileno(), 30, zi.header_offset)
-        if len(header) != 30 or header[:4] != b"PK\x03\x04":
-            raise FormatError("%s: member %s has a bad local header: the archive is damaged"
-                              % (self.path, name))
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        fd, pos = self._file.fileno(), [zi.header_offset + 30 + name_len + extra_len]
-
-        def read(n):
-            data = os.pread(fd, n, pos[0])
-            pos[0] += len(data)
-            return data
-        return io.BufferedReader(Bounded(read, zi.file_size, lambda: FormatError(
-            "the archive ends inside a stored member: it is truncated")), COPY_BUFSIZE)
-
-    def verify(self, name, sha256, size):  # type: (str, str, int) -> None
-        """Stream a member and check its sha256 and size; raise FormatError on mismatch."""
-        with self.open(name) as f:
-            got, n = copy_hashed(f)
-        if n != size or got != sha256:
-            raise FormatError(
-                "%s: member %s is damaged (sha256 %s, %d bytes; the record says %s, %d bytes): the "
-                "archive was truncated or altered; copy or rebuild it" % (self.path, name, got, n, sha256, size))
-
-    def verify_package(self, entry):  # type: (dict) -> None
-        """``verify`` a package's stored member against its record."""
-        p = Package(entry)
-        self.verify(p.raw["member"], p.stored_sha256, p.stored_size)
-
-    def app_members(self):  # type: () -> List[Tuple[str, str]]
-        """[(relpath, member name)] of the app layer."""
-        return [(n[len(APP_DIR):], n) for n in self.names() if n.startswith(APP_DIR) and not n.endswith("/")]
+# reading (archive.py)
 
 
 def open_archive(path):  # type: (str) -> Archive
+    """The archive at ``path`` (a .coex file or an unzipped directory), opened and checked:
+    see ``archive.Archive``."""
+    from coex_runtime.archive import Archive
     return Archive(path)

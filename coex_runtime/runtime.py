@@ -23,13 +23,12 @@ packages are checked against the record, so a damaged archive is reported as suc
 import os
 import sys
 import time
-import zipfile
-import zlib
 
 from coex_runtime import cache as C
 from coex_runtime import format as F
 from coex_runtime import launch as L
 from coex_runtime import vpkgs
+from coex_runtime.archive import damaged
 from coex_runtime.atomic import AtomicDirectory, write_atomic
 from coex_runtime.errors import CoexFailure, FormatError
 from coex_runtime.fs import copy_hashed, makedirs, safe_relpath
@@ -59,25 +58,20 @@ def read_app_layer(archive, dest=None):  # type: (F.Archive, Optional[str]) -> i
             raise FormatError("%s: the app layer member %r escapes the layer (absolute path or "
                               "'..'); refusing to install this archive" % (archive.path, member))
         mode = 0o755 if archive.mode(member) & 0o111 else 0o644
-        try:
-            with archive.open(member) as src:
-                if dest is None:
-                    digest = copy_hashed(src)[0]
-                else:
-                    out = os.path.join(dest, *rel.split("/"))
-                    makedirs(os.path.dirname(out))
-                    with open(out, "wb") as dst:
-                        digest = copy_hashed(src, dst.write)[0]
-                    os.chmod(out, mode)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            raise FormatError("%s: the app layer member %s is damaged (%s): the archive was "
-                              "truncated or altered; copy or rebuild it" % (archive.path, member, e)) from e
+        with archive.open(member) as src:  # (a damaged member raises FormatError)
+            if dest is None:
+                digest = copy_hashed(src)[0]
+            else:
+                out = os.path.join(dest, *rel.split("/"))
+                makedirs(os.path.dirname(out))
+                with open(out, "wb") as dst:
+                    digest = copy_hashed(src, dst.write)[0]
+                os.chmod(out, mode)
         files.append((rel, mode, digest))
     rec, digest = archive.info.get("app") or {}, F.app_digest(files)
     if (rec or files) and (digest != rec.get("digest") or len(files) != rec.get("files", len(files))):
-        raise FormatError("%s: the app layer does not match its record (digest %s, the record says "
-                          "%s): the archive was altered; rebuild or copy it again"
-                          % (archive.path, digest, rec.get("digest")))
+        raise damaged(archive.path, "the app layer", "digest %s, the record says %s"
+                      % (digest, rec.get("digest")))
     return len(files)
 
 
@@ -271,9 +265,8 @@ class Runtime(object):
             with self.archive.open(rec["member"]) as src, open(dst, "wb") as out:
                 digest = copy_hashed(src, out.write)[0]
             if digest != rec["sha256"]:
-                raise FormatError("%s: the archive's libzstd is damaged (sha256 %s, the record says "
-                                  "%s): the archive was altered or truncated; copy or rebuild it"
-                                  % (self.archive.path, digest, rec["sha256"]))
+                raise damaged(self.archive.path, "its libzstd", "sha256 %s, the record says %s"
+                              % (digest, rec["sha256"]))
             os.chmod(dst, 0o755)
         AtomicDirectory(os.path.dirname(path), self.cache.tmp, "lib-%s-" % rec["sha256"][:16],
                         ready=lambda d: os.path.isfile(path)).ensure(populate)

@@ -72,7 +72,7 @@ def extract_stream(entry, payload, dest, libzstd=None):
     if (want_sha and got_sha != want_sha) or (want_size is not None and src.size != want_size):
         raise CorruptPackage(
             "%s: the stored package is damaged: sha256 %s, %d bytes, but the lock says sha256 %s, "
-            "%s bytes; the archive was altered or truncated, rebuild or copy it again"
+            "%s bytes; the archive was altered or truncated: download or copy it again"
             % (pkg, got_sha, src.size, want_sha, want_size))
     verify_paths(pkg, dest, digests)
     return digests

@@ -2,8 +2,10 @@
 
 * ``info``: the record (COEX-INFO) and the cache state for this archive, as JSON on stdout;
   it creates nothing (a never-run archive reports ``"exists": false`` for a cache not made yet).
-* ``verify``: check every stored package (sha256, size), the libzstd and the app layer against
-  the record; exit 0 and "OK" when all match, else exit 1 naming the damaged member.
+* ``verify``: check everything that runs against the record: the sh preamble, the runtime
+  modules and the bootstrap (``runtime.files``), every stored package (sha256, size), the
+  libzstd and the app layer (the record itself against the archive id in the preamble); exit 0
+  and "OK" when all match, else exit 1 naming the damaged part.
 * ``extract DIR``: install the archive's environment into ``DIR`` (absent or empty) with every
   prefix placeholder replaced for ``DIR``, like ``conda-pack``'s unpack or ``pixi-unpack``: the
   packages are verified and extracted into the shared ``pkgs/`` cache, linked into a staging dir
@@ -29,6 +31,8 @@ import sys
 import time
 
 from coex_runtime import cache as C
+from coex_runtime import preamble
+from coex_runtime.archive import damaged
 from coex_runtime.atomic import Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
 from coex_runtime.runtime import Runtime, check_host, read_app_layer
@@ -88,17 +92,28 @@ def info(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str
 
 
 def verify_all(archive):  # type: (Archive) -> str
-    """Raise FormatError on the first damaged payload; return a summary."""
+    """Raise FormatError on the first damaged part; return a summary. Every byte that runs is
+    checked: the sh preamble (its digest; the record's id was checked when it was opened), the
+    runtime modules and the bootstrap, the packages, the libzstd, the app layer."""
     rec = archive.info
+    runtime = rec.get("runtime") or {}
+    if not archive.is_dir and preamble.digest(archive.head) != runtime.get("preamble"):
+        raise damaged(archive.path, "its sh preamble", "it does not match the record")
+    files = runtime.get("files") or {}
+    if not files:
+        raise damaged(archive.path, "its record", "it lists no runtime files")
+    for name, digest in sorted(files.items()):
+        archive.verify(name, digest)
     for p in rec["packages"]:
         archive.verify_package(p)
     if rec.get("libzstd"):
         z = rec["libzstd"]
         archive.verify(z["member"], z["sha256"], int(z["size"]))
     n = read_app_layer(archive)
-    return "%d packages, %s, %s" % (len(rec["packages"]),
-                                    "app layer (%d files)" % n if n else "no app layer",
-                                    "libzstd" if rec.get("libzstd") else "no libzstd")
+    return "%d packages, %s, %s, runtime (%d files), %s" % (
+        len(rec["packages"]), "app layer (%d files)" % n if n else "no app layer",
+        "libzstd" if rec.get("libzstd") else "no libzstd", len(files),
+        "sh preamble" if not archive.is_dir else "no sh preamble (a directory)")
 
 
 def verify(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
