@@ -11,7 +11,8 @@ the warm path (goal: <= 1.3x). Reported: medians, the per-round ratios, and how 
 ``--runs`` processes started a Python (``COEX_VERBOSE`` phases on their stderr).
 
 The realistic tier (default) is the factory's CPython 3.12 + pyflakes + zstd environment, the
-program ``python -c pass``; the tiny tier is the synthetic channel.
+program ``zstd -q --version`` (or ``--program python``: ``python -c pass``); the tiny tier is the
+synthetic channel.
 """
 import argparse
 import os
@@ -30,13 +31,13 @@ from benchmarks.start_bench import LIBZSTD, lock  # noqa: E402
 from coex_runtime import format as F  # noqa: E402
 
 
-def build(tier, work):
+def build(tier, work, program):
     if tier == "tiny":
         from tests.factory import tiny
         chan, specs, ep = tiny.build(work / "channel").path, ["prefixprog", "tinypy"], "prefixprog"
     else:
         from tests.factory import realistic
-        chan, specs, ep = realistic.ensure(), list(realistic.SPECS_312), "python -c pass"
+        chan, specs, ep = realistic.ensure(), list(realistic.SPECS_312), PROGRAMS[program]
     _, entries = lock(chan, specs)
     pkgs = [{"path": str(Path(chan) / e["subdir"] / e["filename"]), "entry": e,
              "encoding": "conda" if e["filename"].endswith(".conda") else "tar.bz2"} for e in entries]
@@ -44,6 +45,9 @@ def build(tier, work):
     info = F.write_archive(str(arc), "linux-64", pkgs, {"app": ep}, "app", libzstd_path=LIBZSTD,
                            requested_specs=specs)
     return arc, info
+
+
+PROGRAMS = {"zstd": "zstd -q --version", "python": "python -c pass"}
 
 
 def first_runs(arc, root, n, env):
@@ -66,10 +70,14 @@ def main():
     ap.add_argument("--tier", choices=("tiny", "realistic"), default="realistic")
     ap.add_argument("--runs", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--program", choices=sorted(PROGRAMS), default="zstd",
+                    help="the entry point (realistic tier): zstd (native), or python -c pass (the "
+                         "factory's CPython has no .pyc of its stdlib: 16 first starts of it each "
+                         "compile them, which costs more than coex itself)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coex-concurrent-bench-"))
     try:
-        arc, info = build(a.tier, work)
+        arc, info = build(a.tier, work, a.program)
         host_py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
         env = dict(os.environ, COEX_PYTHON=host_py)
         first_runs(arc, work / "root", 1, env)  # warm the page cache
@@ -80,8 +88,9 @@ def main():
             many.append(dt)
             pythons.append(started)
         ratios = [m / o for o, m in zip(one, many)]
-        print("tier %s: %d packages, archive %.1f MB, host python %s, %d CPUs"
-              % (a.tier, len(info["packages"]), arc.stat().st_size / 1e6, host_py, os.cpu_count()))
+        print("tier %s: %d packages, archive %.1f MB, program %r, host python %s, %d CPUs"
+              % (a.tier, len(info["packages"]), arc.stat().st_size / 1e6,
+                 info["entry_points"]["app"].get("argv"), host_py, os.cpu_count()))
         print("first runs (median of %d rounds, each round on an empty cache):" % a.rounds)
         print("  1 first run              %8.1f ms" % (statistics.median(one) * 1000))
         print("  %2d first runs at once    %8.1f ms   ratio %.2fx (goal <= 1.3x: %s)"

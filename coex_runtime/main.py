@@ -18,8 +18,9 @@ of each phase on stderr):
 6. ``env``: the environment into ``envs/<env16>`` (``Runtime.ensure_env``: extract+link into a
    work dir with prefixes made for ``envs/<env16>``, rename, ``finalize``, readiness marker;
    nothing half-done is ever left ready, see runtime.py and atomic.py).
-7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), record
-   the use, and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
+7. ``launch``: write ``launch/<id16>.json`` then ``launch/<id16>.sh`` (atomically, last), close
+   the first-run lock the preamble handed over (``COEX_LOCK_FD``: runs waiting on it go on),
+   and exec ``/bin/sh`` sourcing the launcher exactly as a warm run does.
 
 ``COEX_TOOLS=1`` runs ``tools.run`` instead (info, verify, extract, gc). Closed standard streams
 (``2>&-``) are fine: messages to them vanish, and the program inherits them closed.
@@ -224,9 +225,22 @@ def _main(argv, environ, phases):
                 raise _no_space(rt, out_of_space(e)) from e
             raise
     archive.close()
+    release_first_run_lock(v)
     phases.total()
     L.exec_launcher(rt.launcher, argv0, args, environ)
     return 127  # not reached
+
+
+def release_first_run_lock(v):  # type: (Variables) -> None
+    """Close the first-run lock the sh preamble handed over (COEX_LOCK_FD): the launcher is
+    written, so the runs waiting on it in their preamble go on (warm), and the program does not
+    inherit it."""
+    fd = v.pop_lock_fd()
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _no_space(rt, why):

@@ -10,8 +10,11 @@ The preamble has two parts:
 * **cold** (everything after): a quoted here-document that the shell reads into a variable and
   runs (``eval``) only when its POSIX ``cksum`` (CRC and length) is the one written after it, so
   a damaged archive says so instead of giving a shell syntax error (where ``cksum`` is missing
-  it runs unchecked). It starts a Python >= 3.6 with a one-line ``-c`` that runs ``BOOT``, read
-  from the preamble's own checked bytes.
+  it runs unchecked). It waits, when another process is installing this archive, on that
+  install's lock (``launch/<id16>.lock``, with ``flock`` when there is one), then takes the
+  warm path; else it starts a Python >= 3.6 (the lock's descriptor is handed to it: runs that
+  arrive meanwhile wait on it) with a one-line ``-c`` that runs ``BOOT``, read from the
+  preamble's own checked bytes.
 
 ``BOOT`` (also the archive's ``__main__.py``, for ``python app.coex`` and ``python unzipped-dir/``)
 checks, before any runtime module runs: COEX-INFO against the archive id the preamble carries
@@ -236,6 +239,25 @@ sys.exit(0 if i >= 0 and len(d) - i >= 22 and len(d) - i == 22 + d[i + 20] + 256
   fi
   return "$_coex_s"
 }
+# Wait for a first run of this archive that is installing it (it holds launch/<id16>.lock),
+# then take the warm path; or be that run: the lock's descriptor goes to Python (COEX_LOCK_FD),
+# which closes it once the launcher is written (so whoever gets the lock after sees it). Only
+# with flock(1), a root whose launch/ can be made, and fd 9 not in use (the program's).
+case "$_coex_r" in *'"'*|*'$'*|*'`'*|*'\'*|*'
+'*) _coex_r= ;; esac
+if [ "$_coex_x" = 0 ] && [ -n "$_coex_r" ] && command -v flock >/dev/null 2>&1 && ! { true >&9; } 2>/dev/null \
+   && { [ -d "$_coex_r/launch" ] || mkdir -p "$_coex_r/launch" 2>/dev/null; } && [ -w "$_coex_r/launch" ]; then
+  {
+    if ! flock -n 9; then
+      flock -s 9
+    elif ! [ -f "$_coex_r/launch/$COEX_ARCHIVE_ID.sh" ]; then  # (else one just finished)
+      COEX_LOCK_FD=9
+      export COEX_LOCK_FD
+      _coex_python "$@"
+    fi
+  } 9>>"$_coex_r/launch/$COEX_ARCHIVE_ID.lock"
+  _coex_warm "$@"
+fi
 _coex_python "$@"
 : '
 @BOOT@'

@@ -39,6 +39,8 @@ def test_sixteen_cold_starts_one_install_all_run(std_archive, root):
     assert all(o.decode().strip() == "prefix" for o, _, _ in outs)  # prefixprog --label
     installers = [e for _, e, _ in outs if b"extract+link" in e]
     assert len(installers) == 1
+    # the 15 others waited in their sh preamble (flock) and took the warm path: no Python
+    assert len([e for _, e, _ in outs if b"coex: open" in e]) == 1
     assert len(os.listdir(os.path.join(str(root), "pkgs"))) == len(info["packages"])
     assert _debris(root) == []
 
@@ -404,3 +406,43 @@ def test_a_run_never_removes_the_work_of_an_install_in_progress(std_archive, tin
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0 and out.decode().strip() == _prefix(root, info), err.decode()
     assert H.debris(root) == []
+
+
+def test_a_first_run_waits_in_its_preamble_for_the_install_in_progress(std_archive, tmp_path, root):
+    """A run arriving while another installs the same archive waits in its sh preamble (flock
+    on launch/<id16>.lock: no Python started, no archive read), then runs warm; neither program
+    inherits the lock."""
+    import time
+    arc, info = std_archive
+    barrier = H.Barrier(tmp_path, "extract")
+    prog = "'exec ls -l /proc/self/fd/'"
+    env = H.base_env(root, COEX_FAULT=barrier.env, COEX_VERBOSE="1", COEX_ENTRYPOINT="sh")
+    p1 = subprocess.Popen(["/bin/sh", "-c", "exec %s %s" % (arc, prog)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p2 = None
+    try:
+        barrier.wait(p1)
+        p2 = subprocess.Popen(["/bin/sh", "-c", "exec %s %s" % (arc, prog)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        waiting = []
+        while not waiting and time.time() < deadline and p2.poll() is None:
+            waiting = [c for c in H.children(p2.pid) if open("/proc/%d/comm" % c).read().strip() == "flock"]
+            time.sleep(0.01)
+        assert waiting, "the second run does not wait on the lock"
+        assert open("/proc/%d/comm" % p2.pid).read().strip() != "python3"  # still the sh preamble
+    finally:
+        barrier.release()
+    outs = [p.communicate(timeout=120) for p in (p1, p2)]
+    assert [p.returncode for p in (p1, p2)] == [0, 0], [e.decode() for _, e in outs]
+    assert b"coex: open" in outs[0][1] and b"coex: open" not in outs[1][1]
+    for out, _ in outs:  # no lock left open for the program
+        assert ".lock" not in out.decode() and " 9 -> " not in out.decode(), out
+
+
+def test_a_descriptor_9_of_the_caller_is_the_programs_on_the_first_run(std_archive, tmp_path, root):
+    arc, info = std_archive
+    out = tmp_path / "nine"
+    r = H.sh("%s 'echo via nine >&9' 9>%s" % (arc, out), H.base_env(root, COEX_ENTRYPOINT="sh"))
+    assert r.returncode == 0, H.text(r)
+    assert out.read_text() == "via nine\n"
