@@ -17,10 +17,9 @@
   first; then environments and app layers no remaining launcher uses (and not themselves newer
   than DURATION), packages in ``pkgs/`` no remaining environment lists (and older than
   DURATION), old libzstd copies, and what killed runs left (``Cache.sweep``: work
-  directories, trash, environments without their readiness marker). Environments and app layers that
-  running programs use (found through the ``COEX_PREFIX`` / ``COEX_APP`` in their
-  ``/proc/<pid>/environ``, which the launcher exported and children inherit) are kept however
-  old their last start is.
+  directories, trash, environments without their readiness marker). Environments and app
+  layers that running processes use are kept however old their last start is, from the moment
+  a run starts (its sh preamble, its activation, the program and its children: see inuse.py).
 
 Exit statuses: 0 ok, 1 failure (message on stderr), 2 usage error.
 """
@@ -31,7 +30,7 @@ import sys
 import time
 
 from coex_runtime import cache as C
-from coex_runtime import preamble
+from coex_runtime import inuse, preamble
 from coex_runtime.archive import damaged
 from coex_runtime.atomic import Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
@@ -195,38 +194,6 @@ def _size(path):
     return total
 
 
-def in_use(cache):  # type: (Cache) -> Tuple[Set[str], Set[str]]
-    """(env16s, app16s) of this cache that running processes use, from the ``COEX_PREFIX`` /
-    ``COEX_APP`` the launcher exported to them (and their children inherit): every
-    ``/proc/<pid>/environ`` this user may read. Empty where there is no /proc."""
-    envs, apps = set(), set()
-    try:
-        pids = [n for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return envs, apps
-    where = {}
-    for d, out in ((cache.envs, envs), (cache.apps, apps)):
-        for p in set((d, os.path.realpath(d))):
-            where[p] = out
-    for pid in pids:
-        try:
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                data = f.read()
-        except (IOError, OSError):
-            continue
-        for item in data.split(b"\0"):
-            if not (item.startswith(b"COEX_PREFIX=") or item.startswith(b"COEX_APP=")):
-                continue
-            value = os.fsdecode(item.split(b"=", 1)[1])
-            parent, name = os.path.split(value.rstrip("/"))
-            out = where.get(parent)
-            if out is None:
-                out = where.get(os.path.realpath(parent))
-            if out is not None:
-                out.add(name)
-    return envs, apps
-
-
 def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str]) -> int
     older, older_text = _parse_gc_args(args)
     root, _ = C.select_root(environ)
@@ -245,33 +212,45 @@ def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str])
 
     with Lock(cache.gc_lock):
         cache.sweep(drop)  # what killed runs left
-        running_envs, running_apps = in_use(cache)
-        live_envs, live_apps, kept = set(running_envs), set(running_apps), 0
+        launchers, kept = {}, 0
+        for n in sorted(os.listdir(cache.launch)):
+            if n.endswith(".json"):
+                try:
+                    with open(os.path.join(cache.launch, n)) as f:
+                        launchers[n[:-5]] = json.load(f)
+                except (IOError, OSError, ValueError):
+                    pass
+        live_envs, live_apps = set(), set()
         for n in sorted(os.listdir(cache.launch)):
             if not n.endswith(".sh"):
                 continue
             id16 = n[:-3]
             sh = os.path.join(cache.launch, n)
-            used = max(C.mtime(cache.used_file(id16)), C.mtime(sh))
-            meta_path = os.path.join(cache.launch, id16 + ".json")
-            if used < cutoff:
+            if max(C.mtime(cache.used_file(id16)), C.mtime(sh)) < cutoff:
                 os.unlink(sh)  # the launcher first: from now on runs take the cold path
-                for extra in (cache.used_file(id16), meta_path):
+                for extra in (cache.used_file(id16), os.path.join(cache.launch, id16 + ".json")):
                     if os.path.lexists(extra):
                         os.unlink(extra)
                 removed["launchers"] += 1
-                continue
-            kept += 1
-            try:
-                with open(meta_path) as f:
-                    meta = json.load(f)
-                live_envs.add(meta.get("env"))
-                live_apps.add(meta.get("app"))
-            except (IOError, OSError, ValueError):
-                pass
+            else:
+                kept += 1
+                live_envs.add((launchers.get(id16) or {}).get("env"))
+                live_apps.add((launchers.get(id16) or {}).get("app"))
+        # only now (no run can start from a removed launcher): what running processes use
+        running_envs, running_apps = inuse.scan(cache, launchers)
+        live_envs.update(running_envs)
+        live_apps.update(running_apps)
         for n in sorted(os.listdir(cache.launch)):  # orphans of removed launchers
-            if not n.endswith(".sh") and not os.path.exists(os.path.join(cache.launch, n.rsplit(".", 1)[0] + ".sh")):
-                os.unlink(os.path.join(cache.launch, n))
+            p = os.path.join(cache.launch, n)
+            if n.endswith(".sh") or os.path.exists(os.path.join(cache.launch, n.rsplit(".", 1)[0] + ".sh")):
+                continue
+            if n.endswith(".lock"):  # a first run's lock (preamble.py): only when nobody holds it
+                lock = Lock(p, wait=False)
+                if lock.acquire():
+                    os.unlink(p)
+                    lock.release()
+            else:
+                os.unlink(p)
 
         referenced = set()
         for n in sorted(os.listdir(cache.envs)):

@@ -225,3 +225,35 @@ def test_extract_refuses_a_prefix_with_shell_special_characters(std_archive, tmp
     r = H.run(arc, "extract", str(dest), root=tmp_path / "root", env={"COEX_TOOLS": "1"})
     assert r.returncode == 1 and "contains '$'" in r.stderr.decode(), H.text(r)
     assert not dest.exists() and not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("how", ["warm", "warm-bash", "cold"])
+def test_gc_never_removes_an_environment_a_run_is_activating(tiny_channel, tmp_path, root, how):
+    """`gc --older-than 0s` while a run is inside its activate.d scripts (before the exec):
+    sourced by dash (which keeps the launcher open) or bash (which does not), warm, or on the
+    first run (the sh the cold path execs): the environment stays, and the program runs."""
+    pkg = H.custom_package(tmp_path / "chan", "slowact", {
+        # (not when a post-link script runs in the activated environment while installing)
+        "etc/conda/activate.d/slowact.sh": 'if [ -n "${SLOWACT_FIFO:-}" ] && [ -z "${PKG_NAME:-}" ]; then '
+                                           'read _x < "$SLOWACT_FIFO"; fi\n'})
+    arc = tmp_path / "slowact.coex"
+    info = H.make_archive(tiny_channel.path, arc, names=("libtiny", "prefixprog"), extra=[pkg],
+                          entry_points={"p": "prefixprog"}, default="p", app={})
+    if how != "cold":
+        assert H.run(arc, root=root).returncode == 0
+    barrier = H.Barrier(tmp_path, "activate")
+    argv = (["bash"] if how == "warm-bash" else []) + [str(arc)]
+    p = subprocess.Popen(argv, env=H.base_env(root, SLOWACT_FIFO=barrier.path),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        barrier.wait(p)  # the run is in its activate.d script
+        r = H.run(arc, "gc", "--older-than", "0s", root=root, env=TOOLS)
+        assert r.returncode == 0, H.text(r)
+    finally:
+        barrier.release()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out.decode().strip() == H.prefix_of(root, info), err.decode()
+    assert "removed 1 launchers" in r.stdout.decode()  # its launcher went, its environment stayed
+    assert os.path.isfile(os.path.join(H.prefix_of(root, info), ".coex-ready"))
+    r = H.run(arc, "gc", "--older-than", "0s", root=root, env=TOOLS)  # nothing runs now
+    assert r.returncode == 0 and not os.path.exists(H.prefix_of(root, info)), H.text(r)
