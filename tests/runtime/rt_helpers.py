@@ -232,6 +232,15 @@ def children(pid):
     return out
 
 
+def comm(pid):
+    """The command name of ``pid`` ("" once it is gone)."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def alive(pid):
     """True while ``pid`` runs (a zombie is not running)."""
     try:
