@@ -161,6 +161,22 @@ def entry_argv(name, ep, prefix, app_dir):
     return None, "entry point %r has an unknown kind %r" % (name, kind)
 
 
+def export_lines(variables):  # type: (List[Tuple[str, object]]) -> List[str]
+    """sh lines setting ``variables`` (as ``activation`` gives them)."""
+    q = sh_quote
+    lines = []
+    for k, v in variables:
+        if v is None:
+            lines.append("unset %s" % k)
+        elif isinstance(v, dict):
+            lines.append("%s=${%s-%s}; export %s" % (k, k, q(v["default"]), k))
+        elif isinstance(v, tuple):
+            lines.append('%s=%s${%s:+":$%s"}; export %s' % (k, q(v[0]), v[1], v[1], k))
+        else:
+            lines.append("%s=%s; export %s" % (k, q(v), k))
+    return lines
+
+
 def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     # type: (dict, str, str, Optional[str], str, str) -> str
     """The launcher script text (see the module docstring)."""
@@ -191,15 +207,7 @@ def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     lines.append('  "$COEX_APP") unset PYTHONPATH ;; "$COEX_APP":*) PYTHONPATH=${PYTHONPATH#"$COEX_APP":} ;;')
     lines.append("esac; fi")
     lines.append("unset COEX_APP")
-    for k, v in activation(prefix, app_dir, info):
-        if v is None:
-            lines.append("unset %s" % k)
-        elif isinstance(v, dict):
-            lines.append("%s=${%s-%s}; export %s" % (k, k, q(v["default"]), k))
-        elif isinstance(v, tuple):
-            lines.append('%s=%s${%s:+":$%s"}; export %s' % (k, q(v[0]), v[1], v[1], k))
-        else:
-            lines.append("%s=%s; export %s" % (k, q(v), k))
+    lines.extend(export_lines(activation(prefix, app_dir, info)))
     scripts = activate_scripts(prefix)
     if scripts:
         lines.append("_coex_activate() {")
@@ -220,6 +228,50 @@ def render_launcher(info, archive_id16, prefix, app_dir, used_file, ready_file):
     lines.append("esac")
     lines.append("fi")
     return "\n".join(lines) + "\n"
+
+
+def write_extracted(info, prefix, app_dir):  # type: (dict, str, Optional[str]) -> List[str]
+    """After ``extract DIR`` installed the environment (and the app layer at ``app_dir``) at
+    ``prefix``: what makes it runnable like the archive, without the archive nor the cache.
+
+    ``coex/launch.sh`` the launcher (as in the cache, for this prefix), ``coex/run`` runs an entry
+    point (``$COEX_ENTRYPOINT``, else the default) with the program's activation, as
+    ``./app.coex`` does, ``coex/bin/<name>`` runs that entry point, and ``activate.sh`` (``.
+    DIR/activate.sh``, like conda-pack's ``bin/activate``) activates the environment in the
+    calling shell: the same variables, ``coex/bin`` after ``bin`` on PATH, activate.d sourced.
+    Returns the paths written (relative to ``prefix``)."""
+    from coex_runtime.atomic import write_atomic
+    from coex_runtime.fs import makedirs
+    q = sh_quote
+    coex = os.path.join(prefix, "coex")
+    run = os.path.join(coex, "run")
+    launcher = render_launcher(info, "extracted", prefix, app_dir, "/dev/null",
+                               os.path.join(prefix, "conda-meta", "history"))
+    run_script = [
+        "#!/bin/sh",
+        "# Runs an entry point of the app extracted here (coex extract): $COEX_ENTRYPOINT, else the default.",
+        "set +aCefu",
+        "COEX_ENTRYPOINT=${COEX_ENTRYPOINT:-%s}" % q(info["default_entry_point"]),
+        "COEX_ARGV0=$0",
+        "export COEX_ENTRYPOINT COEX_ARGV0",
+        "unset COEX_ARCHIVE",
+        "command . %s" % q(os.path.join(coex, "launch.sh")),
+        "echo %s >&2" % q("coex: the environment at %s is incomplete; extract it again" % prefix),
+        "exit 127"]
+    files = {"coex/launch.sh": (launcher, 0o644), "coex/run": ("\n".join(run_script) + "\n", 0o755)}
+    for name in sorted(info["entry_points"]):
+        files["coex/bin/" + name] = ('#!/bin/sh\nCOEX_ENTRYPOINT=%s exec %s "$@"\n' % (q(name), q(run)), 0o755)
+    lines = ["# Activate the environment extracted here (coex extract) in this shell: . %s"
+             % os.path.join(prefix, "activate.sh")]
+    path = ("PATH", (os.path.join(prefix, "bin") + ":" + os.path.join(coex, "bin"), "PATH"))
+    lines.extend(export_lines([path] + [(k, v) for k, v in activation(prefix, app_dir, info) if k != "PATH"]))
+    lines.extend(". %s" % q(s) for s in activate_scripts(prefix))
+    files["activate.sh"] = ("\n".join(lines) + "\n", 0o644)
+    for rel, (text, mode) in sorted(files.items()):
+        path = os.path.join(prefix, *rel.split("/"))
+        makedirs(os.path.dirname(path))
+        write_atomic(path, text.encode("utf-8"), mode, fsync=False)
+    return sorted(files)
 
 
 EXEC_SCRIPT = ('_coex_l=$1; shift; . "$_coex_l"; '

@@ -10,7 +10,8 @@ the layout); the cold path (``main``) and every tool (``tools``) go through it:
 * ``ensure_app()``: the app layer as ``apps/<app16>``, every file checked against the record's
   digest (``read_app_layer``, which ``verify`` uses too).
 * ``ensure_env()``: the environment as ``envs/<env16>``, ready once its marker is written.
-* ``install_into(dest)``: the same environment at a directory of the user's (``extract DIR``).
+* ``install_into(dest)``: the same environment at a directory of the user's (``extract DIR``),
+  with the app layer and scripts that run it there (``launch.write_extracted``).
 
 Each of them decides first (is it there?) and only then acts, through one
 ``atomic.AtomicDirectory`` (double-checked lock, work dir, rename, cleanup on failure).
@@ -204,11 +205,24 @@ class Runtime(object):
 
     def install_into(self, dest):  # type: (str) -> None
         """The environment at ``dest`` (absent or an empty directory, which is kept), prefixes
-        replaced for ``dest``; on failure nothing is left there."""
+        replaced for ``dest``, with the app layer (``coex/app``) and what runs it like the
+        archive (``launch.write_extracted``); on failure nothing is left there. A new ``dest`` is
+        made 0777 minus the umask, as conda makes a prefix."""
+        def finish(prefix):
+            made = [n for n in ("coex", "activate.sh") if os.path.lexists(os.path.join(prefix, n))]
+            if made:
+                raise CoexFailure("a package of this environment installs %s, where extract puts its "
+                                  "own files: extract cannot make %s runnable" % (" and ".join(made), prefix))
+            app_dir = None
+            if self.app16:
+                app_dir = os.path.join(prefix, "coex", "app")
+                os.makedirs(app_dir)
+                read_app_layer(self.archive, app_dir)
+            L.write_extracted(self.info, prefix, app_dir)
         with self.cache.installing():
             self._install_env(AtomicDirectory(
                 dest, os.path.dirname(dest), ".%s.coex-" % os.path.basename(dest),
-                ready=lambda d: False, keep_existing=True))
+                ready=lambda d: False, mode=0o777, keep_existing=True), finish)
 
     def _install_env(self, target, finish=None):
         from coex_runtime import install

@@ -6,11 +6,14 @@
   modules and the bootstrap (``runtime.files``), every stored package (sha256, size), the
   libzstd and the app layer (the record itself against the archive id in the preamble); exit 0
   and "OK" when all match, else exit 1 naming the damaged part.
-* ``extract DIR``: install the archive's environment into ``DIR`` (absent or empty) with every
-  prefix placeholder replaced for ``DIR``, like ``conda-pack``'s unpack or ``pixi-unpack``: the
-  packages are verified and extracted into the shared ``pkgs/`` cache, linked into a staging dir
-  beside ``DIR``, renamed to ``DIR`` and finalized (pyc, link scripts, conda-meta). On failure
-  nothing is left at ``DIR``. The app layer is not part of the environment.
+* ``extract DIR``: install the archive's environment into ``DIR`` (absent, its parents made as
+  ``mkdir -p`` does, or empty) with every prefix placeholder replaced for ``DIR``, like
+  ``conda-pack``'s unpack or ``pixi-unpack``: the packages are verified and extracted into the
+  shared ``pkgs/`` cache, linked into a staging dir beside ``DIR``, renamed to ``DIR`` and
+  finalized (pyc, link scripts, conda-meta); then the app layer (``DIR/coex/app``) and what runs
+  it without the archive: ``DIR/coex/run`` (an entry point, as ``./app.coex``),
+  ``DIR/coex/bin/<entry point>``, ``DIR/activate.sh`` (``launch.write_extracted``). On failure
+  nothing is left at ``DIR``.
 * ``gc [--older-than DURATION]`` (default ``14d``; ``s``/``m``/``h``/``d``/``w``): under the
   cache's exclusive ``gc.lock`` (installs hold it shared, so gc waits for them), remove launchers
   whose last use (``launch/<id>.used``, touched by every run) is older than DURATION, launchers
@@ -34,6 +37,7 @@ from coex_runtime import inuse, preamble
 from coex_runtime.archive import damaged
 from coex_runtime.atomic import Lock, discard
 from coex_runtime.errors import CacheError, FormatError, UsageError
+from coex_runtime.fs import makedirs
 from coex_runtime.runtime import Runtime, check_host, read_app_layer
 from coex_runtime.variables import Variables
 
@@ -139,14 +143,18 @@ def extract(archive, args, environ):  # type: (Archive, List[str], Mapping[str, 
     if C.unsafe_prefix(dest):
         sys.stderr.write("coex extract: %s; choose a path without them\n" % C.unsafe_prefix(dest))
         return 1
-    if not os.path.isdir(os.path.dirname(dest)):
-        sys.stderr.write("coex extract: the parent directory %s does not exist; create it first\n"
-                         % os.path.dirname(dest))
-        return 1
     check_host(archive.info, environ)
-    Runtime(archive, C.Cache(C.select_root(environ)[0])).install_into(dest)
-    sys.stdout.write("coex extract: installed %d packages into %s (use it with PATH=%s/bin:$PATH "
-                     "CONDA_PREFIX=%s)\n" % (len(archive.info["packages"]), dest, dest, dest))
+    rt = Runtime(archive, C.Cache(C.select_root(environ)[0]))
+    try:
+        makedirs(os.path.dirname(dest), 0o777)  # as mkdir -p (conda create -p, venv) do
+    except OSError as e:
+        sys.stderr.write("coex extract: cannot create %s: %s\n" % (os.path.dirname(dest), e.strerror or e))
+        return 1
+    rt.install_into(dest)
+    sys.stdout.write("coex extract: installed %d packages%s into %s: run it with %s/coex/run "
+                     "(or %s/coex/bin/<entry point>), or activate it with . %s/activate.sh\n"
+                     % (len(archive.info["packages"]), " and the app layer" if rt.app16 else "",
+                        dest, dest, dest, dest))
     return 0
 
 

@@ -2,6 +2,8 @@
 import fcntl
 import json
 import os
+import shutil
+import stat
 import subprocess
 import time
 
@@ -257,3 +259,36 @@ def test_gc_never_removes_an_environment_a_run_is_activating(tiny_channel, tmp_p
     assert os.path.isfile(os.path.join(H.prefix_of(root, info), ".coex-ready"))
     r = H.run(arc, "gc", "--older-than", "0s", root=root, env=TOOLS)  # nothing runs now
     assert r.returncode == 0 and not os.path.exists(H.prefix_of(root, info)), H.text(r)
+
+
+def test_extract_into_a_new_directory_makes_a_complete_runnable_copy(std_archive, tmp_path):
+    """`extract a/new/dir` makes the parents (as conda create -p, venv, pixi-unpack do), the
+    prefix 0777 minus the umask (as conda), and a copy that runs without the archive or the
+    cache: coex/run (the default entry point, or COEX_ENTRYPOINT), coex/bin/<entry point>, and
+    activate.sh for a shell."""
+    arc0, info = std_archive
+    arc = tmp_path / "app.coex"
+    shutil.copy(str(arc0), str(arc))
+    root, dest = tmp_path / "root", tmp_path / "a" / "new" / "dir"
+    r = H.sh("umask 027 && %s extract %s" % (arc, dest), H.base_env(root, COEX_TOOLS="1"))
+    assert r.returncode == 0, H.text(r)
+    assert "coex/run" in r.stdout.decode() and "activate.sh" in r.stdout.decode()
+    assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(str(tmp_path / "a")).st_mode) == 0o750
+    os.unlink(str(arc))
+    shutil.rmtree(str(root))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(*argv, **extra):
+        r = subprocess.run([str(a) for a in argv], env=dict(env, **extra), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        assert r.returncode == 0, H.text(r)
+        return r.stdout.decode()
+    assert run(dest / "coex" / "run").strip() == str(dest)  # prefixprog, prefix replaced for DIR
+    assert run(dest / "coex" / "bin" / "run", "x").strip() == "run.sh ok -v x"  # an app-layer script
+    assert run(dest / "coex" / "run", "y", COEX_ENTRYPOINT="main").strip() == "main ok ['y']"
+    assert run(dest / "coex" / "bin" / "tinypy").strip() != ""
+    out = run("/bin/sh", "-c", '. "$1/activate.sh" && prefixprog && echo "$CONDA_PREFIX" && '
+              'command -v main && echo "$COEX_TEST_VAR"', "sh", dest).split()
+    assert out == [str(dest), str(dest), str(dest / "coex" / "bin" / "main"), "from-record"], out
+    assert (dest / "coex" / "app" / "src" / "main.py").is_file() and not (tmp_path / "root").exists()
