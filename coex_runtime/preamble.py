@@ -43,8 +43,9 @@ def _coex_boot():
         sys.exit(127)
     if sys.argv[0] == "-c":  # the sh preamble runs: python -c <read BOOT> ARCHIVE ARGS...
         del sys.argv[0]
-    del sys.path[0]  # the archive, its directory or the working directory: never imported from
     path = os.path.abspath(sys.argv[0])
+    if sys.path and (sys.path[0] == "" or os.path.abspath(sys.path[0]) == path):
+        del sys.path[0]  # the working directory (-c) or the archive: never imported from
     try:
         sources = _coex_checked(path)
     except KeyboardInterrupt:

@@ -240,3 +240,18 @@ def test_the_preamble_digest_ignores_only_the_archive_id():
     a, b = F.render_preamble("a" * 64), F.render_preamble("b" * 64)
     assert a != b and P.digest(a) == P.digest(b)
     assert P.digest(a.replace(b"Inspect", b"inspect")) != P.digest(a)
+
+
+def test_nothing_is_imported_from_the_working_directory(std_archive, tmp_path, root):
+    """`python -c` puts the working directory first on sys.path: the bootstrap takes it off
+    before importing anything, so a json.py or coex_runtime/ there is never run."""
+    arc, info = std_archive
+    cwd = tmp_path / "cwd"
+    (cwd / "coex_runtime").mkdir(parents=True)
+    for rel in ("json.py", "zipfile.py", "hashlib.py", "coex_runtime/__init__.py", "coex_runtime/main.py"):
+        (cwd / rel).write_text("import sys; sys.stdout.write('EVIL\\n'); sys.exit(9)\n")
+    for argv in ([str(arc)], [H.HOST_PY, str(arc)]):
+        shutil.rmtree(str(root), ignore_errors=True)
+        r = subprocess.run(argv, env=H.base_env(root), cwd=str(cwd), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
