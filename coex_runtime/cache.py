@@ -13,6 +13,9 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     launch/<id16>.sh            per-archive launcher sourced by the sh preamble (written last)
     launch/<id16>.json          what the launcher uses (env, app), for ``gc``
     launch/<id16>.used          touched by every run (warm ones too): its mtime is the last use
+    launch/<id16>.lock          flock held by the first run installing the archive (its sh
+                                preamble takes it, its Python releases it): other first runs wait
+                                on it in their preamble (see preamble.py)
     tmp/                        work dirs (``<kind>-<key>-*``) and trash
     gc.lock                     installs hold it shared, ``gc`` exclusive; an install that finds
                                 it free first removes what killed runs left (``Cache.sweep``)
