@@ -65,9 +65,11 @@ def fill_find_links(dest: Path, pants_bin: Path, *wheels: Path) -> Path:
     pins = dict(line.split("==") for line in
                 (REPO / "pants-plugins" / "requirements.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
+    import tomli  # (in the test venv: the version the suite runs with)
+
     pip(pants_bin, "download", "--only-binary", ":all:", "--no-deps", "-d", str(dest),
         f"py-rattler=={pins['py-rattler']}", f"zstandard=={pins['zstandard']}",
-        f"PyYAML=={yaml_version}")
+        f"PyYAML=={yaml_version}", f"tomli=={tomli.__version__}")
     return dest
 
 

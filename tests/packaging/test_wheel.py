@@ -48,6 +48,7 @@ def test_wheel_holds_backend_and_runtime(coex_wheel):
     assert f"py-rattler=={pins['py-rattler']}" in requires
     assert f"zstandard=={pins['zstandard']}" in requires
     assert any(re.match(r"PyYAML<7,>=6|PyYAML>=6,<7", r) for r in requires), requires
+    assert any(re.match(r"tomli>=1\.1; python_version < \"3\.11\"", r) for r in requires), requires
     assert re.search(r"^coex = coex\.cli:console_main$", entry_points, re.M)
 
 

@@ -18,7 +18,8 @@ class CoexError(Exception):
 
 
 # the third-party modules the build library imports, and the distribution that provides each
-REQUIRED_DISTRIBUTIONS = {"rattler": "py-rattler", "zstandard": "zstandard", "yaml": "PyYAML"}
+REQUIRED_DISTRIBUTIONS = {"rattler": "py-rattler", "zstandard": "zstandard", "yaml": "PyYAML",
+                          "tomli": "tomli"}
 
 
 def missing_dependency_message(module: str) -> str:
