@@ -1,5 +1,5 @@
-"""`python -m coex` (what ./coex runs): the standalone command line, see coex/cli.py."""
-from coex.cli import main
-from coex.lib.errors import exit_process
+"""`python -m coex` (what ./coex runs): the standalone command line, see coex/entry.py (a warm
+`coex run`) and coex/cli.py (everything else)."""
+from coex.entry import main
 
-exit_process(main())
+main()

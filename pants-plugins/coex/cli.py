@@ -4,6 +4,9 @@
                   [--platform SUBDIR] [--lockfile PATH] [--env K=V]... [-D DIR]... [SRC...]
     ./coex lock -f environment.yml -o LOCK [--channel URL]... [--platform SUBDIR]...
     ./coex export-explicit --lockfile LOCK -o FILE [--platform SUBDIR] [--hash md5|sha256]
+    ./coex run [--lock] [--channel URL]... SCRIPT [ARGS...]
+    ./coex build [--lock] [--channel URL]... [--platform SUBDIR] SCRIPT -o OUT.coex
+    ./coex gc [--older-than 14d]
 
 Each also takes `--root DIR` (local channels under DIR are locked relative to it, as Pants does
 with its build root) and `--channel-location NAME=URL` (a channel known by NAME), so lockfiles
@@ -12,7 +15,9 @@ stay the same on every machine (`coex.lib.channels`).
 It runs exactly the library functions the Pants rules run in processes (coex.lib: solve ->
 entries -> fetch -> transcode -> assemble), in-process, on the same records (coex.lib.records):
 the solve request, the freshness check, where fetched and transcoded packages are kept, entry
-points and the assemble spec all come from coex.lib.
+points and the assemble spec all come from coex.lib. `run`, `build` and `gc` are about scripts
+that carry their environment in a header (coex.lib.script) and the build cache
+(coex.buildcache); a warm `coex run` never gets here (coex.entry execs the archive first).
 """
 from __future__ import annotations
 
@@ -22,23 +27,10 @@ import shlex
 import shutil
 import sys
 import tempfile
-from typing import NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
 from coex.lib.errors import CoexError, run_cli
-from coex.lib.records import (
-    ChannelLocations,
-    EntryPoints,
-    LockedPackage,
-    PreparedPackage,
-    SolveRequest,
-)
-
-
-def _cache_root(arg):
-    if arg:
-        return os.path.abspath(arg)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "coex-build")
+from coex.lib.records import ChannelLocations, EntryPoints, SolveRequest
 
 
 def locations_of(a) -> ChannelLocations:
@@ -115,28 +107,6 @@ def _ensure_lock(req, lockfile, env_file, cli_channels=()):
         return lockfile
     solve_to_lockfile(req, lockfile)
     return lockfile
-
-
-def prepare_packages(packages: Sequence[LockedPackage], cache: str, level: int,
-                     locations: ChannelLocations = ChannelLocations()) -> list[PreparedPackage]:
-    """Fetch (content-addressed under `cache`) and transcode every package, as the Pants rules
-    do in the engine's store; return the PreparedPackages."""
-    from coex.lib.channels import locate
-    from coex.lib.fetch import fetch
-    from coex.lib.transcode import transcode
-    from coex_runtime.format import sha256_file
-
-    items = []
-    for p in packages:
-        dest = os.path.join(cache, p.fetch_path)
-        if not (os.path.isfile(dest) and os.path.getsize(dest) == p.size
-                and sha256_file(dest) == p.sha256):
-            fetch(locate(p.url, locations), p.sha256, p.size, dest, name=p.filename)
-        prepared = os.path.join(cache, p.prepared_path(level))
-        if p.encoding == "tar.zst" and not os.path.isfile(prepared):
-            transcode(dest, prepared, level)
-        items.append(PreparedPackage(prepared, p, p.encoding))
-    return items
 
 
 _SKIP_SOURCES = ("__pycache__", ".git")
@@ -250,6 +220,7 @@ def parse_env(values: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_create(a):
+    from coex.buildcache import BuildCache, prepare_packages
     from coex.lib.assemble import assemble
     from coex.lib.lockfile import lock_entries
     from coex.lib.records import AssembleSpec, BuildRecord
@@ -261,7 +232,7 @@ def cmd_create(a):
     req = build_request(a.file, a.channel, [platform], a.virtual_package or None, locations)
     eps = parse_entry_points(a.entrypoint, target)
     env = parse_env(a.env)
-    cache = _cache_root(a.cache_dir)
+    cache = BuildCache.of(a.cache_dir)
     tmp = tempfile.mkdtemp(prefix="coex-create-")
     try:
         lockfile = (_ensure_lock(req, os.path.abspath(a.lockfile), a.file, a.channel)
@@ -271,8 +242,6 @@ def cmd_create(a):
 
             lockfile = os.path.join(tmp, "coex.lock")
             solve_to_lockfile(req, lockfile)
-        items = prepare_packages(lock_entries(lockfile, platform).packages, cache, a.zstd_level,
-                                 locations)
         app_root = None
         if a.sources or a.sources_directory:
             app_root = os.path.join(tmp, "app")
@@ -281,8 +250,11 @@ def cmd_create(a):
             stage_sources_directories(a.sources_directory, app_root, exclude=[a.output])
         build = BuildRecord(req.resolve, sha256_file(lockfile), target, "./coex create",
                             os.path.abspath(a.lockfile) if a.lockfile else None)
-        assemble(AssembleSpec(platform, tuple(items), eps, build, app_root, tuple(env.items()),
-                              req.specs), a.output)
+        with cache.building():  # (`coex gc` waits until the archive is written)
+            items = prepare_packages(lock_entries(lockfile, platform).packages, cache.root,
+                                     a.zstd_level, locations)
+            assemble(AssembleSpec(platform, tuple(items), eps, build, app_root,
+                                  tuple(env.items()), req.specs), a.output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     names = sorted(name for name, _ in eps.commands)
@@ -312,6 +284,60 @@ def cmd_export_explicit(a):
                 a.lockfile, ", ".join(plats)))
         platform = plats[0]
     write_explicit(a.lockfile, platform, a.output, a.hash, locations_of(a))
+
+
+def cmd_run(a):
+    from coex.buildcache import ensure_script_archive
+    from coex.entry import exec_archive
+
+    for _ in range(2):  # (again when a concurrent `coex gc` removed the archive just found)
+        archive = ensure_script_archive(a.script, a.channel, a.lock, a.cache_dir, quiet=a.quiet)
+        try:
+            exec_archive(archive, a.script, a.args)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise CoexError("Cannot run {} (the archive of {}): {}.".format(
+                archive, a.script, e.strerror or e))
+    raise CoexError("The archive of {} was removed twice while starting it (is `coex gc "
+                    "--older-than 0` running in a loop?); run it again.".format(a.script))
+
+
+def cmd_build(a):
+    from coex.buildcache import ensure_script_archive
+    from coex.lib.fsutil import atomic_output
+
+    if os.path.isdir(a.output):
+        raise CoexError("The output {} is a directory: give the archive's file name (e.g. {})."
+                        .format(a.output, os.path.join(a.output, "app.coex")))
+    archive = ensure_script_archive(a.script, a.channel, a.lock, a.cache_dir, a.platform,
+                                    quiet=a.quiet, builder="coex build")
+    with atomic_output(a.output, 0o755) as tmp:
+        shutil.copyfile(archive, tmp)
+    if not a.quiet:
+        sys.stderr.write("coex: wrote {}\n".format(a.output))
+
+
+def cmd_gc(a):
+    from coex.buildcache import BuildCache, gc
+    from coex_runtime import tools
+    from coex_runtime.errors import UsageError
+
+    try:
+        seconds = tools.parse_duration(a.older_than)
+    except UsageError as e:
+        raise CoexError("--older-than: {}.".format(e))
+    cache = BuildCache.of(a.cache_dir)
+    r = gc(cache, seconds)
+    sys.stdout.write(
+        "coex gc: {}: removed {} script archive{}, {} script lock{}, {} package{}; {:.1f} MB "
+        "freed; {} script archive{} kept (used within {})\n".format(
+            cache.root, r["script archives"], "" if r["script archives"] == 1 else "s",
+            r["script locks"], "" if r["script locks"] == 1 else "s",
+            r["packages"], "" if r["packages"] == 1 else "s", r["freed"] / 1e6,
+            r["kept"], "" if r["kept"] == 1 else "s", a.older_than))
+    if not a.build_cache_only:  # the archives' own cache (~/.cache/coex), as their `gc` tool
+        tools.gc(None, ["--older-than", a.older_than], os.environ)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,15 +423,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="md5 (any conda) or sha256 (conda >= 24.9); default md5")
     where_opts(s)
     s.set_defaults(func=cmd_export_explicit)
+
+    def script_opts(s):
+        s.add_argument("--lock", action="store_true",
+                       help="keep the lock beside the script (SCRIPT.lock): written when "
+                            "missing or stale, then used by every run (reproducible scripts). "
+                            "A lock beside the script is always used; a stale one is an error "
+                            "without --lock")
+        s.add_argument("-c", "--channel", action="append", default=[], metavar="URL",
+                       help="channel name or URL, before the header's channels; repeatable")
+        s.add_argument("--cache-dir", metavar="DIR",
+                       help="the build cache (default ~/.cache/coex-build)")
+        s.add_argument("-q", "--quiet", action="store_true",
+                       help="say nothing while solving and building")
+
+    header_help = ("SCRIPT names its conda environment in a header: a `# /// conda` block "
+                   "(TOML: dependencies, channels, platforms) or conda-execute's `# conda "
+                   "execute` lines (YAML: env, channels, run_with). The shebang, or else the "
+                   "extension, says which program runs it.")
+    s = sub.add_parser("run", help="run a script that carries its environment",
+                       allow_abbrev=False,
+                       description="Run SCRIPT in its locked environment: " + header_help +
+                                   " The first run locks (once per header) and builds an "
+                                   "archive (once per script, lock and coex version) in the "
+                                   "build cache; every later run execs that archive at once.")
+    script_opts(s)
+    s.add_argument("script", metavar="SCRIPT")
+    s.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="the script's arguments (stdin, exit status and signals are its own)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("build", help="build the archive of a script that carries its environment",
+                       allow_abbrev=False,
+                       description="Write the archive `coex run SCRIPT` runs to OUT, to copy "
+                                   "to other hosts: " + header_help)
+    script_opts(s)
+    s.add_argument("--platform", default=None, metavar="SUBDIR",
+                   help="conda subdir to build for (default: this host's); the header's "
+                        "`platforms`, when it has some, must list it")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.coex")
+    s.add_argument("script", metavar="SCRIPT")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("gc", help="remove cached builds and environments unused for a while",
+                       description="Remove from the build cache (~/.cache/coex-build) script "
+                                   "archives, script locks and packages unused for DURATION "
+                                   "(never an archive a running process started from; builds "
+                                   "in progress are waited for), then run the archives' own "
+                                   "`gc` on their cache (~/.cache/coex or $COEX_ROOT).")
+    s.add_argument("--older-than", default="14d", metavar="DURATION",
+                   help="e.g. 14d (default), 12h, 30m, 45s, 2w")
+    s.add_argument("--cache-dir", metavar="DIR",
+                   help="the build cache (default ~/.cache/coex-build)")
+    s.add_argument("--build-cache-only", action="store_true",
+                   help="leave the archives' cache alone")
+    s.set_defaults(func=cmd_gc)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command line after coex.entry (the `coex` console script and `python -m coex`)
+    found no warm archive to exec."""
     return run_cli(build_parser(), argv)
-
-
-def console_main() -> NoReturn:
-    """The `coex` console script of the wheel (`python -m coex` does the same)."""
-    from coex.lib.errors import exit_process
-
-    exit_process(main())

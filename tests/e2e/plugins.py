@@ -80,6 +80,7 @@ def upgraded_wheel(out_dir: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "pants-plugins" / "coex", src / "pants-plugins" / "coex", ignore=ignore)
     shutil.copytree(REPO / "coex_runtime", src / "coex_runtime", ignore=ignore)
+    shutil.copytree(REPO / "pants-plugins" / "bin", src / "pants-plugins" / "bin", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     init = src / "pants-plugins" / "coex" / "__init__.py"

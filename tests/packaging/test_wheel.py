@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.parser
 import hashlib
+import os
 import re
 import subprocess
 import zipfile
@@ -49,7 +50,7 @@ def test_wheel_holds_backend_and_runtime(coex_wheel):
     assert f"zstandard=={pins['zstandard']}" in requires
     assert any(re.match(r"PyYAML<7,>=6|PyYAML>=6,<7", r) for r in requires), requires
     assert any(re.match(r"tomli>=1\.1; python_version < \"3\.11\"", r) for r in requires), requires
-    assert re.search(r"^coex = coex\.cli:console_main$", entry_points, re.M)
+    assert re.search(r"^coex = coex\.entry:main$", entry_points, re.M)
 
 
 def test_version_lives_in_one_place():
@@ -83,6 +84,24 @@ def test_installed_coex_builds_the_same_archive(wheel_bin, tiny_channel, tmp_pat
     assert checkout.returncode == 0, checkout.stderr
     a, b = (project / "installed.coex").read_bytes(), (project / "checkout.coex").read_bytes()
     assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+
+
+def test_installed_coex_runs_scripts(wheel_bin, tiny_channel, tmp_path):
+    """The wheel's `coex run` (its tomli dependency for `# /// conda` before Python 3.11), and
+    its `coex-run` for `#!/usr/bin/env coex-run` scripts, which hands a first run to the `coex`
+    beside it."""
+    script = tmp_path / "hello.py"
+    script.write_text("#!/usr/bin/env coex-run\n# /// conda\n"
+                      f"# dependencies = [\"python\"]\n# channels = [\"{tiny_channel.url}\"]\n"
+                      "# ///\nimport sys\nprint('hello', sys.argv[1:])\n")
+    script.chmod(0o755)
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "xdg"), COEX_ROOT=str(tmp_path / "root"),
+                    PATH=f"{wheel_bin}{os.pathsep}{os.environ['PATH']}")
+    for argv in ([str(wheel_bin / "coex"), "run", "hello.py", "a"], ["./hello.py", "b"]):
+        r = subprocess.run(argv, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"hello {argv[-1:]}\n"
 
 
 def test_readme_pins_this_version():

@@ -302,8 +302,10 @@ def pluralize(count: int, word: str) -> str:
     return "{} {}{}".format(count, word, "" if count == 1 else "s")
 
 
-def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
-    """Write the archive `spec` describes to `out`; return its COEX-INFO record."""
+def assemble(spec: AssembleSpec, out: str, base_dir: str = ".",
+             env_index: Optional[EnvIndex] = None) -> dict:
+    """Write the archive `spec` describes to `out`; return its COEX-INFO record. `env_index`:
+    the EnvIndex of the spec's packages, when the caller made it already."""
     from coex_runtime.format import FormatError, write_archive
 
     origin = spec.build.target or "the archive"
@@ -315,7 +317,7 @@ def assemble(spec: AssembleSpec, out: str, base_dir: str = ".") -> dict:
         raise CoexError("{}: the environment has no packages.".format(origin))
     app_files = _app_files(os.path.join(base_dir, spec.app_root) if spec.app_root else None)
     entry_points = dict(spec.entry_points.commands)
-    check_entry_points(entry_points, EnvIndex(packages), dict(app_files), origin)
+    check_entry_points(entry_points, env_index or EnvIndex(packages), dict(app_files), origin)
     vpkgs = spec.virtual_packages
     if vpkgs is None:
         vpkgs = virtual_package_needs(p.package.depends for p in packages)
