@@ -373,3 +373,20 @@ def test_gc_waits_for_builds(tmp_path):
         assert not done  # gc waits while a build holds the cache
     t.join(30)
     assert done and done[0]["script archives"] == 0
+
+
+@pytest.mark.slow
+def test_real_cpython_script(realistic_channel, work, env):
+    """A conda-execute script on the realistic channel: the real CPython 3.11 runs it (its
+    shebang's python3 is the environment's, not the host's), numpy imports."""
+    (work / "calc").write_text(
+        "#!/usr/bin/env python3\n# conda execute\n# env:\n#  - python 3.11.*\n#  - numpy\n"
+        "# channels:\n#  - {}\n\nimport os, sys, numpy\nprint(sys.version_info[:2], "
+        "sys.executable.startswith(os.environ['CONDA_PREFIX'] + '/bin/'), "
+        "int(numpy.arange(int(sys.argv[1]) + 1).sum()))\n".format(
+            realistic_channel.as_uri()))
+    for _ in range(2):  # cold, then warm
+        r = coex_cmd(["run", "calc", "100"], work, env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "(3, 11) True 5050\n"
+    assert r.stderr == ""
