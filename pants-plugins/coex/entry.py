@@ -16,9 +16,16 @@ two in step (tests/lib/test_script_run.py checks it).
 
 Standard library only, and as little of it as possible: this runs on every `coex run`.
 """
-import hashlib
 import os
 import sys
+
+try:  # CPython's own sha256: hashlib would load OpenSSL's libcrypto first (~2.5 ms)
+    from _sha256 import sha256 as _sha256_of
+except ImportError:
+    try:
+        from _sha2 import sha256 as _sha256_of  # (3.12+)
+    except ImportError:
+        from hashlib import sha256 as _sha256_of
 
 KEY_SCHEMA = "coex-script/1"
 
@@ -40,7 +47,7 @@ def host_tag():
 
 
 def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
+    return _sha256_of(data).hexdigest()
 
 
 def script_key(name, script_bytes, lock_bytes=None, channels=(), host=None, version=None):
