@@ -59,6 +59,13 @@ class CoexEntryPointField(StringField):
         Use `entry_points` instead to give the executable several named commands. When the
         environment is locked, `pants package` fails if a command names nothing in the
         environment or the app layer.
+
+        A script of the app layer that an entry point runs (`'tools/report.py'`, `'python
+        tools/report.py'`) may carry its environment in a header, as for `coex run`: a
+        `# /// conda` block (`dependencies`, `channels`, `platforms`) or conda-execute's
+        `# conda execute` lines. Its specs and channels join the target's own; a spec for a
+        package that the target's own specs constrain differently, or a platform the header
+        does not list, is an error naming both.
         """
     )
 

@@ -305,6 +305,16 @@ def parse_script(text: str, origin: str) -> Optional[ScriptHeader]:
                         platforms, run_with, shebang)
 
 
+_SPEC_NAME = re.compile(r"\s*(?:[^\s:]+::)?([A-Za-z0-9_.-]+)")
+
+
+def spec_package(spec: str) -> str:
+    """The package a (clean) match spec names, as conda writes it first (`conda-forge::numpy
+    >=1` -> numpy), lowercased: for comparing specs without py-rattler (in the Pants process)."""
+    m = _SPEC_NAME.match(spec)
+    return m.group(1).lower() if m else spec
+
+
 def read_script(path: str) -> tuple[bytes, ScriptHeader]:
     """A script's bytes and its header; a missing file or header is a CoexError."""
     try:

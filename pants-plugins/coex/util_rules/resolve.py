@@ -11,6 +11,10 @@
   of them without roots), in install order, from `coex.lib entries` run in a process (cached by
   the lockfile's digest and the specs, locally and in a remote cache; a process because reading
   the lock takes py-rattler, which never runs in the Pants process).
+* `CoexScriptHeaders` of a target: the headers (`coex.lib.script`: a `# /// conda` block or
+  conda-execute's `# conda execute` lines) of the app-layer scripts its entry points run. Their
+  specs, channels and platforms join the target's own; a spec for a package the target's own
+  specs constrain differently, or a platform the header does not list, is an error naming both.
 * `ChannelLocations`: the build root and `[coex].channel_locations`, validated: where the
   channels a lockfile names by placeholder are (`coex.lib.channels`). Part of the solve request
   (never of its inputs hash), used by fetch and export.
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 
 from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestContents, PathGlobs, Paths, Snapshot
+from pants.engine.fs import Digest, DigestContents, DigestSubset, PathGlobs, Paths, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     AllTargets,
@@ -50,6 +54,7 @@ from coex.lib.channels import absolute_inside_root, check_locations
 from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
+from coex.lib.script import ScriptHeader, parse_script, spec_package
 from coex.lib.records import (
     ChannelLocations,
     LockedPlatform,
@@ -68,13 +73,17 @@ from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexBinaryTarget,
     CoexCondaDependenciesField,
+    CoexEntryPointField,
+    CoexEntryPointsField,
     CoexEnvironmentFileField,
     CoexEnvironmentSourceField,
     CoexPlatformsField,
     CoexResolveField,
 )
-from coex.util_rules import tool
+from coex.util_rules import app, tool
+from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
 from coex.util_rules.tool import CoexBuildError, CoexLibProcess, CoexLibResult
+from coex_runtime.format import FormatError, parse_entry_point
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +275,95 @@ async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvi
     )
 
 
+@dataclass(frozen=True)
+class CoexScriptHeadersRequest:
+    address: Address
+    commands: tuple[str, ...]  # its entry points, as written
+
+
+@dataclass(frozen=True)
+class CoexScriptHeaders:
+    headers: tuple[ScriptHeader, ...]  # of the app-layer files its entry points run
+
+
+@rule(desc="Read the environment headers of a coex_binary's scripts", level=LogLevel.DEBUG)
+async def coex_script_headers(request: CoexScriptHeadersRequest) -> CoexScriptHeaders:
+    layer = await Get(CoexAppLayer, CoexAppLayerRequest(request.address))
+    files = set(layer.snapshot.files)
+    paths = set()
+    for text in request.commands:
+        try:
+            ep = parse_entry_point(text, files)
+        except FormatError:
+            continue  # (the build reports it)
+        if ep["kind"] == "app":
+            paths.add(ep["path"])
+        elif ep["kind"] == "command":
+            paths.update(ep["argv"][i] for i in ep["app_args"])
+    if not paths:
+        return CoexScriptHeaders(())
+    contents = await Get(
+        DigestContents, DigestSubset(layer.snapshot.digest, PathGlobs(sorted(paths)))
+    )
+    headers = []
+    for content in contents:
+        try:
+            header = parse_script(content.content.decode("utf-8", "surrogateescape"), content.path)
+        except CoexError as e:
+            raise CoexBuildError(f"{e}\n(The script is an entry point of {request.address}.)")
+        if header is not None:
+            headers.append(header)
+    return CoexScriptHeaders(tuple(headers))
+
+
+def join_script_header(
+    address: Address, header: ScriptHeader, own: dict[str, tuple[str, ...]],
+    platforms: tuple[str, ...],
+) -> str:
+    """Check a script header of the target `address` against the target's own specs (origin ->
+    specs) and platforms; return the header's origin for messages."""
+    origin = f"{header.name}, a script {address} runs"
+    for spec, line in zip(header.specs, header.spec_lines):
+        name = spec_package(spec)
+        other = next(((s, where) for where, specs in own.items() for s in specs
+                      if spec_package(s) == name and s != spec and name not in (s, spec)), None)
+        if other:  # (a bare name next to a constrained spec is no conflict)
+            raise CoexBuildError(
+                softwrap(
+                    f"""
+                    The `coex_binary` {address} asks for `{other[0]}` in {other[1]} and for
+                    `{spec}` in {header.where(line)} ({header.name}), a script it runs: keep one
+                    of them (remove the spec from the header or from the target).
+                    """
+                )
+            )
+    if header.platforms is not None:
+        missing = [p for p in platforms if p not in header.platforms]
+        if missing:
+            raise CoexBuildError(
+                f"The `coex_binary` {address} builds for {', '.join(missing)}, which "
+                f"{header.name} does not list in its `platforms` "
+                f"({', '.join(header.platforms)}): add it there, or set the target's `platforms`."
+            )
+    for channel in header.channels:
+        c = channel.strip()
+        if channel_directory(c, "/") and not c.startswith("/") and (
+                c.startswith((".", "~")) or ("/" in c and "/label/" not in c)):
+            raise CoexBuildError(
+                f"{header.name} (a script {address} runs) names the channel {channel!r}, a "
+                f"relative path: in Pants builds a script's channels are names or URLs (its "
+                f"directory in the app layer is not the repository's). Put the local channel in "
+                f"`[coex].channels` or a `coex_environment` file, or write its URL."
+            )
+    return origin
+
+
+def entry_point_commands(t: Target) -> tuple[str, ...]:
+    one = t[CoexEntryPointField].value
+    many = t[CoexEntryPointsField].value or {}
+    return tuple(v for v in [one, *many.values()] if v)
+
+
 def platform_specs(
     by_target: dict[Address, tuple[str, ...]], by_platform: dict[Address, tuple[str, ...]]
 ) -> list[PlatformSpecs]:
@@ -320,21 +418,31 @@ async def coex_resolve_inputs(
                                    for r in unique))
     )
 
+    scripts = await MultiGet(
+        Get(CoexScriptHeaders, CoexScriptHeadersRequest(t.address, entry_point_commands(t)))
+        for t in members
+    )
+
     sources: dict[str, tuple[str, ...]] = {}  # origin -> specs
     env_channels: list[LocalChannelsRequest] = []
     by_platform: dict[Address, tuple[str, ...]] = {}  # the platforms each target builds for
     by_target: dict[Address, tuple[str, ...]] = {}
-    for t, requests in zip(members, env_requests):
-        own: list[str] = []
+    for t, requests, headers in zip(members, env_requests, scripts):
+        mine: dict[str, tuple[str, ...]] = {}  # origin -> specs, of this target itself
         for env in (env_files[r] for r in requests):
-            sources[env.origin] = env.specs
-            own.extend(env.specs)
+            mine[env.origin] = env.specs
             env_channels.append(env.channels)
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
             origin = f"the `conda_dependencies` of {t.address}"
-            sources[origin] = tuple(clean_specs(inline, origin))
-            own.extend(sources[origin])
+            mine[origin] = tuple(clean_specs(inline, origin))
+        by_platform[t.address] = platforms_of(t[CoexPlatformsField], coex)
+        for header in headers.headers:  # the scripts it runs: their headers join its specs
+            origin = join_script_header(t.address, header, dict(mine), by_platform[t.address])
+            mine[origin] = header.specs
+            env_channels.append(LocalChannelsRequest(header.channels, "", origin))
+        sources.update(mine)
+        own = [s for specs in mine.values() for s in specs]
         if not own and t[CoexResolveField].value is None:
             raise CoexBuildError(
                 softwrap(
@@ -347,7 +455,6 @@ async def coex_resolve_inputs(
                 )
             )
         by_target[t.address] = tuple(dict.fromkeys(own))
-        by_platform[t.address] = platforms_of(t[CoexPlatformsField], coex)
     *from_files, from_option = await MultiGet(
         Get(LocalChannels, LocalChannelsRequest, r)
         for r in [*dict.fromkeys(env_channels), LocalChannelsRequest(tuple(coex.channels), "")]
@@ -463,4 +570,4 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> LockedPlat
 
 
 def rules():
-    return [*collect_rules(), *tool.rules()]
+    return [*collect_rules(), *app.rules(), *tool.rules()]
