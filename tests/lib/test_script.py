@@ -154,3 +154,22 @@ def test_run_with_comes_first():
 def test_unknown_extension_without_shebang():
     with pytest.raises(CoexError, match=r"s\.xyz: cannot tell which program runs it"):
         script_command(_header("", "s.xyz"), "s.xyz", {"python"})
+
+
+def test_the_readmes_scripts():
+    """The two scripts README.md shows parse as it says."""
+    import os
+    import re
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("## Scripts that carry their environment"):]
+    python, bash = re.findall(r"```(?:python|bash)\n(#!.*?)```", section, re.S)[:2]
+    h = parse_script(python, "mean.py")
+    assert h.specs == ("python 3.11.*", "numpy >=1.26")
+    assert h.platforms == ("linux-64", "osx-arm64") and h.channels == ("conda-forge",)
+    assert script_command(h, "mean.py", {"python"}) == "python mean.py"
+    h = parse_script(bash, "tool")
+    assert h.format == CONDA_EXECUTE and h.specs == ("ripgrep",)
+    assert script_command(h, "tool", {"rg"}) == "/bin/bash tool"
