@@ -13,6 +13,7 @@ import pytest
 import coex
 from coex.buildcache import BuildCache
 from coex.entry import script_key
+from coex_runtime.format import open_archive
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COEX_RUN = os.path.join(REPO, "pants-plugins", "bin", "coex-run")
@@ -255,6 +256,15 @@ def test_build_gives_the_archive(tiny_channel, work, env, tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["args ['z']", "stdin ", "script None"]
+    # for another platform (the lock covers the header's `platforms`)
+    (work / "x.py").write_text(pep723(
+        tiny_channel.url, extra='# platforms = ["linux-64", "linux-aarch64"]\n'))
+    r = coex_cmd(["build", "--platform", "linux-aarch64", "x.py", "-o", "x.coex"], work, env)
+    assert r.returncode == 0, r.stderr
+    with open_archive(str(work / "x.coex")) as ar:
+        assert ar.info["platform"] == "linux-aarch64"
+        assert {p["subdir"] for p in ar.info["packages"]} == {"linux-aarch64", "noarch"}
+        assert ar.info["entry_points"]["x"]["argv"] == ["python", "x.py"]
     # a platform the header's `platforms` do not list
     (work / "p.py").write_text(pep723(tiny_channel.url, extra='# platforms = ["linux-64"]\n'))
     r = coex_cmd(["build", "--platform", "linux-aarch64", "p.py", "-o", "p.coex"], work, env)
