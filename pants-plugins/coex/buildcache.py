@@ -158,6 +158,16 @@ def script_platforms(header: ScriptHeader, platform: str) -> tuple[str, ...]:
     return tuple(header.platforms)
 
 
+def _solve(req: SolveRequest, out: str, header: ScriptHeader, script: str, quiet: bool) -> None:
+    from coex.lib.lockfile import solve_to_lockfile
+    from coex.lib.script import check_header_specs
+
+    check_header_specs(header)  # (a bad spec named with its line)
+    _say(quiet, "solving the environment of {} ({}; {})".format(
+        script, ", ".join(header.specs), ", ".join(req.platforms)))
+    solve_to_lockfile(req, out)
+
+
 def ensure_script_lock(cache: BuildCache, header: ScriptHeader, script: str,
                        channels: Sequence[str], platform: str, write_beside: bool,
                        quiet: bool) -> tuple[str, Optional[bytes], ChannelLocations]:
@@ -165,9 +175,7 @@ def ensure_script_lock(cache: BuildCache, header: ScriptHeader, script: str,
     channels are). The lock beside the script is used when it exists (it must be fresh);
     `write_beside` (`--lock`) writes it when it is missing or stale; otherwise the header's
     cached lock, solved once."""
-    from coex.lib.lockfile import solve_to_lockfile
     from coex.lib.request import lock_header, read_header, stale_reason
-    from coex.lib.script import check_header_specs
 
     platforms = script_platforms(header, platform)
     beside = lock_beside(script)
@@ -182,12 +190,9 @@ def ensure_script_lock(cache: BuildCache, header: ScriptHeader, script: str,
                 raise CoexError(
                     "The lock {} is stale ({}): update it with `coex run --lock {}` (or `coex "
                     "build --lock`), or delete it.".format(beside, reason, script))
-        check_header_specs(header)
         with cache.flock("lock-" + hashlib.sha256(
                 os.path.abspath(beside).encode("utf-8", "surrogateescape")).hexdigest()[:32]):
-            _say(quiet, "solving the environment of {} ({}; {})".format(
-                script, ", ".join(header.specs), ", ".join(req.platforms)))
-            solve_to_lockfile(req, beside)
+            _solve(req, beside, header, script, quiet)
         _say(quiet, "wrote {}".format(beside))
         with open(beside, "rb") as f:
             return beside, f.read(), req.locations
@@ -196,10 +201,7 @@ def ensure_script_lock(cache: BuildCache, header: ScriptHeader, script: str,
     if not os.path.isfile(path):
         with cache.flock("lock-" + os.path.basename(path)[:-len(".lock")]):
             if not os.path.isfile(path):
-                check_header_specs(header)
-                _say(quiet, "solving the environment of {} ({}; {})".format(
-                    script, ", ".join(header.specs), ", ".join(req.platforms)))
-                solve_to_lockfile(req, path)
+                _solve(req, path, header, script, quiet)
     _touch(path)
     return path, None, req.locations
 
