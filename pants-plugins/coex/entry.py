@@ -98,7 +98,7 @@ def touch_used(archive):
 def exec_archive(archive, script, args):
     """Record the use and exec the script's archive: `$0` is the archive, `COEX_SCRIPT` the
     script's absolute path (the archive runs its own copy of the script). Raises OSError when
-    the archive cannot be run (e.g. it is not there)."""
+    the archive is not there."""
     os.stat(archive)
     touch_used(archive)
     os.environ["COEX_SCRIPT"] = os.path.abspath(script)
@@ -110,7 +110,9 @@ def exec_archive(archive, script, args):
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    os.execv(archive, [archive] + list(args))
+    # its sh preamble, as the kernel would run it (`#!/bin/sh`), also where the build cache is
+    # on a noexec file system
+    os.execv("/bin/sh", ["/bin/sh", archive] + list(args))
 
 
 def _parse_run(args):
