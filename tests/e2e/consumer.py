@@ -140,6 +140,17 @@ class ConsumerPants:
                 continue
         return None
 
+    def wait_for_pantsd_exit(self, pid: int | None, timeout: float) -> bool:
+        """Whether the pantsd `pid` is gone within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.2)
+        return pid is None
+
     def stop_pantsd(self) -> None:
         """Stop the pantsd these runs started (by its pid), waiting until it is gone."""
         pid = self.pantsd_pid()

@@ -52,7 +52,12 @@ def test_plugins_resolved_by_pants_offline_then_upgraded(
         assert pants.pantsd_pid() is not None
         # the README's upgrade: the new wheel into find-links, the new pin into pants.toml
         fill_find_links(find_links, pants_bin, upgraded_coex_wheel)
+        old_pantsd = pants.pantsd_pid()
         (root / "pants.toml").write_text(plugins_pants_toml(UPGRADE_VERSION, find_links, pex_cli))
+        # pantsd watches pants.toml and stops itself when it changes, a moment later (a run
+        # started before that reaches the old pantsd, which cannot load another version of a
+        # plugin it has loaded: the README says so): wait for that, as a person typing would
+        assert pants.wait_for_pantsd_exit(old_pantsd, timeout=60), "pantsd ignored pants.toml"
         proc = pants.run("help", "coex_binary", pantsd=True)
         assert UPGRADE_MARKER in proc.stdout, proc.stderr[-3000:]
     finally:
