@@ -16,6 +16,10 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     launch/<id16>.lock          flock held by the first run installing the archive (its sh
                                 preamble takes it, its Python releases it): other first runs wait
                                 on it in their preamble (see preamble.py)
+    code/<key>-<tag>            the runtime's bytecode compiled by one host Python (written and
+                                read by the bootstrap, see preamble.py; key: the runtime files'
+                                digests, the Python's magic number and optimization level); its
+                                mtime is its last use
     tmp/                        work dirs (``<kind>-<key>-*``) and trash
     gc.lock                     installs hold it shared, ``gc`` exclusive; an install that finds
                                 it free first removes what killed runs left (``Cache.sweep``)
@@ -208,6 +212,7 @@ class Cache(object):
         self.lib = os.path.join(root, "lib")
         self.launch = os.path.join(root, "launch")
         self.tmp = os.path.join(root, "tmp")
+        self.code = os.path.join(root, "code")
         self.gc_lock = os.path.join(root, "gc.lock")
 
     def ensure(self):  # type: () -> None
@@ -237,12 +242,15 @@ class Cache(object):
 
     def sweep(self, remove=rmtree):  # type: (Callable[[str], object]) -> None
         """Remove the debris of killed runs: work directories and trash (``tmp/*``,
-        ``pkgs/.tmp-*``), temp files of launchers (``launch/.tmp-*``) and environments without
+        ``pkgs/.tmp-*``), temp files of launchers (``launch/.tmp-*``) and of the runtime's code
+        (``code/*.tmp-*``, which the bootstrap writes without the lock: it then only loses that
+        write) and environments without
         their readiness marker. Only call it holding ``gc.lock`` exclusively: every process that
         makes such things holds it shared while it does (its forked workers too), so none of
         them is anyone's work in progress."""
         for d, debris in ((self.tmp, lambda n: True), (self.pkgs, lambda n: n.startswith(".tmp-")),
                           (self.launch, lambda n: n.startswith(".tmp-")),
+                          (self.code, lambda n: ".tmp-" in n),
                           (self.envs, lambda n: not n.endswith(".lock") and not self.env_ready(n))):
             try:
                 names = sorted(os.listdir(d))
