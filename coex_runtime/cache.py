@@ -48,9 +48,8 @@ import json
 import os
 import stat
 import sys
-import tempfile
 
-from coex_runtime.atomic import Lock
+from coex_runtime.atomic import Lock, make_temp
 from coex_runtime.errors import CacheError
 from coex_runtime.fs import makedirs, rmtree
 from coex_runtime.variables import Variables
@@ -137,7 +136,7 @@ def check_root(path, private=False):  # type: (str, bool) -> Optional[str]
             if os.path.lexists(path) and not os.path.isdir(path):
                 return "%s is not a directory" % path
             makedirs(path)
-        fd, probe = tempfile.mkstemp(prefix=".coex-probe-", dir=path)
+        fd, probe = make_temp(path, ".coex-probe-")
         try:
             os.write(fd, b"x")
         finally:

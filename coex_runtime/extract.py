@@ -12,7 +12,6 @@ from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
 from coex_runtime.fs import umask
 from coex_runtime.pkgmeta import cached_package_intact
-from coex_runtime.streams import extract_stream
 from coex_runtime.variables import fault
 
 
@@ -25,6 +24,7 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     final = os.path.join(pkgs_dir, key)
 
     def populate(work):
+        from coex_runtime.streams import extract_stream  # (decoders: only when extracting)
         fault("extract")
         payload = open_payload(entry)
         try:
@@ -41,7 +41,8 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     # type: (...) -> List[str]
     """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones on ``jobs``
     workers (forked processes when possible, see workers.can_fork, else threads);
-    ``progress("extract", done, total, name)`` as each is there."""
+    ``progress("extract", done, total, name)`` as each is there. ``libzstd``: a path, or a
+    function giving it, called only when a package is to be extracted."""
     total, done, lock = len(entries), [0], threading.Lock()
     umask(refresh=True)  # before any worker thread creates files (see fs.umask)
 
@@ -66,6 +67,10 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
             report(e)
         else:
             todo.append(i)
+    if todo:
+        from coex_runtime import streams  # noqa: F401 (imported once, before workers fork)
+        if callable(libzstd):
+            libzstd = libzstd()
     # biggest first: the longest job should not start last
     todo.sort(key=lambda i: -(Package(entries[i]).stored_size or 0))
     dirs = workers.pool_map(one, todo, workers.count_jobs(jobs, len(todo)),

@@ -162,7 +162,7 @@ def compile_pyc(prefix, pyver, py_rels, jobs=None):
     if not py_rels:
         return {}
     import subprocess
-    import tempfile
+    from coex_runtime.atomic import make_temp
     python = env_python(prefix, pyver)
     py_rels = list(py_rels)
     if jobs is None:
@@ -183,7 +183,7 @@ def compile_pyc(prefix, pyver, py_rels, jobs=None):
     procs, listings = [], []
     try:
         for chunk in chunks:
-            fd, listing = tempfile.mkstemp(prefix=".coex-pyc-", suffix=".txt", dir=prefix)
+            fd, listing = make_temp(prefix, ".coex-pyc-", ".txt")
             listings.append(listing)
             with os.fdopen(fd, "wb") as f:
                 f.write(("\n".join(os.path.join(prefix, r) for r in chunk) + "\n").encode("utf-8"))

@@ -44,7 +44,16 @@ def check_host(info, environ):  # type: (dict, Mapping[str, str]) -> None
     if plat and plat != "noarch" and plat != host:
         raise CoexFailure("this archive was built for %s, but this host is %s: build it for %s "
                           "(e.g. the coex_binary's platform)" % (plat, host, host))
-    problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
+    needs = info.get("virtual_packages") or []
+    if not needs:
+        return
+    names = []
+    for text in needs:
+        try:
+            names.append(vpkgs.parse_spec(text)[0])
+        except Exception:  # (check says so)
+            pass
+    problems = vpkgs.check(needs, vpkgs.detect(environ, only=names))
     if problems:
         raise CoexFailure("this host cannot run this archive's environment: %s" % "; ".join(problems))
 
@@ -230,11 +239,9 @@ class Runtime(object):
         specs = self.info.get("requested_specs") or []
 
         def populate(work):
-            # Always: a cached package found damaged is extracted again, and needs the decoder.
-            libzstd = self.libzstd()
-            try:
+            try:  # (the decoder only when a package is extracted: missing, or found damaged)
                 install.install_env(entries, self.open_payload, self.cache.pkgs, work, target.target,
-                                    libzstd=libzstd, progress=self.progress, requested_specs=specs)
+                                    libzstd=self.libzstd, progress=self.progress, requested_specs=specs)
                 fault("linked")
             except Exception:
                 self.diagnose_payloads()
