@@ -3,6 +3,8 @@
 Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
 
     pkgs/<sha256>/              extracted packages, content addressed (the installer's pkgs_dir)
+    pkgs/<sha256>/.coex-pyc/<python16>/   the .pyc of a noarch: python package compiled by one
+                                python package, for the next environment (see noarch.PYC_CACHE)
     envs/<env16>/               installed environments (env16 = ``env_dir_name``: the env id and
                                 the installer's layout version)
     envs/<env16>/.coex-ready    readiness marker (JSON: env id, package sha256s), written last

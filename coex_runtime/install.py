@@ -91,28 +91,53 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
     linker = Linker(staging, final_prefix, pyver)
     state = {"pyver": pyver, "site_packages": sp, "requested_specs": requested_specs,
              "packages": []}
+    python_key = [Package(e).stored_sha256 for e in entries if e.get("name") == "python"]
     for n, plan in enumerate(plans, 1):
         label = Package(plan.entry).label
         try:
             paths_data = linker.link_package(plan)
+            files = [r["_path"] for r in paths_data]
+            py, cached, keep, done = [], {}, None, set()
+            if plan.noarch_python and sp:
+                py = [f for f in files if f.startswith(sp + "/") and f.endswith(".py")]
+            if py and python_key and python_key[0]:
+                keep, cached, done = _link_cached_pyc(plan, py, python_key[0], linker)
+                for pyc in sorted(cached.values()):
+                    paths_data.append({"_path": pyc, "path_type": "pyc_file"})
+                    files.append(pyc)
         except EnvironmentError as e:
             raise InstallError("%s: cannot link into %s: %s" % (label, staging, e)) from e
         if progress is not None:
             progress("link", n, len(plans), label)
-        files = [r["_path"] for r in paths_data]
         rec = condameta.make_record(plan.entry, plan.index, files, paths_data, plan.pkgdir,
                                     requested_specs, linker.link_type)
-        py = []
-        if plan.noarch_python and sp:
-            py = [f for f in files if f.startswith(sp + "/") and f.endswith(".py")]
         pre, post = scripts_of(plan.entry["name"], files)
-        state["packages"].append({"record": rec, "compile": py, "pre_link": pre, "post_link": post,
+        state["packages"].append({"record": rec, "compile": [f for f in py if f not in done],
+                                  "keep_pyc": keep, "pre_link": pre, "post_link": post,
                                   "prelink_messages": prelink_messages(plan.pkgdir)})
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
     with open(os.path.join(pending, "state.json"), "wb") as f:
         f.write(json.dumps(state).encode("utf-8"))
     return state
+
+
+def _link_cached_pyc(plan, py, python_key, linker):
+    # type: (Plan, List[str], str, Linker) -> Tuple[Optional[str], Dict[str, str], Set[str]]
+    """(where to keep this package's .pyc once compiled, or None; {py: pyc} of those linked
+    from the package cache; the .py not to compile): see noarch.PYC_CACHE. Only for a package
+    whose .py files are all its own, unchanged (no prefix placeholder, none another package
+    wins)."""
+    placeholders = set(t for p, t in zip(plan.paths, plan.targets) if p.get("prefix_placeholder"))
+    if any(f in placeholders or f not in plan.owned for f in py):
+        return None, {}, set()
+    cache_dir = noarch.pyc_cache_dir(plan.pkgdir, python_key)
+    cached, failed = noarch.cached_pyc(cache_dir)
+    if set(cached) | set(failed) != set(py):  # none kept (or not for these files)
+        return (None if cached or failed else cache_dir), {}, set()
+    for pyc in sorted(cached.values()):
+        linker.link_from(os.path.join(cache_dir, "files", pyc), pyc)
+    return None, cached, set(py)
 
 
 def prelink_messages(pkgdir):  # type: (str) -> str
@@ -131,9 +156,11 @@ def prelink_messages(pkgdir):  # type: (str) -> str
 def finalize_env(prefix, entries, requested_specs=(), progress=None):
     # type: (str, List[dict], Sequence[str], Optional[Callable]) -> List[Tuple[str, str]]
     """Phase 3, run by the caller after renaming staging -> prefix: run pre-link scripts, compile
-    .pyc for noarch python packages with the environment's own python (noarch.compile_pyc: several
-    processes when there is enough source), run post-link scripts (install order, in the
-    activated environment; a failing script raises LinkScriptError with its output), write
+    .pyc for noarch python packages with the environment's own python (noarch.Compiling: several
+    processes when there is enough source; meanwhile the records of the other packages are
+    made) unless install_env linked them from the package cache (and keep them there for the
+    next environment), run post-link scripts (install order, in the activated environment; a
+    failing script raises LinkScriptError with its output), write
     conda-meta/<name>-<version>-<build>.json and conda-meta/history.
 
     Returns the messages for the user, [(package label, text)] in install order: the packages'
@@ -161,18 +188,31 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         if p.get("pre_link"):
             tell(p, run_link_script(prefix, p["record"], p["pre_link"], "pre-link"))
 
+    # .pyc: compiled by the environment's python while the other records are made
     to_compile = [py for p in pkgs for py in p["compile"]]
-    if to_compile:
-        compiled = noarch.compile_pyc(prefix, state["pyver"], to_compile, jobs=workers.cpus())
-        for p in pkgs:
-            rec = p["record"]
-            for py in p["compile"]:
-                pyc = compiled.get(py)
-                if pyc:
-                    rec["files"].append(pyc)
-                    rec["paths_data"]["paths"].append({"_path": pyc, "path_type": "pyc_file"})
-            rec["files"].sort(key=condameta.path_key)
-            rec["paths_data"]["paths"].sort(key=lambda q: condameta.path_key(q["_path"]))
+    job = noarch.Compiling(prefix, state["pyver"], to_compile, jobs=workers.cpus()) if to_compile else None
+    records = [None] * len(pkgs)  # their bytes, written once the post-link scripts ran
+    try:
+        for i, p in enumerate(pkgs):
+            if not p["compile"]:
+                records[i] = condameta.record_bytes(p["record"])
+        compiled = job.wait() if job is not None else {}
+    finally:
+        if job is not None:
+            job.kill()
+    for i, p in enumerate(pkgs):
+        if not p["compile"]:
+            continue
+        rec = p["record"]
+        mine = dict((py, compiled[py]) for py in p["compile"] if py in compiled)
+        for pyc in mine.values():
+            rec["files"].append(pyc)
+            rec["paths_data"]["paths"].append({"_path": pyc, "path_type": "pyc_file"})
+        rec["files"].sort(key=condameta.path_key)
+        rec["paths_data"]["paths"].sort(key=lambda q: condameta.path_key(q["_path"]))
+        records[i] = condameta.record_bytes(rec)
+        if p.get("keep_pyc"):
+            noarch.keep_pyc(p["keep_pyc"], prefix, p["compile"], mine)
 
     for i, p in enumerate(pkgs):
         if p.get("post_link"):
@@ -180,8 +220,8 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         if progress is not None:
             progress("finalize", i + 1, len(pkgs), p["record"].get("fn", ""))
 
-    for p in pkgs:
-        condameta.write_record(prefix, p["record"])
+    for p, data in zip(pkgs, records):
+        condameta.write_record(prefix, p["record"], data)
     condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))
     rmtree(pending)
     return messages

@@ -166,6 +166,21 @@ class Linker(object):
                     raise
         return rec
 
+    def link_from(self, src, target):  # type: (str, str) -> None
+        """Put the file ``src`` (in the package cache) at ``target`` as package files go:
+        a hardlink where they are hardlinks, else a copy."""
+        self._mkparent(target)
+        dst = os.path.join(self.staging, target)
+        remove(dst)
+        if self.hardlinks:
+            try:
+                os.link(src, dst)
+                return
+            except OSError as e:
+                if e.errno not in _NO_HARDLINK:
+                    raise
+        _copy(src, dst, stat.S_IMODE(os.stat(src).st_mode))
+
     def _mkparent(self, rel):
         parent = os.path.dirname(rel)
         if not parent or parent in self.made:
