@@ -37,12 +37,13 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     return final
 
 
-def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None):
+def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None, seen=None):
     # type: (...) -> List[str]
     """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones on ``jobs``
     workers (forked processes when possible, see workers.can_fork, else threads);
     ``progress("extract", done, total, name)`` as each is there. ``libzstd``: a path, or a
-    function giving it, called only when a package is to be extracted."""
+    function giving it, called only when a package is to be extracted. ``seen``: see
+    pkgmeta.cached_package_intact (for the packages found in the cache)."""
     total, done, lock = len(entries), [0], threading.Lock()
     umask(refresh=True)  # before any worker thread creates files (see fs.umask)
 
@@ -62,7 +63,7 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     out, todo = [None] * total, []
     for i, e in enumerate(entries):
         d = os.path.join(pkgs_dir, Package(e).stored_sha256)
-        if os.path.isdir(d) and cached_package_intact(d):
+        if os.path.isdir(d) and cached_package_intact(d, seen):
             out[i] = d
             report(e)
         else:

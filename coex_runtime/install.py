@@ -48,7 +48,7 @@ _PENDING = os.path.join("conda-meta", ".coex-pending")
 
 
 def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=None,
-                progress=None, requested_specs=(), jobs=None):
+                progress=None, requested_specs=(), jobs=None, pending=True):
     # type: (...) -> dict
     """Phases 1-2. ``entries``: COEX-INFO package dicts in install (topological) order (see
     format.py: filename, sha256, size, encoding, stored_sha256, stored_size and the lock's
@@ -63,28 +63,31 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
     Phase 2: link every package into ``staging`` (created if missing) with prefix placeholders
     replaced by ``final_prefix`` (where the caller will rename ``staging`` to): hardlinks from
     pkgs_dir when possible, copies otherwise; noarch python; console scripts. What
-    finalize_env needs is kept in ``staging/conda-meta/.coex-pending/``.
+    finalize_env needs is returned, and kept in ``staging/conda-meta/.coex-pending/`` unless
+    ``pending`` is false (a caller that hands it to finalize_env itself).
     """
     entries = list(entries)
     final_prefix = os.path.abspath(final_prefix).rstrip("/") or "/"
     created = not os.path.exists(staging)
     try:
+        seen = {}
         pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
-                              jobs=jobs)
-        return _link_all(entries, pkgdirs, staging, final_prefix, progress, list(requested_specs))
+                              jobs=jobs, seen=seen)
+        return _link_all(entries, pkgdirs, staging, final_prefix, progress, list(requested_specs),
+                         seen, pending)
     except BaseException:
         if created:  # nothing half-done: the staging dir is ours, remove it
             rmtree(staging)
         raise
 
 
-def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs):
+def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs, seen, pending):
     pyver = noarch.python_version(entries)
     sp = None
     if pyver:
         py = [d for e, d in zip(entries, pkgdirs) if e.get("name") == "python"][0]
         sp = noarch.site_packages(pyver, read_index("python", py))
-    plans = [plan_package(e, d, pyver, sp) for e, d in zip(entries, pkgdirs)]
+    plans = [plan_package(e, d, pyver, sp, seen.get(d)) for e, d in zip(entries, pkgdirs)]
     clobber(plans)
     if not os.path.isdir(staging):
         os.makedirs(staging)
@@ -115,10 +118,11 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
         state["packages"].append({"record": rec, "compile": [f for f in py if f not in done],
                                   "keep_pyc": keep, "pre_link": pre, "post_link": post,
                                   "prelink_messages": prelink_messages(plan.pkgdir)})
-    pending = os.path.join(staging, _PENDING)
-    os.makedirs(pending, exist_ok=True)
-    with open(os.path.join(pending, "state.json"), "wb") as f:
-        f.write(json.dumps(state).encode("utf-8"))
+    if pending:
+        d = os.path.join(staging, _PENDING)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "state.json"), "wb") as f:
+            f.write(json.dumps(state).encode("utf-8"))
     return state
 
 
@@ -153,8 +157,8 @@ def prelink_messages(pkgdir):  # type: (str) -> str
     return "\n".join(m for m in out if m)
 
 
-def finalize_env(prefix, entries, requested_specs=(), progress=None):
-    # type: (str, List[dict], Sequence[str], Optional[Callable]) -> List[Tuple[str, str]]
+def finalize_env(prefix, entries, requested_specs=(), progress=None, state=None):
+    # type: (str, List[dict], Sequence[str], Optional[Callable], Optional[dict]) -> List[Tuple[str, str]]
     """Phase 3, run by the caller after renaming staging -> prefix: run pre-link scripts, compile
     .pyc for noarch python packages with the environment's own python (noarch.Compiling: several
     processes when there is enough source; meanwhile the records of the other packages are
@@ -165,14 +169,16 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
 
     Returns the messages for the user, [(package label, text)] in install order: the packages'
     info/prelink_messages and what their link scripts left in ``.messages.txt`` (which is
-    removed), for the caller to show as conda prints them."""
+    removed), for the caller to show as conda prints them. ``state``: what install_env returned
+    (else it is read from the prefix)."""
     prefix = os.path.abspath(prefix)
     pending = os.path.join(prefix, _PENDING)
-    try:
-        with open(os.path.join(pending, "state.json"), "rb") as f:
-            state = json.loads(f.read().decode("utf-8"))
-    except (IOError, OSError, ValueError) as e:
-        raise InstallError("%s was not prepared by install_env (%s)" % (prefix, e)) from e
+    if state is None:
+        try:
+            with open(os.path.join(pending, "state.json"), "rb") as f:
+                state = json.loads(f.read().decode("utf-8"))
+        except (IOError, OSError, ValueError) as e:
+            raise InstallError("%s was not prepared by install_env (%s)" % (prefix, e)) from e
     if not requested_specs:
         requested_specs = state.get("requested_specs", ())
     pkgs = state["packages"]
@@ -223,5 +229,6 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
     for p, data in zip(pkgs, records):
         condameta.write_record(prefix, p["record"], data)
     condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))
-    rmtree(pending)
+    if os.path.isdir(pending):
+        rmtree(pending)
     return messages

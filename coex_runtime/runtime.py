@@ -238,10 +238,13 @@ class Runtime(object):
         entries = self.info["packages"]
         specs = self.info.get("requested_specs") or []
 
+        state = []
+
         def populate(work):
             try:  # (the decoder only when a package is extracted: missing, or found damaged)
-                install.install_env(entries, self.open_payload, self.cache.pkgs, work, target.target,
-                                    libzstd=self.libzstd, progress=self.progress, requested_specs=specs)
+                state.append(install.install_env(
+                    entries, self.open_payload, self.cache.pkgs, work, target.target, libzstd=self.libzstd,
+                    progress=self.progress, requested_specs=specs, pending=False))
                 fault("linked")
             except Exception:
                 self.diagnose_payloads()
@@ -254,7 +257,7 @@ class Runtime(object):
             fault("renamed")
             try:
                 messages = install.finalize_env(prefix, entries, requested_specs=specs,
-                                                progress=self.progress)
+                                                progress=self.progress, state=state[0])
             finally:
                 self.progress.finish()
             self.phases.done("finalize")
