@@ -28,7 +28,7 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
         fault("extract")
         payload = open_payload(entry)
         try:
-            extract_stream(entry, payload, work, libzstd=libzstd)
+            extract_stream(entry, payload, work, libzstd=libzstd, on_bytes=workers.progress)
         finally:
             payload.close()
     # 0o777 minus the umask, like every directory in the package (not mkdtemp's 0o700)
@@ -41,9 +41,11 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     # type: (...) -> List[str]
     """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones on ``jobs``
     workers (forked processes when possible, see workers.can_fork, else threads);
-    ``progress("extract", done, total, name)`` as each is there. ``libzstd``: a path, or a
-    function giving it, called only when a package is to be extracted. ``seen``: see
-    pkgmeta.cached_package_intact (for the packages found in the cache)."""
+    ``progress("extract", done, total, name)`` as each is there, and
+    ``progress("extract-bytes", done, total, "")`` as stored bytes are read (every MiB or so).
+    ``libzstd``: a path, or a function giving it, called only when a package is to be
+    extracted. ``seen``: see pkgmeta.cached_package_intact (for the packages found in the
+    cache)."""
     total, done, lock = len(entries), [0], threading.Lock()
     umask(refresh=True)  # before any worker thread creates files (see fs.umask)
 
@@ -74,9 +76,17 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
             libzstd = libzstd()
     # biggest first: the longest job should not start last
     todo.sort(key=lambda i: -(Package(entries[i]).stored_size or 0))
+    read, to_read = [0], sum(Package(entries[i]).stored_size or 0 for i in todo)
+
+    def on_bytes(k, n):
+        with lock:
+            read[0] += n
+            r = read[0]
+        progress("extract-bytes", r, to_read, "")
     dirs = workers.pool_map(one, todo, workers.count_jobs(jobs, len(todo)),
                             on_done=lambda k, d: report(entries[todo[k]]),
-                            name=lambda i: "%s (extracting into %s)" % (Package(entries[i]).label, pkgs_dir))
+                            name=lambda i: "%s (extracting into %s)" % (Package(entries[i]).label, pkgs_dir),
+                            on_progress=on_bytes if progress is not None else None)
     for i, d in zip(todo, dirs):
         out[i] = d
     return out

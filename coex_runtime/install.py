@@ -17,7 +17,8 @@ tests/installer/). The pieces, along rattler's seams:
     linkscripts.py, noarch.py (.pyc), condameta.py: phase 3
 
 ``progress``, when given, is called as progress(phase, done, total, name) with phase "extract",
-"link" or "finalize", always in this process; it must be cheap and thread-safe (in the thread
+"extract-bytes" (done, total: stored bytes), "link", "compile" (0, the number of .py files)
+or "finalize", always in this process; it must be cheap and thread-safe (in the thread
 fallback it is called from worker threads).
 
 Every error is an InstallError (LinkScriptError for a failing link script, PackageError for a
@@ -196,6 +197,8 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None, state=None)
 
     # .pyc: compiled by the environment's python while the other records are made
     to_compile = [py for p in pkgs for py in p["compile"]]
+    if to_compile and progress is not None:
+        progress("compile", 0, len(to_compile), "")
     job = noarch.Compiling(prefix, state["pyver"], to_compile, jobs=workers.cpus()) if to_compile else None
     records = [None] * len(pkgs)  # their bytes, written once the post-link scripts ran
     try:

@@ -169,3 +169,26 @@ def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):
         assert "item-2" in str(ei.value) and "without a result" in str(ei.value)
     finally:
         signal.signal(signal.SIGCHLD, old)
+
+
+def _tell(x):
+    for _ in range(x):
+        workers.progress(10)
+    return x * 2
+
+
+@pytest.mark.parametrize("mapper", [workers.fork_map, workers.thread_map])
+def test_progress_of_each_item_reaches_the_caller(mapper):
+    """What a worker's function reports with workers.progress(n) reaches on_progress(k, n) in
+    the caller (from forked workers through their pipes), and results are unaffected."""
+    seen = []
+    lock = threading.Lock()
+
+    def on_progress(k, n):
+        with lock:
+            seen.append((k, n))
+    items = [3, 0, 5, 2]
+    assert mapper(_tell, items, 2, on_progress=on_progress) == [6, 0, 10, 4]
+    assert sorted(seen) == sorted((k, 10) for k, x in enumerate(items) for _ in range(x))
+    assert mapper(_tell, items, 2) == [6, 0, 10, 4]  # nobody listening: fine too
+
