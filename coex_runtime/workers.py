@@ -157,13 +157,21 @@ def fork_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
         while running or (nxt < len(items) and not any(errors)):
             while nxt < len(items) and len(running) < jobs and not any(errors):
                 r, w = os.pipe()
-                pid = os.fork()
+                # a signal that stops this process (Terminated, KeyboardInterrupt) waits until
+                # the new worker is in ``running``, which the finally below stops and reaps
+                blocked = _block(signal, _STOP_SIGNALS)
+                try:
+                    pid = os.fork()
+                except BaseException:
+                    _unblock(signal, blocked)
+                    raise
                 if pid == 0:  # the worker: never returns
                     code = 1
                     try:
                         os.close(r)
                         try:
                             _worker_signals(parent, die_with_parent)
+                            _unblock(signal, blocked)
                             _REPORT.fn = None if on_progress is None else (
                                 lambda n: _write_all(w, b"+%d\n" % n))
                             msg = {"ok": fn(items[nxt])}
@@ -178,9 +186,12 @@ def fork_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
                         _write_all(w, b"=" + json.dumps(msg).encode("utf-8"))
                     finally:
                         os._exit(code)
-                os.close(w)
-                running[r] = [nxt, pid, []]
-                nxt += 1
+                try:
+                    os.close(w)
+                    running[r] = [nxt, pid, []]
+                    nxt += 1
+                finally:
+                    _unblock(signal, blocked)
             ready = select.select(list(running), [], [])[0]
             for r in ready:
                 chunk = os.read(r, 65536)
@@ -223,6 +234,23 @@ def fork_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
         if e is not None:
             raise e
     return results
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+
+
+def _block(signal, names):
+    """Block the signals ``names`` in this thread; what to give _unblock (None where signal
+    masks are not available)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, n) for n in names])
+
+
+def _unblock(signal, blocked):
+    """Restore the mask _block returned: a signal that came meanwhile is delivered now."""
+    if blocked is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _write_all(fd, data):
