@@ -17,6 +17,9 @@ worst: the two runs of one round are seconds apart, the fairest figure on a shar
   (rattler).
 * nothing cached at all (coex only: ``code/`` removed too: the first run of the first archive
   of this coex on the host, which compiles the runtime).
+* the fixed costs of a process: the host python starting (coex's first run starts one, and a
+  shell before it; rattler.install runs in this already started process) and a python importing
+  rattler (what a process running rattler.install would pay), medians over the rounds.
 * warm start: ``./app.coex`` (sh preamble + launcher + exec) against running the environment's
   program directly, interleaved; the overhead is the difference of the medians (goal <= 3 ms).
 * unpacking (realistic tier): coex's extraction into an empty package cache (in-process
@@ -220,7 +223,7 @@ def run_tier(tier, rounds, warm_runs, base):
 
     coex_cold(())  # once, so that code/ holds the runtime's bytecode
     t = {"coex empty": [], "rattler empty": [], "coex warm": [], "rattler warm": [],
-         "coex nothing": [], "floor": [], "coex unpack": []}
+         "coex nothing": [], "floor": [], "coex unpack": [], "python": [], "rattler import": []}
     tbs = tarballs(arc, info, work / "tarballs") if tier == "realistic" else None
     for i in range(rounds):
         cache = work / ("rcache-%d" % i)
@@ -231,6 +234,8 @@ def run_tier(tier, rounds, warm_runs, base):
         order = steps + theirs if i % 2 == 0 else theirs + steps
         for name, fn in order:
             t[name].append(fn())
+        t["python"].append(spawn_time([host_py, "-E", "-S", "-c", "pass"], env))
+        t["rattler import"].append(spawn_time([sys.executable, "-c", "import rattler"], env))
         shutil.rmtree(str(cache))
         if tbs is not None:
             d = work / ("unpack-%d" % i)
@@ -245,6 +250,9 @@ def run_tier(tier, rounds, warm_runs, base):
     report("empty package cache:", t["coex empty"], t["rattler empty"])
     report("packages unpacked, new environment:", t["coex warm"], t["rattler warm"])
     report("nothing cached (runtime compiled):", t["coex nothing"], t["rattler empty"])
+    print("  (what coex's first run pays that the in-process rattler.install does not: %s -E -S "
+          "starting, %.1f ms; a process that would run rattler.install, %s -c 'import rattler', "
+          "%.1f ms)" % (host_py, ms(median(t["python"])), sys.executable, ms(median(t["rattler import"]))))
     if tbs is not None:
         report("unpacking:", t["coex unpack"], t["floor"], "coex", "zstd -dc | tar -x", goal=1.3)
 
