@@ -1,18 +1,25 @@
 """Reading an archive (``format.open_archive``): a .coex file (sh preamble + zip) or an unzipped
 directory. Whatever is wrong with its bytes (a zip directory that cannot be read, a member that
 does not inflate or fails its CRC, a record that is not the one the preamble's archive id names)
-is a FormatError saying the archive is damaged, never a zipfile or zlib traceback."""
+is a FormatError saying the archive is damaged, never a zlib traceback.
+
+The zip is read here with ``struct`` and ``zlib`` (``read_directory``, ``_Inflating``): the
+zipfile module takes ~25 ms to import (pathlib, shutil, threading, bz2, lzma...), a good part of a
+first run that links packages already unpacked; the archive needs stored and deflated members,
+zip64 for big ones, and offsets counted from the start of the file (after the sh preamble)."""
 
 import io
 import os
 import stat
 import struct
-import zipfile
+import zlib
 
 from coex_runtime.errors import FormatError
 from coex_runtime.format import (APP_DIR, INFO_NAME, Package, archive_id, load_info, short_id)
 from coex_runtime.fs import COPY_BUFSIZE, Bounded, copy_hashed
 from coex_runtime.preamble import ID_FIELD
+
+STORED, DEFLATED = 0, 8
 
 
 def damaged(path, what, why):  # type: (str, str, object) -> FormatError
@@ -21,28 +28,115 @@ def damaged(path, what, why):  # type: (str, str, object) -> FormatError
                        "copy it again" % (path, what, why))
 
 
-class _CheckedZipReader(io.RawIOBase):
-    """A compressed member: any error inflating it (zlib, CRC, a short stream) becomes a
-    FormatError that says the archive is damaged."""
+class Member(object):
+    """A zip member as the central directory gives it (``offset`` of its local header)."""
 
-    def __init__(self, path, name, member):
-        self._path, self._name, self._member = path, name, member
+    __slots__ = ("name", "raw", "offset", "method", "compress_size", "file_size", "crc", "mode")
+
+    def __init__(self, name, raw, offset, method, compress_size, file_size, crc, mode):
+        self.name, self.raw, self.offset, self.method = name, raw, offset, method
+        self.compress_size, self.file_size, self.crc, self.mode = compress_size, file_size, crc, mode
+
+
+def read_directory(fd):  # type: (int) -> List[Member]
+    """The members of the zip in the file ``fd`` (in directory order); ValueError when its end
+    record or directory cannot be read."""
+    size = os.fstat(fd).st_size
+    tail_at = max(0, size - 65558)  # the end record (22 bytes) and at most a 64 KiB comment
+    tail = os.pread(fd, size - tail_at, tail_at)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22 or len(tail) - at != 22 + struct.unpack("<H", tail[at + 20:at + 22])[0]:
+        raise ValueError("no zip end record at its end (truncated?)")
+    end = tail_at + at
+    count, cd_size, cd_at = struct.unpack("<10xHII", tail[at:at + 20])
+    if count == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_at):  # zip64: its end record comes first
+        rec = os.pread(fd, 56, end - 76)
+        if rec[:4] != b"PK\x06\x06":
+            raise ValueError("no zip64 end record")
+        end -= 76
+        count, cd_size, cd_at = struct.unpack("<32xQQQ", rec)
+    concat = end - cd_size - cd_at  # bytes before the zip when its offsets do not count them
+    if concat < 0:
+        raise ValueError("a zip directory beyond its end")
+    cd = os.pread(fd, cd_size, cd_at + concat)
+    if len(cd) != cd_size:
+        raise ValueError("a short zip directory")
+    out, i = [], 0
+    while i < len(cd):
+        if cd[i:i + 4] != b"PK\x01\x02":
+            raise ValueError("a bad zip directory entry")
+        flags, method, crc, csize, usize, nl, el, cl, attr, off = struct.unpack(
+            "<8xHH4xIIIHHH4xII", cd[i:i + 46])
+        raw = cd[i + 46:i + 46 + nl]
+        name = raw.decode("utf-8" if flags & 0x800 else "cp437")
+        extra = cd[i + 46 + nl:i + 46 + nl + el]
+        if 0xFFFFFFFF in (usize, csize, off):
+            usize, csize, off = _zip64(extra, usize, csize, off)
+        out.append(Member(name, raw, off + concat, method, csize, usize, crc, (attr >> 16) & 0o7777))
+        i += 46 + nl + el + cl
+    if len(out) != count:
+        raise ValueError("%d zip directory entries, its end record says %d" % (len(out), count))
+    return out
+
+
+def _zip64(extra, usize, csize, off):
+    """The 64-bit sizes and offset of a directory entry (its zip64 extra field)."""
+    j = 0
+    while j + 4 <= len(extra):
+        kind, n = struct.unpack("<HH", extra[j:j + 4])
+        if kind == 1:
+            values = list(struct.unpack("<%dQ" % (n // 8), extra[j + 4:j + 4 + n - n % 8]))
+            if usize == 0xFFFFFFFF:
+                usize = values.pop(0)
+            if csize == 0xFFFFFFFF:
+                csize = values.pop(0)
+            if off == 0xFFFFFFFF:
+                off = values.pop(0)
+            return usize, csize, off
+        j += 4 + n
+    raise ValueError("a zip64 entry without its zip64 field")
+
+
+class _Inflating(io.RawIOBase):
+    """A deflated member's bytes, inflated from ``read(n)`` of its compressed bytes; the length
+    and CRC are checked at its end."""
+
+    def __init__(self, read, member, fail):
+        io.RawIOBase.__init__(self)
+        self._read, self._m, self._fail = read, member, fail
+        self._z = zlib.decompressobj(-15)
+        self._left = member.compress_size
+        self._buf, self._n, self._crc, self._done = b"", 0, 0, False
 
     def readable(self):
         return True
 
     def readinto(self, b):
-        try:
-            data = self._member.read(len(b))
-        except Exception as e:  # noqa: B902 - zipfile.BadZipFile, zlib.error, EOFError, ...
-            raise damaged(self._path, "member " + self._name, e) from e
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self):
-        if not self.closed:
-            self._member.close()
-        super().close()
+        while not self._buf and not self._done:
+            if self._left > 0:
+                chunk = self._read(min(self._left, COPY_BUFSIZE))
+                if not chunk:
+                    raise self._fail("it ends early")
+                self._left -= len(chunk)
+                try:
+                    self._buf = self._z.decompress(chunk)
+                except zlib.error as e:
+                    raise self._fail(e)
+            else:
+                self._buf = self._z.flush()
+                self._done = True
+                if not self._z.eof or self._n + len(self._buf) != self._m.file_size:
+                    raise self._fail("%d bytes inflated, the zip directory says %d"
+                                     % (self._n + len(self._buf), self._m.file_size))
+            if self._buf:
+                self._n += len(self._buf)
+                self._crc = zlib.crc32(self._buf, self._crc)
+            if self._done and self._crc & 0xFFFFFFFF != self._m.crc:
+                raise self._fail("Bad CRC-32")
+        k = min(len(b), len(self._buf))
+        b[:k] = self._buf[:k]
+        self._buf = self._buf[k:]
+        return k
 
 
 class Archive(object):
@@ -61,11 +155,12 @@ class Archive(object):
                 # was opened, whatever happens to the path. (Stored members, which forked install
                 # workers read, use pread: the shared file offset is never moved for them.)
                 self._file = open(self.path, "rb")
-                self._zip = zipfile.ZipFile(self._file)
-                infos = self._zip.infolist()
-                self.head = os.pread(self._file.fileno(), min(zi.header_offset for zi in infos), 0) \
-                    if infos else b""
-            except Exception as e:  # noqa: B902 - BadZipFile, OSError, and what a damaged directory raises
+                members = read_directory(self._file.fileno())
+                self._zip = dict((m.name, m) for m in members)
+                self._names = [m.name for m in members]
+                self.head = os.pread(self._file.fileno(), min(m.offset for m in members), 0) \
+                    if members else b""
+            except Exception as e:  # noqa: B902 - ValueError, OSError, and what a damaged directory raises
                 self.close()
                 raise FormatError("%s is not a readable coex archive (%s): it may be truncated or "
                                   "damaged; download or copy it again" % (self.path, e)) from e
@@ -86,8 +181,6 @@ class Archive(object):
             if at >= 0 else None
 
     def close(self):  # type: () -> None
-        if self._zip is not None:
-            self._zip.close()
         if self._file is not None:
             self._file.close()
 
@@ -104,7 +197,7 @@ class Archive(object):
                 for f in files:
                     out.append(os.path.relpath(os.path.join(root, f), self.path).replace(os.sep, "/"))
             return sorted(out)
-        return self._zip.namelist()
+        return list(self._names)
 
     def read(self, name):  # type: (str) -> bytes
         if self.is_dir:
@@ -120,34 +213,35 @@ class Archive(object):
         """Unix permission bits of a member."""
         if self.is_dir:
             return stat.S_IMODE(os.stat(os.path.join(self.path, *name.split("/"))).st_mode)
-        return stat.S_IMODE(self._zip.getinfo(name).external_attr >> 16) or 0o644
+        return stat.S_IMODE(self._zip[name].mode) or 0o644
 
     def open(self, name):  # type: (str) -> IO[bytes]
-        """A binary file object over a member's stored bytes (KeyError when there is none).
-        Stored (uncompressed) members are read with ``os.pread`` on the archive's one open
-        descriptor: no zipfile machinery, no shared file position (forked workers read different
-        members at once), and the bytes come from the file that was opened even if a rebuild
-        renames a new archive over the path."""
+        """A binary file object over a member's bytes (KeyError when there is none), inflated
+        when deflated. Read with ``os.pread`` on the archive's one open descriptor: no shared
+        file position (forked workers read different members at once), and the bytes come from
+        the file that was opened even if a rebuild renames a new archive over the path."""
         if self.is_dir:
             return open(os.path.join(self.path, *name.split("/")), "rb")
-        zi = self._zip.getinfo(name)
-        if zi.compress_type != zipfile.ZIP_STORED:
-            try:
-                member = self._zip.open(zi)
-            except Exception as e:  # noqa: B902 - BadZipFile, NotImplementedError (method), ...
-                raise damaged(self.path, "member " + name, e) from e
-            return io.BufferedReader(_CheckedZipReader(self.path, name, member), COPY_BUFSIZE)
-        header = os.pread(self._file.fileno(), 30, zi.header_offset)
+        m = self._zip[name]
+        fd = self._file.fileno()
+        header = os.pread(fd, 30, m.offset)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise damaged(self.path, "member " + name, "a bad local header")
         name_len, extra_len = struct.unpack("<HH", header[26:30])
-        fd, pos = self._file.fileno(), [zi.header_offset + 30 + name_len + extra_len]
+        if os.pread(fd, name_len, m.offset + 30) != m.raw:
+            raise damaged(self.path, "member " + name, "its local header names another file")
+        pos = [m.offset + 30 + name_len + extra_len]
 
         def read(n):
             data = os.pread(fd, n, pos[0])
             pos[0] += len(data)
             return data
-        return io.BufferedReader(Bounded(read, zi.file_size, lambda: FormatError(
+        if m.method == DEFLATED:
+            return io.BufferedReader(_Inflating(read, m, lambda why: damaged(
+                self.path, "member " + name, why)), COPY_BUFSIZE)
+        if m.method != STORED:
+            raise damaged(self.path, "member " + name, "compression method %d" % m.method)
+        return io.BufferedReader(Bounded(read, m.file_size, lambda: FormatError(
             "the archive ends inside a stored member: it is truncated")), COPY_BUFSIZE)
 
     def verify(self, name, sha256, size=None):  # type: (str, str, Optional[int]) -> None

@@ -8,8 +8,6 @@ Every staged directory of the runtime is an AtomicDirectory: extracted packages
 import errno
 import fcntl
 import os
-import random
-import tempfile
 
 from coex_runtime.fs import makedirs, rmtree
 
@@ -73,7 +71,7 @@ def write_atomic(path, data, mode=0o644, fsync=True):  # type: (str, bytes, int,
     """Write bytes to ``path`` through a temp file in the same directory, (fsync,) rename."""
     d = os.path.dirname(path)
     makedirs(d)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    fd, tmp = make_temp(d, ".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -92,7 +90,19 @@ def write_atomic(path, data, mode=0o644, fsync=True):  # type: (str, bytes, int,
 
 def unique_name(parent, prefix):  # type: (str, str) -> str
     """A path in ``parent`` that is unlikely to exist: ``<prefix><pid>-<8 hex digits>``."""
-    return os.path.join(parent, "%s%d-%08x" % (prefix, os.getpid(), random.getrandbits(32)))
+    return os.path.join(parent, "%s%d-%s" % (prefix, os.getpid(), os.urandom(4).hex()))
+
+
+def make_temp(parent, prefix, suffix=""):  # type: (str, str, str) -> Tuple[int, str]
+    """(fd, path) of a new file (mode 0600) in ``parent``, as tempfile.mkstemp makes one (that
+    module takes a few ms to import: random, shutil...)."""
+    while True:
+        path = unique_name(parent, prefix) + suffix
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
 
 
 def discard(path, trash_dir, prefix="trash-"):  # type: (str, str, str) -> None

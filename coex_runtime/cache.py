@@ -3,6 +3,8 @@
 Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
 
     pkgs/<sha256>/              extracted packages, content addressed (the installer's pkgs_dir)
+    pkgs/<sha256>/.coex-pyc/<python16>/   the .pyc of a noarch: python package compiled by one
+                                python package, for the next environment (see noarch.PYC_CACHE)
     envs/<env16>/               installed environments (env16 = ``env_dir_name``: the env id and
                                 the installer's layout version)
     envs/<env16>/.coex-ready    readiness marker (JSON: env id, package sha256s), written last
@@ -16,6 +18,10 @@ Layout under the root ``${COEX_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/coex}``::
     launch/<id16>.lock          flock held by the first run installing the archive (its sh
                                 preamble takes it, its Python releases it): other first runs wait
                                 on it in their preamble (see preamble.py)
+    code/<key>-<tag>            the runtime's bytecode compiled by one host Python (written and
+                                read by the bootstrap, see preamble.py; key: the runtime files'
+                                digests, the Python's magic number and optimization level); its
+                                mtime is its last use
     tmp/                        work dirs (``<kind>-<key>-*``) and trash
     gc.lock                     installs hold it shared, ``gc`` exclusive; an install that finds
                                 it free first removes what killed runs left (``Cache.sweep``)
@@ -44,9 +50,8 @@ import json
 import os
 import stat
 import sys
-import tempfile
 
-from coex_runtime.atomic import Lock
+from coex_runtime.atomic import Lock, make_temp
 from coex_runtime.errors import CacheError
 from coex_runtime.fs import makedirs, rmtree
 from coex_runtime.variables import Variables
@@ -133,7 +138,7 @@ def check_root(path, private=False):  # type: (str, bool) -> Optional[str]
             if os.path.lexists(path) and not os.path.isdir(path):
                 return "%s is not a directory" % path
             makedirs(path)
-        fd, probe = tempfile.mkstemp(prefix=".coex-probe-", dir=path)
+        fd, probe = make_temp(path, ".coex-probe-")
         try:
             os.write(fd, b"x")
         finally:
@@ -208,6 +213,7 @@ class Cache(object):
         self.lib = os.path.join(root, "lib")
         self.launch = os.path.join(root, "launch")
         self.tmp = os.path.join(root, "tmp")
+        self.code = os.path.join(root, "code")
         self.gc_lock = os.path.join(root, "gc.lock")
 
     def ensure(self):  # type: () -> None
@@ -237,12 +243,15 @@ class Cache(object):
 
     def sweep(self, remove=rmtree):  # type: (Callable[[str], object]) -> None
         """Remove the debris of killed runs: work directories and trash (``tmp/*``,
-        ``pkgs/.tmp-*``), temp files of launchers (``launch/.tmp-*``) and environments without
+        ``pkgs/.tmp-*``), temp files of launchers (``launch/.tmp-*``) and of the runtime's code
+        (``code/*.tmp-*``, which the bootstrap writes without the lock: it then only loses that
+        write) and environments without
         their readiness marker. Only call it holding ``gc.lock`` exclusively: every process that
         makes such things holds it shared while it does (its forked workers too), so none of
         them is anyone's work in progress."""
         for d, debris in ((self.tmp, lambda n: True), (self.pkgs, lambda n: n.startswith(".tmp-")),
                           (self.launch, lambda n: n.startswith(".tmp-")),
+                          (self.code, lambda n: ".tmp-" in n),
                           (self.envs, lambda n: not n.endswith(".lock") and not self.env_ready(n))):
             try:
                 names = sorted(os.listdir(d))

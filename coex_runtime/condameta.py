@@ -78,14 +78,20 @@ def make_record(entry, index, files, paths, pkgdir, requested_specs, link_type):
     return rec
 
 
-def write_record(prefix, rec):  # type: (str, dict) -> None
+def record_bytes(rec):  # type: (dict) -> bytes
+    """The bytes of a conda-meta record as conda writes them."""
+    return json.dumps(rec, indent=2, sort_keys=True).encode("utf-8")
+
+
+def write_record(prefix, rec, data=None):  # type: (str, dict, Optional[bytes]) -> None
+    """Write ``rec`` (``data``: its record_bytes when already made)."""
     d = os.path.join(prefix, "conda-meta")
     if not os.path.isdir(d):
         os.makedirs(d, exist_ok=True)
     name = "%s-%s-%s.json" % (rec["name"], rec["version"], rec["build"])
     tmp = os.path.join(d, "." + name + ".tmp")
     with open(tmp, "wb") as f:
-        f.write(json.dumps(rec, indent=2, sort_keys=True).encode("utf-8"))
+        f.write(record_bytes(rec) if data is None else data)
     os.rename(tmp, os.path.join(d, name))
 
 

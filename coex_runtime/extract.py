@@ -12,7 +12,6 @@ from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
 from coex_runtime.fs import umask
 from coex_runtime.pkgmeta import cached_package_intact
-from coex_runtime.streams import extract_stream
 from coex_runtime.variables import fault
 
 
@@ -25,10 +24,11 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     final = os.path.join(pkgs_dir, key)
 
     def populate(work):
+        from coex_runtime.streams import extract_stream  # (decoders: only when extracting)
         fault("extract")
         payload = open_payload(entry)
         try:
-            extract_stream(entry, payload, work, libzstd=libzstd)
+            extract_stream(entry, payload, work, libzstd=libzstd, on_bytes=workers.progress)
         finally:
             payload.close()
     # 0o777 minus the umask, like every directory in the package (not mkdtemp's 0o700)
@@ -37,11 +37,15 @@ def extract_to_cache(entry, open_payload, pkgs_dir, libzstd=None):
     return final
 
 
-def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None):
+def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jobs=None, seen=None):
     # type: (...) -> List[str]
     """pkgs_dir/<stored sha256>/ for each entry, extracting the missing ones on ``jobs``
     workers (forked processes when possible, see workers.can_fork, else threads);
-    ``progress("extract", done, total, name)`` as each is there."""
+    ``progress("extract", done, total, name)`` as each is there, and
+    ``progress("extract-bytes", done, total, "")`` as stored bytes are read (every MiB or so).
+    ``libzstd``: a path, or a function giving it, called only when a package is to be
+    extracted. ``seen``: see pkgmeta.cached_package_intact (for the packages found in the
+    cache)."""
     total, done, lock = len(entries), [0], threading.Lock()
     umask(refresh=True)  # before any worker thread creates files (see fs.umask)
 
@@ -61,16 +65,28 @@ def extract_all(entries, open_payload, pkgs_dir, libzstd=None, progress=None, jo
     out, todo = [None] * total, []
     for i, e in enumerate(entries):
         d = os.path.join(pkgs_dir, Package(e).stored_sha256)
-        if os.path.isdir(d) and cached_package_intact(d):
+        if os.path.isdir(d) and cached_package_intact(d, seen):
             out[i] = d
             report(e)
         else:
             todo.append(i)
+    if todo:
+        from coex_runtime import streams  # noqa: F401 (imported once, before workers fork)
+        if callable(libzstd):
+            libzstd = libzstd()
     # biggest first: the longest job should not start last
     todo.sort(key=lambda i: -(Package(entries[i]).stored_size or 0))
+    read, to_read = [0], sum(Package(entries[i]).stored_size or 0 for i in todo)
+
+    def on_bytes(k, n):
+        with lock:
+            read[0] += n
+            r = read[0]
+        progress("extract-bytes", r, to_read, "")
     dirs = workers.pool_map(one, todo, workers.count_jobs(jobs, len(todo)),
                             on_done=lambda k, d: report(entries[todo[k]]),
-                            name=lambda i: "%s (extracting into %s)" % (Package(entries[i]).label, pkgs_dir))
+                            name=lambda i: "%s (extracting into %s)" % (Package(entries[i]).label, pkgs_dir),
+                            on_progress=on_bytes if progress is not None else None)
     for i, d in zip(todo, dirs):
         out[i] = d
     return out

@@ -27,10 +27,7 @@ import hashlib
 import json
 import os
 import re
-import shlex
-import shutil
 import stat
-import zipfile
 
 from coex_runtime import preamble
 from coex_runtime.errors import FormatError
@@ -107,6 +104,7 @@ def parse_entry_point(text, app_files=()):  # type: (str, Iterable[str]) -> dict
     if _FUNCTION_RE.match(text):
         module, function = text.split(":", 1)
         return {"kind": "function", "module": module, "function": function}
+    import shlex
     try:
         argv = shlex.split(text)
     except ValueError as e:
@@ -288,6 +286,7 @@ def runtime_record(sources):  # type: (Dict[str, bytes]) -> dict
 
 
 def _zinfo(name, mode, compress):
+    import zipfile  # (the writer's only: the runtime reads zips without it, see archive.py)
     zi = zipfile.ZipInfo(name, date_time=ZIP_DATE)
     zi.create_system = 3  # unix, so external_attr carries the mode
     zi.external_attr = ((stat.S_IFREG | mode) & 0xFFFF) << 16
@@ -395,6 +394,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
                       build=build)
     info_bytes = dump_json(info)
 
+    import zipfile
     tmp = "%s.tmp-%d" % (out_path, os.getpid())
     try:
         with open(tmp, "wb") as f:
@@ -420,6 +420,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
 
 
 def _copy_into(zf, zinfo, path):
+    import shutil
     size = os.path.getsize(path)
     zinfo.file_size = size
     with open(path, "rb") as src, zf.open(zinfo, "w", force_zip64=size > 0x7FFFFFFF) as dst:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import sys
 
 COPY_BUFSIZE = 1 << 20
@@ -128,6 +127,7 @@ def remove(path):  # type: (str) -> None
         if e.errno == errno.ENOENT:
             return
         if e.errno in (errno.EISDIR, errno.EPERM) and os.path.isdir(path) and not os.path.islink(path):
+            import shutil  # (a few ms to import: only to remove a tree)
             shutil.rmtree(path)
             return
         raise
@@ -151,6 +151,7 @@ def rmtree(path):  # type: (str) -> None
         except OSError:
             pass
         return
+    import shutil
     if sys.version_info >= (3, 12):  # onerror is deprecated there
         shutil.rmtree(path, onexc=retry)
     else:

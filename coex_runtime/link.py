@@ -81,7 +81,8 @@ class Linker(object):
         (not in ``plan.owned``) are recorded but not linked."""
         pkg = Package(plan.entry).label
         self.probe_hardlinks(plan.pkgdir)
-        out = [self.link_file(pkg, plan.pkgdir, p, target, target in plan.owned)
+        stats = plan.stats
+        out = [self.link_file(pkg, plan.pkgdir, p, target, target in plan.owned, stats.get(p["_path"]))
                for p, target in zip(plan.paths, plan.targets)]
         for name, module, func in plan.entry_points:
             target = "bin/" + name
@@ -91,9 +92,11 @@ class Linker(object):
             out.append({"_path": target, "path_type": "unix_python_entry_point"})
         return out
 
-    def link_file(self, pkg, pkgdir, p, target, owned=True):  # type: (str, str, dict, str, bool) -> dict
+    def link_file(self, pkg, pkgdir, p, target, owned=True, st=None):
+        # type: (str, str, dict, str, bool, Optional[os.stat_result]) -> dict
         """Put the file of paths.json entry ``p`` (of the package ``pkg`` at ``pkgdir``) at
-        ``target`` (unless not ``owned``); its record (see the class)."""
+        ``target`` (unless not ``owned``); its record (see the class). ``st``: the source's
+        lstat when the package's check already took it."""
         src = os.path.join(pkgdir, p["_path"])
         dst = os.path.join(self.staging, target)
         pt = p.get("path_type", "hardlink")
@@ -105,7 +108,8 @@ class Linker(object):
         if owned:
             self._mkparent(target)
         try:
-            st = os.lstat(src)
+            if st is None:
+                st = os.lstat(src)
         except OSError as e:
             raise InstallError("%s: %s lists %s, but the package does not contain it"
                                % (pkg, manifest_name(pkgdir), p["_path"])) from e
@@ -165,6 +169,21 @@ class Linker(object):
                 else:
                     raise
         return rec
+
+    def link_from(self, src, target):  # type: (str, str) -> None
+        """Put the file ``src`` (in the package cache) at ``target`` as package files go:
+        a hardlink where they are hardlinks, else a copy."""
+        self._mkparent(target)
+        dst = os.path.join(self.staging, target)
+        remove(dst)
+        if self.hardlinks:
+            try:
+                os.link(src, dst)
+                return
+            except OSError as e:
+                if e.errno not in _NO_HARDLINK:
+                    raise
+        _copy(src, dst, stat.S_IMODE(os.stat(src).st_mode))
 
     def _mkparent(self, rel):
         parent = os.path.dirname(rel)

@@ -17,7 +17,6 @@ A script that fails raises LinkScriptError with its messages and output.
 
 import glob
 import os
-import subprocess
 
 from coex_runtime import launch
 from coex_runtime.errors import LinkScriptError
@@ -101,6 +100,7 @@ def run_link_script(prefix, record, script_rel, action):  # type: (str, dict, st
         argv = [_shell(), "-x", script]
         env["CONDA_PREFIX"] = prefix
     try:
+        import subprocess  # (only when a package has a link script)
         proc = subprocess.Popen(argv, cwd=os.path.dirname(script), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as e:

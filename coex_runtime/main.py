@@ -225,10 +225,20 @@ def _main(argv, environ, phases):
                 raise _no_space(rt, out_of_space(e)) from e
             raise
     archive.close()
+    store_runtime_code(rt.cache.root)
     release_first_run_lock(v)
     phases.total()
     L.exec_launcher(rt.launcher, argv0, args, environ)
     return 127  # not reached
+
+
+def store_runtime_code(root):  # type: (str) -> None
+    """Have the bootstrap keep the runtime's code it compiled under the cache ``root`` (see
+    preamble.py), so that the next first run does not compile it again."""
+    import coex_runtime
+    store = getattr(getattr(coex_runtime.__spec__, "loader", None), "store_code", None)
+    if store is not None:
+        store(root)
 
 
 def release_first_run_lock(v):  # type: (Variables) -> None

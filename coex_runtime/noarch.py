@@ -7,7 +7,8 @@
   (the same bytes rattler writes; a shebang longer than 127 bytes, or a prefix with a blank,
   becomes the `/bin/sh` re-exec form conda and pip use).
 * .pyc: compiled after the environment is in place, by its own python (``compile_pyc``: in
-  several processes when there is enough source).
+  several processes when there is enough source), and kept in the package cache for the next
+  environment with the same python (``PYC_CACHE``).
 """
 
 import json
@@ -159,59 +160,137 @@ def compile_pyc(prefix, pyver, py_rels, jobs=None):
     balanced by size. Returns
     {py_rel: pyc_rel} of the files compiled, the .pyc named as that python names them (its own
     cache tag: cpython-311, pypy39, ...); a .pyc that did not appear is left out."""
-    if not py_rels:
-        return {}
-    import subprocess
-    import tempfile
-    python = env_python(prefix, pyver)
-    py_rels = list(py_rels)
-    if jobs is None:
-        jobs = os.cpu_count() or 1
-    sizes = {}
-    for r in py_rels:
-        try:
-            sizes[r] = os.path.getsize(os.path.join(prefix, r))
-        except OSError:
-            sizes[r] = 0
-    n = max(1, min(int(jobs), len(py_rels), sum(sizes.values()) // PYC_CHUNK_BYTES + 1))
-    chunks = [[] for _ in range(n)]
-    load = [0] * n
-    for r in sorted(py_rels, key=lambda r: -sizes[r]):  # biggest first, to the lightest chunk
-        k = load.index(min(load))
-        chunks[k].append(r)
-        load[k] += sizes[r]
-    procs, listings = [], []
-    try:
-        for chunk in chunks:
-            fd, listing = tempfile.mkstemp(prefix=".coex-pyc-", suffix=".txt", dir=prefix)
-            listings.append(listing)
-            with os.fdopen(fd, "wb") as f:
-                f.write(("\n".join(os.path.join(prefix, r) for r in chunk) + "\n").encode("utf-8"))
+    return Compiling(prefix, pyver, py_rels, jobs).wait()
+
+
+class Compiling(object):
+    """``compile_pyc`` started: the processes run while the caller does other work; ``wait()``
+    gives what compile_pyc returns (and ``kill()`` stops them)."""
+
+    def __init__(self, prefix, pyver, py_rels, jobs=None):
+        # type: (str, str, List[str], Optional[int]) -> None
+        self.prefix, self.procs, self.listings = prefix, [], []
+        if not py_rels:
+            return
+        import subprocess
+        from coex_runtime.atomic import make_temp
+        self.python = python = env_python(prefix, pyver)
+        py_rels = list(py_rels)
+        if jobs is None:
+            jobs = os.cpu_count() or 1
+        sizes = {}
+        for r in py_rels:
             try:
-                procs.append(subprocess.Popen([python, "-E", "-S", "-B", "-c", _COMPILE,
-                                               listing], cwd=prefix, stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE))
-            except OSError as e:
-                raise NoarchError("cannot run the environment's python (%s) to compile .pyc "
-                                  "files: %s; is the archive built for this platform?"
-                                  % (python, e)) from e
-        outs = [proc.communicate() for proc in procs]
-    finally:
-        for proc in procs:
+                sizes[r] = os.path.getsize(os.path.join(prefix, r))
+            except OSError:
+                sizes[r] = 0
+        n = max(1, min(int(jobs), len(py_rels), sum(sizes.values()) // PYC_CHUNK_BYTES + 1))
+        chunks = [[] for _ in range(n)]
+        load = [0] * n
+        for r in sorted(py_rels, key=lambda r: -sizes[r]):  # biggest first, to the lightest chunk
+            k = load.index(min(load))
+            chunks[k].append(r)
+            load[k] += sizes[r]
+        try:
+            for chunk in chunks:
+                fd, listing = make_temp(prefix, ".coex-pyc-", ".txt")
+                self.listings.append(listing)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(("\n".join(os.path.join(prefix, r) for r in chunk) + "\n").encode("utf-8"))
+                try:
+                    self.procs.append(subprocess.Popen([python, "-E", "-S", "-B", "-c", _COMPILE,
+                                                        listing], cwd=prefix, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.PIPE))
+                except OSError as e:
+                    raise NoarchError("cannot run the environment's python (%s) to compile .pyc "
+                                      "files: %s; is the archive built for this platform?"
+                                      % (python, e)) from e
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self):  # type: () -> None
+        for proc in self.procs:
             if proc.returncode is None:
                 proc.kill()
                 proc.wait()
-        for listing in listings:
-            os.unlink(listing)
-    root = prefix.rstrip("/") + "/"
-    done = {}
-    for proc, (out, err) in zip(procs, outs):
-        if proc.returncode != 0:
-            raise NoarchError("compiling .pyc files with %s failed (exit %s):\n%s"
-                              % (python, proc.returncode, err.decode("utf-8", "replace").rstrip()))
-        lines = out.decode("utf-8", "surrogateescape").splitlines()
-        for src, pyc in zip(lines[0::2], lines[1::2]):
-            if src.startswith(root) and pyc.startswith(root) \
-                    and os.path.isfile(os.path.join(prefix, pyc)):
-                done[src[len(root):]] = pyc[len(root):]
-    return done
+        for listing in self.listings:
+            try:
+                os.unlink(listing)
+            except OSError:
+                pass
+        self.listings = []
+
+    def wait(self):  # type: () -> Dict[str, str]
+        try:
+            outs = [proc.communicate() for proc in self.procs]
+        finally:
+            self.kill()
+        prefix = self.prefix
+        root = prefix.rstrip("/") + "/"
+        done = {}
+        for proc, (out, err) in zip(self.procs, outs):
+            if proc.returncode != 0:
+                raise NoarchError("compiling .pyc files with %s failed (exit %s):\n%s"
+                                  % (self.python, proc.returncode, err.decode("utf-8", "replace").rstrip()))
+            lines = out.decode("utf-8", "surrogateescape").splitlines()
+            for src, pyc in zip(lines[0::2], lines[1::2]):
+                if src.startswith(root) and pyc.startswith(root) \
+                        and os.path.isfile(os.path.join(prefix, pyc)):
+                    done[src[len(root):]] = pyc[len(root):]
+        return done
+
+
+# The .pyc of a noarch: python package compiled by one python package (its stored sha256: the
+# same interpreter, so the same cache tag, magic number and site-packages), kept next to the
+# package in the package cache: pkgs/<sha256>/.coex-pyc/<python key>/ holds ``map.json``
+# (``pyc``: {py target: pyc target}, prefix-relative; ``uncompiled``: the .py that do not
+# compile, py2-only modules and such) and ``files/<pyc target>``. The next environment with
+# both packages links them as it links the package's files, instead of starting its python to
+# compile them again (a new version of an app shares most packages with the last one). A .pyc
+# records its source's mtime and size: the source is the package cache's file (a hardlink, or a
+# copy with its times), so it holds in every environment; a source whose prefix is replaced is
+# never taken from here (its size differs per environment), nor one another package wins.
+PYC_CACHE = ".coex-pyc"
+
+
+def pyc_cache_dir(pkgdir, python_key):  # type: (str, str) -> str
+    return os.path.join(pkgdir, PYC_CACHE, python_key[:16])
+
+
+def cached_pyc(cache_dir):  # type: (str) -> Tuple[Dict[str, str], List[str]]
+    """({py target: pyc target}, [py targets that do not compile]) kept in ``cache_dir``
+    (({}, []) when there is none)."""
+    try:
+        with open(os.path.join(cache_dir, "map.json"), "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+        pyc, failed = dict(data["pyc"]), list(data["uncompiled"])
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return {}, []
+    return pyc, failed
+
+
+def keep_pyc(cache_dir, prefix, py, compiled):  # type: (str, str, List[str], Dict[str, str]) -> None
+    """Keep copies of the .pyc ``compiled`` ({py target: pyc target}) from ``py`` in ``prefix``
+    in ``cache_dir`` (a complete directory or none: its work directory is a ``.tmp-`` one of the
+    package cache, which the cache's sweep removes); nothing when that cannot be done (a
+    read-only package cache)."""
+    from coex_runtime.atomic import AtomicDirectory
+    from coex_runtime.fs import makedirs
+
+    def populate(work):
+        for pyc in sorted(compiled.values()):
+            dst = os.path.join(work, "files", pyc)
+            makedirs(os.path.dirname(dst))
+            with open(os.path.join(prefix, pyc), "rb") as src, open(dst, "wb") as out:
+                out.write(src.read())
+        data = {"pyc": compiled, "uncompiled": sorted(set(py) - set(compiled))}
+        with open(os.path.join(work, "map.json"), "wb") as f:
+            f.write(json.dumps(data, sort_keys=True).encode("utf-8"))
+        os.chmod(work, 0o755)
+    pkgs_dir = os.path.dirname(os.path.dirname(os.path.dirname(cache_dir)))
+    try:
+        AtomicDirectory(cache_dir, pkgs_dir, ".tmp-pyc-%s-" % os.path.basename(cache_dir),
+                        ready=lambda d: os.path.isfile(os.path.join(d, "map.json"))).ensure(populate)
+    except EnvironmentError:
+        pass

@@ -112,12 +112,15 @@ def parse_has_prefix_line(line):  # type: (str) -> Tuple[Optional[str], Optional
     raise ValueError("bad info/has_prefix line %r" % line)
 
 
-def verify_paths(pkg, pkgdir, digests=None):  # type: (str, str, Optional[Dict[str, Tuple[str, int]]]) -> None
+def verify_paths(pkg, pkgdir, digests=None, stats=None):
+    # type: (str, str, Optional[Dict[str, Tuple[str, int]]], Optional[dict]) -> List[dict]
     """Check the package extracted at ``pkgdir`` against its paths.json: every entry exists with
     its declared type, and each regular file has the declared size and, when ``digests``
     ({relpath: (sha256, size)} measured while extracting) is given, sha256. Raises PackageError
-    (CorruptPackage for a size or sha256 mismatch)."""
-    for p in read_paths(pkg, pkgdir):
+    (CorruptPackage for a size or sha256 mismatch). Returns the paths read (``read_paths``);
+    ``stats``, a dict, gets {relpath: lstat result} of what was looked at."""
+    paths = read_paths(pkg, pkgdir)
+    for p in paths:
         rel, pt = p["_path"], p.get("path_type", "hardlink")
         if pt == "directory":
             continue
@@ -125,6 +128,8 @@ def verify_paths(pkg, pkgdir, digests=None):  # type: (str, str, Optional[Dict[s
             st = os.lstat(os.path.join(pkgdir, rel))
         except OSError:
             st = None
+        if stats is not None and st is not None:
+            stats[rel] = st
         if pt == "softlink" and not (st and stat.S_ISLNK(st.st_mode)):
             raise PackageError("%s: info/paths.json lists %s as a softlink, but the package "
                                "has no such symlink" % (pkg, rel))
@@ -142,12 +147,18 @@ def verify_paths(pkg, pkgdir, digests=None):  # type: (str, str, Optional[Dict[s
         if got is not None and got[0] and sha and sha != got[0]:
             raise CorruptPackage("%s: %s has sha256 %s, but info/paths.json says %s: the package is "
                                  "corrupt" % (pkg, rel, got[0], sha))
+    return paths
 
 
-def cached_package_intact(pkgdir):  # type: (str) -> bool
-    """The cheap check of a package found in the cache (no digests): ``verify_paths`` passes."""
+def cached_package_intact(pkgdir, seen=None):  # type: (str, Optional[dict]) -> bool
+    """The cheap check of a package found in the cache (no digests): ``verify_paths`` passes.
+    ``seen``, a dict, gets ``{pkgdir: (paths, {relpath: lstat result})}`` when it does, for the
+    linker (one read of paths.json, one lstat per file)."""
+    stats = {}
     try:
-        verify_paths(os.path.basename(pkgdir), pkgdir)
+        paths = verify_paths(os.path.basename(pkgdir), pkgdir, stats=stats)
     except (PackageError, EnvironmentError, ValueError):
         return False
+    if seen is not None:
+        seen[pkgdir] = (paths, stats)
     return True

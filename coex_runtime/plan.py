@@ -12,8 +12,9 @@ from coex_runtime.pkgmeta import read_index, read_paths
 class Plan(object):
     """What one package puts into the prefix."""
 
-    def __init__(self, entry, pkgdir, index, paths, targets, entry_points, noarch_python):
+    def __init__(self, entry, pkgdir, index, paths, targets, entry_points, noarch_python, stats=None):
         self.entry = entry
+        self.stats = stats or {}          # {source-relative path: lstat result} when known
         self.pkgdir = pkgdir
         self.index = index
         self.paths = paths                # paths.json-shaped dicts (source-relative _path)
@@ -23,15 +24,21 @@ class Plan(object):
         self.owned = set()                # the targets this package wins (see clobber)
 
 
-def plan_package(entry, pkgdir, pyver, sp=None):  # type: (dict, str, Optional[str], Optional[str]) -> Plan
+def plan_package(entry, pkgdir, pyver, sp=None, seen=None):
+    # type: (dict, str, Optional[str], Optional[str], Optional[tuple]) -> Plan
     """The plan of the package extracted at ``pkgdir``; ``pyver`` / ``sp``: the environment's
-    python version and site-packages (None without a python)."""
+    python version and site-packages (None without a python); ``seen``: (paths, stats) of its
+    check in the cache (pkgmeta.cached_package_intact), when there was one."""
     pkg = Package(entry).label
     index = read_index(pkg, pkgdir)
-    try:
-        paths = read_paths(pkg, pkgdir)
-    except ValueError as e:
-        raise InstallError("%s: %s" % (pkg, e)) from e
+    stats = None
+    if seen is not None:
+        paths, stats = seen
+    else:
+        try:
+            paths = read_paths(pkg, pkgdir)
+        except ValueError as e:
+            raise InstallError("%s: %s" % (pkg, e)) from e
     is_np = noarch.is_noarch_python(entry, index)
     if is_np and not pyver:
         raise InstallError("%s is a noarch: python package, but the environment has no python "
@@ -45,7 +52,7 @@ def plan_package(entry, pkgdir, pyver, sp=None):  # type: (dict, str, Optional[s
         p["_path"] = rel
         targets.append(noarch.target_path(rel, sp) if is_np else rel)
     eps = noarch.read_entry_points(pkg, pkgdir) if is_np else []
-    return Plan(entry, pkgdir, index, paths, targets, eps, is_np)
+    return Plan(entry, pkgdir, index, paths, targets, eps, is_np, stats)
 
 
 def clobber(plans):  # type: (List[Plan]) -> None

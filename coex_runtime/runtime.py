@@ -44,7 +44,16 @@ def check_host(info, environ):  # type: (dict, Mapping[str, str]) -> None
     if plat and plat != "noarch" and plat != host:
         raise CoexFailure("this archive was built for %s, but this host is %s: build it for %s "
                           "(e.g. the coex_binary's platform)" % (plat, host, host))
-    problems = vpkgs.check(info.get("virtual_packages") or [], vpkgs.detect(environ))
+    needs = info.get("virtual_packages") or []
+    if not needs:
+        return
+    names = []
+    for text in needs:
+        try:
+            names.append(vpkgs.parse_spec(text)[0])
+        except Exception:  # (check says so)
+            pass
+    problems = vpkgs.check(needs, vpkgs.detect(environ, only=names))
     if problems:
         raise CoexFailure("this host cannot run this archive's environment: %s" % "; ".join(problems))
 
@@ -95,8 +104,10 @@ class Phases(object):
 
 
 class Progress(object):
-    """First-run progress on stderr, only when stderr is a terminal: package k of n and bytes,
-    per installer phase. Called as progress(phase, done, total, name) from worker threads."""
+    """First-run progress on stderr, only when stderr is a terminal: one line, redrawn, per
+    installer phase (package k of n and MB; while packages are extracted, the stored MB read so
+    far, every MiB or so, so that a big package shows progress too). Called as
+    progress(phase, done, total, name) from worker threads (see install.py)."""
 
     def __init__(self, enabled, entries=()):
         import threading
@@ -108,17 +119,31 @@ class Progress(object):
             self.sizes[e.get("filename")] = F.Package(e).stored_size or 0
         self.total_bytes = sum(self.sizes.values())
         self.bytes = {}
+        self.packages = None  # (phase, done, total) of the last package event
+        self.drawn = 0.0
 
     def __call__(self, phase, done, total, name=""):
         if not self.enabled:
             return
         with self.lock:
-            self.bytes[phase] = self.bytes.get(phase, 0) + self.sizes.get(name, 0)
-            msg = "coex: %s package %d of %d" % (phase, done, total)
-            if self.total_bytes:
-                msg += ", %.1f of %.1f MB" % (self.bytes[phase] / 1e6, self.total_bytes / 1e6)
-            if name:
-                msg += " (%s)" % name
+            if phase == "extract-bytes":  # stored bytes read by the extracting workers
+                msg = "coex: extracting, %.1f of %.1f MB" % (done / 1e6, total / 1e6)
+                if self.packages and self.packages[0] == "extract":
+                    msg += " (%d of %d packages ready)" % self.packages[1:]
+                now = time.time()
+                if now - self.drawn < 0.05 and done < total:
+                    return
+                self.drawn = now
+            elif phase == "compile":
+                msg = "coex: compiling the .pyc of %d files" % total
+            else:
+                self.packages = (phase, done, total)
+                self.bytes[phase] = self.bytes.get(phase, 0) + self.sizes.get(name, 0)
+                msg = "coex: %s package %d of %d" % (phase, done, total)
+                if self.total_bytes:
+                    msg += ", %.1f of %.1f MB" % (self.bytes[phase] / 1e6, self.total_bytes / 1e6)
+                if name:
+                    msg += " (%s)" % name
             sys.stderr.write("\r\033[K" + msg[:160])
             sys.stderr.flush()
             self.shown = True
@@ -229,12 +254,13 @@ class Runtime(object):
         entries = self.info["packages"]
         specs = self.info.get("requested_specs") or []
 
+        state = []
+
         def populate(work):
-            # Always: a cached package found damaged is extracted again, and needs the decoder.
-            libzstd = self.libzstd()
-            try:
-                install.install_env(entries, self.open_payload, self.cache.pkgs, work, target.target,
-                                    libzstd=libzstd, progress=self.progress, requested_specs=specs)
+            try:  # (the decoder only when a package is extracted: missing, or found damaged)
+                state.append(install.install_env(
+                    entries, self.open_payload, self.cache.pkgs, work, target.target, libzstd=self.libzstd,
+                    progress=self.progress, requested_specs=specs, pending=False))
                 fault("linked")
             except Exception:
                 self.diagnose_payloads()
@@ -247,7 +273,7 @@ class Runtime(object):
             fault("renamed")
             try:
                 messages = install.finalize_env(prefix, entries, requested_specs=specs,
-                                                progress=self.progress)
+                                                progress=self.progress, state=state[0])
             finally:
                 self.progress.finish()
             self.phases.done("finalize")

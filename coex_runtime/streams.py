@@ -41,16 +41,20 @@ from coex_runtime.pkgmeta import check_link_target, verify_paths
 from coex_runtime.tar import iter_tar
 
 
-def extract_stream(entry, payload, dest, libzstd=None):
-    # type: (dict, IO[bytes], str, Optional[str]) -> Dict[str, Tuple[str, int]]
+def extract_stream(entry, payload, dest, libzstd=None, on_bytes=None):
+    # type: (dict, IO[bytes], str, Optional[str], Optional[Callable[[int], None]]) -> Dict[str, Tuple[str, int]]
     """Extract ``payload`` (the stored bytes of ``entry``) into the existing empty directory
     ``dest``, checking the stored sha256/size and info/paths.json; {relpath: (sha256, size)} of
-    the files. Raises PackageError (CorruptPackage for damaged bytes)."""
+    the files. Raises PackageError (CorruptPackage for damaged bytes). ``on_bytes(n)``: n more
+    stored bytes read (called every MiB or so, for progress)."""
     want = Package(entry)
     pkg = want.label
     digests = {}
     files = _Files(pkg, dest, digests)
-    src = _HashingReader(payload, files.stored_update)
+    update = files.stored_update
+    if on_bytes is not None:
+        update = _Counting(update, on_bytes)
+    src = _HashingReader(payload, update)
     try:
         try:
             if want.encoding == "conda":
@@ -66,6 +70,8 @@ def extract_stream(entry, payload, dest, libzstd=None):
         except ZstdError as e:
             raise PackageError("%s: %s" % (pkg, e)) from e
         src.drain()
+        if on_bytes is not None:
+            update.flush()
     finally:
         files.close()
     got_sha, want_sha, want_size = files.stored_sha.hexdigest(), want.stored_sha256, want.stored_size
@@ -80,6 +86,24 @@ def extract_stream(entry, payload, dest, libzstd=None):
 
 # ---------------------------------------------------------------------------------------------
 # byte streams
+
+
+class _Counting(object):
+    """``update(data)`` that also tells ``on_bytes`` how many bytes went by, a MiB at a time."""
+
+    def __init__(self, update, on_bytes):
+        self._update, self._on_bytes, self._n = update, on_bytes, 0
+
+    def __call__(self, data):
+        self._update(data)
+        self._n += len(data)
+        if self._n >= 1 << 20:
+            self.flush()
+
+    def flush(self):
+        if self._n:
+            n, self._n = self._n, 0
+            self._on_bytes(n)
 
 
 class _HashingReader(io.RawIOBase):

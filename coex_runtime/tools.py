@@ -286,6 +286,10 @@ def gc(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str])
             p = os.path.join(cache.lib, n)
             if C.mtime(p) < cutoff:
                 drop(p)
+        for n in sorted(os.listdir(cache.code)) if os.path.isdir(cache.code) else ():
+            p = os.path.join(cache.code, n)  # the runtime's bytecode: every first run touches its own
+            if C.mtime(p) < cutoff:
+                drop(p)
         cache.sweep(drop)  # the trash of what was dropped
     busy = len(running_envs & set(os.listdir(cache.envs)))
     sys.stdout.write("coex gc: %s; %.1f MB freed; %d launcher%s kept (used within %s)%s\n" % (

@@ -9,7 +9,7 @@ spec, optional build glob). ``detect()`` returns ``{name: (version, build)}`` fo
 * ``__osx``: ``platform.mac_ver()`` (``CONDA_OVERRIDE_OSX``)
 * ``__unix``: on any POSIX host
 * ``__archspec``: version ``1``, build = the x86-64 micro-architecture level (``x86_64_v1`` ..
-  ``x86_64_v4``, from /proc/cpuinfo flags) or ``platform.machine()`` (``CONDA_OVERRIDE_ARCHSPEC``)
+  ``x86_64_v4``, from /proc/cpuinfo flags) or the machine ``uname`` names (``CONDA_OVERRIDE_ARCHSPEC``)
 * ``__cuda``: the driver's CUDA version through ``libcuda.so.1`` (``CONDA_OVERRIDE_CUDA``)
 
 As in conda, ``CONDA_OVERRIDE_<NAME>`` replaces the detected version; an empty value means
@@ -21,7 +21,6 @@ packages (numeric components, alpha/dev/post tags, ``.*`` wildcards, ``|`` and `
 import fnmatch
 import operator
 import os
-import platform
 import re
 import sys
 
@@ -180,7 +179,7 @@ def _glibc():
 
 
 def _linux():
-    rel = platform.release()
+    rel = os.uname().release
     m = re.match(r"^(\d+(?:\.\d+)*)", rel)
     return m.group(1) if m else None
 
@@ -208,6 +207,11 @@ def _x86_level():
     return "x86_64_v%d" % level
 
 
+def _osx():
+    import platform
+    return platform.mac_ver()[0] or None
+
+
 def _cuda():
     try:
         import ctypes
@@ -220,15 +224,20 @@ def _cuda():
         return None
 
 
-def detect(environ=None):  # type: (Optional[Mapping[str, str]]) -> Dict[str, Tuple[str, str]]
-    """{name: (version, build)} of this host's virtual packages, CONDA_OVERRIDE_* applied."""
+def detect(environ=None, only=None):
+    # type: (Optional[Mapping[str, str]], Optional[Iterable[str]]) -> Dict[str, Tuple[str, str]]
+    """{name: (version, build)} of this host's virtual packages, CONDA_OVERRIDE_* applied; with
+    ``only``, of those names alone (asking the CUDA driver can take a while)."""
     environ = os.environ if environ is None else environ
     out = {}
     is_linux = sys.platform.startswith("linux")
     is_mac = sys.platform == "darwin"
-    machine = platform.machine()
+    machine = os.uname().machine
+    only = None if only is None else set(only)
 
     def put(name, detector, build="0"):
+        if only is not None and name not in only:
+            return
         given, value = _override(name, environ)
         if given:
             if value:
@@ -242,16 +251,15 @@ def detect(environ=None):  # type: (Optional[Mapping[str, str]]) -> Dict[str, Tu
         put("__glibc", _glibc, "0")
         put("__linux", _linux, "0")
     if is_mac:
-        put("__osx", lambda: platform.mac_ver()[0] or None, "0")
-    if os.name == "posix":
+        put("__osx", _osx, "0")
+    if os.name == "posix" and (only is None or "__unix" in only):
         out["__unix"] = ("0", "0")
-    arch = _x86_level() if machine in ("x86_64", "AMD64") and is_linux else machine
     given, value = _override("__archspec", environ)
     if given:
         if value:
             out["__archspec"] = ("1", value)
-    else:
-        out["__archspec"] = ("1", arch)
+    elif only is None or "__archspec" in only:
+        out["__archspec"] = ("1", _x86_level() if machine in ("x86_64", "AMD64") and is_linux else machine)
     put("__cuda", _cuda, "0")
     return out
 
@@ -307,7 +315,7 @@ def _pretty_ver(ver):
 
 def host_subdir():  # type: () -> str
     """The conda subdir of this host (linux-64, linux-aarch64, osx-arm64, ...)."""
-    m = platform.machine()
+    m = os.uname().machine
     if sys.platform.startswith("linux"):
         table = {"x86_64": "64", "AMD64": "64", "i686": "32", "i386": "32", "aarch64": "aarch64",
                  "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "armv7l": "armv7l",

@@ -32,20 +32,32 @@ def count_jobs(jobs, n):  # type: (Optional[int], int) -> int
     return max(1, min(int(jobs), max(1, n)))
 
 
-def pool_map(fn, items, jobs, on_done=None, name=str):
-    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable) -> list
+def pool_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable, Optional[Callable[[int, int], None]]) -> list
     """[fn(x) for x in items] on at most ``jobs`` workers: forked processes when ``can_fork()``,
-    else threads; ``on_done(k, result)`` as item k finishes (see fork_map and thread_map)."""
+    else threads; ``on_done(k, result)`` as item k finishes, ``on_progress(k, n)`` as item k's
+    fn calls ``progress(n)`` (see fork_map and thread_map)."""
     if jobs > 1 and can_fork():
-        return fork_map(fn, items, jobs, on_done, name)
-    return thread_map(fn, items, jobs, on_done)
+        return fork_map(fn, items, jobs, on_done, name, on_progress)
+    return thread_map(fn, items, jobs, on_done, on_progress)
 
 
-def thread_map(fn, items, jobs, on_done=None):
-    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]]) -> list
-    """[fn(x) for x in items] on ``jobs`` threads (on_done(k, result) is called in the thread
-    that ran item k); the first exception (in item order) is raised after every started job
-    finished, and no job starts after one failed."""
+_REPORT = threading.local()
+
+
+def progress(n):  # type: (int) -> None
+    """Called by a pool_map function: it made ``n`` more units of progress (bytes read...),
+    which reach the caller's ``on_progress`` (from a forked worker, through its pipe)."""
+    report = getattr(_REPORT, "fn", None)
+    if report is not None:
+        report(n)
+
+
+def thread_map(fn, items, jobs, on_done=None, on_progress=None):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Optional[Callable[[int, int], None]]) -> list
+    """[fn(x) for x in items] on ``jobs`` threads (on_done(k, result) and on_progress(k, n) are
+    called in the thread that runs item k); the first exception (in item order) is raised after
+    every started job finished, and no job starts after one failed."""
     items = list(items)
     results, errors = [None] * len(items), [None] * len(items)
     todo, lock = iter(range(len(items))), threading.Lock()
@@ -57,11 +69,14 @@ def thread_map(fn, items, jobs, on_done=None):
             if i is None:
                 return
             try:
+                _REPORT.fn = None if on_progress is None else (lambda n, k=i: on_progress(k, n))
                 results[i] = fn(items[i])
                 if on_done is not None:
                     on_done(i, results[i])
             except BaseException as e:  # noqa: B902 - re-raised in the caller's thread
                 errors[i] = e
+            finally:
+                _REPORT.fn = None
     if jobs <= 1 or len(items) <= 1:
         worker()  # in this thread
     else:
@@ -115,14 +130,17 @@ def _worker_signals(parent, die_with_parent):
         raise Terminated(signal.SIGTERM)
 
 
-def fork_map(fn, items, jobs, on_done=None, name=str):
-    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable) -> list
+def fork_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
+    # type: (Callable, Sequence, int, Optional[Callable[[int, object], None]], Callable, Optional[Callable[[int, int], None]]) -> list
     """[fn(x) for x in items] in forked worker processes, at most ``jobs`` at a time, items
     started in the given order. fn's return value travels back as JSON, a failure as its
     CoexFailure class, message and errno, any other exception as an InstallError with its
     traceback (the first in item order is raised after every worker finished; no new worker
-    starts after a failure). on_done(k, result) runs in this process as item k finishes;
-    name(item) names it when its worker dies without a word."""
+    starts after a failure). on_done(k, result) runs in this process as item k finishes, and
+    on_progress(k, n) as its fn calls ``progress(n)``; name(item) names it when its worker
+    dies without a word.
+
+    A worker's pipe carries ``+<n>\\n`` lines (progress), then ``=`` and its JSON message."""
     import select
     import signal
     items = list(items)
@@ -139,13 +157,23 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
         while running or (nxt < len(items) and not any(errors)):
             while nxt < len(items) and len(running) < jobs and not any(errors):
                 r, w = os.pipe()
-                pid = os.fork()
+                # a signal that stops this process (Terminated, KeyboardInterrupt) waits until
+                # the new worker is in ``running``, which the finally below stops and reaps
+                blocked = _block(signal, _STOP_SIGNALS)
+                try:
+                    pid = os.fork()
+                except BaseException:
+                    _unblock(signal, blocked)
+                    raise
                 if pid == 0:  # the worker: never returns
                     code = 1
                     try:
                         os.close(r)
                         try:
                             _worker_signals(parent, die_with_parent)
+                            _unblock(signal, blocked)
+                            _REPORT.fn = None if on_progress is None else (
+                                lambda n: _write_all(w, b"+%d\n" % n))
                             msg = {"ok": fn(items[nxt])}
                             code = 0
                         except CoexFailure as e:
@@ -155,25 +183,33 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
                             msg = {"error": "%s: %s\n%s" % (type(e).__name__, e,
                                                              traceback.format_exc()),
                                    "errno": os_errno(e)}
-                        data = json.dumps(msg).encode("utf-8")
-                        while data:
-                            data = data[os.write(w, data):]
+                        _write_all(w, b"=" + json.dumps(msg).encode("utf-8"))
                     finally:
                         os._exit(code)
-                os.close(w)
-                running[r] = [nxt, pid, []]
-                nxt += 1
+                try:
+                    os.close(w)
+                    running[r] = [nxt, pid, []]
+                    nxt += 1
+                finally:
+                    _unblock(signal, blocked)
             ready = select.select(list(running), [], [])[0]
             for r in ready:
                 chunk = os.read(r, 65536)
                 if chunk:
                     running[r][2].append(chunk)
+                    if on_progress is not None:
+                        _progress_lines(running[r], on_progress)
                     continue
                 k, pid, chunks = running.pop(r)
                 os.close(r)
                 status = _waitpid(pid)
+                data = b"".join(chunks)
+                if on_progress is not None:
+                    data = _progress_lines([k, pid, [data]], on_progress)
                 try:
-                    msg = json.loads(b"".join(chunks).decode("utf-8"))
+                    if data[:1] != b"=":
+                        raise ValueError("no result")
+                    msg = json.loads(data[1:].decode("utf-8"))
                 except ValueError:
                     msg = {}
                 if "ok" in msg and status in (0, None):
@@ -198,6 +234,42 @@ def fork_map(fn, items, jobs, on_done=None, name=str):
         if e is not None:
             raise e
     return results
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+
+
+def _block(signal, names):
+    """Block the signals ``names`` in this thread; what to give _unblock (None where signal
+    masks are not available)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, n) for n in names])
+
+
+def _unblock(signal, blocked):
+    """Restore the mask _block returned: a signal that came meanwhile is delivered now."""
+    if blocked is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _progress_lines(run, on_progress):  # type: (list, Callable[[int, int], None]) -> bytes
+    """Hand the complete ``+<n>`` lines read from a worker (``run``: [k, pid, chunks]) to
+    on_progress; keep the rest (what follows, or the result). Returns what is kept."""
+    data = b"".join(run[2])
+    while data[:1] == b"+" and b"\n" in data:
+        line, data = data.split(b"\n", 1)
+        try:
+            on_progress(run[0], int(line[1:]))
+        except ValueError:
+            pass
+    run[2][:] = [data]
+    return data
 
 
 def _waitpid(pid):

@@ -165,3 +165,7 @@ def test_progress_reports_every_package(tmp_path, tiny_channel):
     helpers.coex_install(entries, tmp_path / "pkgs", tmp_path / "env", progress=progress)
     assert sorted(x for x in seen if x[0] == "extract") == [("extract", 1, 2), ("extract", 2, 2)]
     assert sorted(x for x in seen if x[0] == "link") == [("link", 1, 2), ("link", 2, 2)]
+    # and the stored bytes read while extracting (every MiB or so, and at each package's end)
+    got = [(d, t) for p, d, t in seen if p == "extract-bytes"]
+    total = sum(e["size"] for e in entries)
+    assert got and all(t == total for _, t in got) and max(d for d, _ in got) == total

@@ -69,3 +69,57 @@ def test_pyc_compiled_by_several_processes(tmp_path, monkeypatch):
     assert all((env / p).is_file() for p in pycs)
     assert not list((env / sp).glob("bad.*"))
     assert set(pycs) <= set(rec["files"])
+
+
+def test_pyc_are_kept_for_the_next_environment_with_the_same_python(tmp_path, monkeypatch):
+    """The .pyc a first environment compiled are kept in the package cache: a second
+    environment with the same python links them (no python started), records them alike, and
+    its python finds them valid; a file that does not compile is not tried again. Another
+    python, or a package whose .py has a prefix placeholder, compiles its own."""
+    import subprocess
+    import sys
+
+    host = "/root/.pyenv/versions/3.9.18/bin/python3.9"
+    if not os.path.exists(host):
+        host = sys.executable
+    py = helpers.small_package(tmp_path, "python", {"bin/python3.9": ("exec", '#!/bin/sh\nexec "%s" "$@"\n' % host)})
+    py["version"] = "3.9.18"
+    many = helpers.small_package(tmp_path, "many", {"site-packages/many/__init__.py": "X = 1\n",
+                                                    "site-packages/many/bad.py": "def broken(:\n"},
+                                 noarch="python")
+    pkgs = tmp_path / "pkgs"
+    first = helpers.coex_install([py, many], pkgs, tmp_path / "env1")
+    calls = []
+    real_popen = subprocess.Popen
+
+    def counting_popen(args, **kw):
+        calls.append(args)
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", counting_popen)
+    second = helpers.coex_install([py, many], pkgs, tmp_path / "env2")
+    assert [a for a in calls if noarch._COMPILE in a] == []
+    name = many["filename"][:-len(".conda")] + ".json"
+    recs = [helpers.conda_meta(env)[name] for env in (first, second)]
+    assert recs[0]["files"] == recs[1]["files"] and recs[0]["paths_data"] == recs[1]["paths_data"]
+    pyc = "lib/python3.9/site-packages/many/__pycache__/__init__.cpython-39.pyc"
+    assert pyc in recs[1]["files"] and (second / pyc).read_bytes() == (first / pyc).read_bytes()
+    r = real_popen([str(second / "bin/python3.9"), "-v", "-c", "import many"], stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE, env={"PYTHONPATH": str(second / "lib/python3.9/site-packages")})
+    err = r.communicate()[1].decode()
+    assert "%s matches" % (second / pyc) in err, err
+    # another python (3.9 again, another build): compiles its own
+    py2 = helpers.small_package(tmp_path / "other", "python", {"bin/python3.9": ("exec", '#!/bin/sh\n# another\nexec "%s" "$@"\n' % host)})
+    py2["version"] = "3.9.18"
+    calls[:] = []
+    helpers.coex_install([py2, many], pkgs, tmp_path / "env3")
+    assert len([a for a in calls if noarch._COMPILE in a]) == 1
+    # a .py with the prefix in it: each environment compiles it
+    from tests.factory.condapkg import LONG_PLACEHOLDER
+    where = helpers.small_package(tmp_path, "where", {"site-packages/where.py": "P = %r\n" % LONG_PLACEHOLDER},
+                                  noarch="python", prefix_files={"site-packages/where.py": (LONG_PLACEHOLDER, "text")})
+    for k in (4, 5):
+        calls[:] = []
+        env = helpers.coex_install([py, where], pkgs, tmp_path / ("env%d" % k))
+        assert len([a for a in calls if noarch._COMPILE in a]) == 1
+        assert (env / "lib/python3.9/site-packages/__pycache__/where.cpython-39.pyc").is_file()

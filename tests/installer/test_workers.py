@@ -157,6 +157,41 @@ def test_an_interrupted_parent_terminates_its_workers_which_clean_up(tmp_path):
     assert not marker.exists()
 
 
+def test_a_signal_that_comes_while_a_worker_is_forked_stops_and_reaps_that_worker(tmp_path, monkeypatch):
+    """SIGTERM delivered as os.fork returns (before the parent has noted the new worker) still
+    reaches a parent that knows the worker: it is stopped and reaped, not left running."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    def fn(x):
+        (pids / str(os.getpid())).write_text("")
+        time.sleep(30)
+        return x
+
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            while not list(pids.iterdir()):  # the worker runs
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return pid
+    monkeypatch.setattr(os, "fork", fork)
+    old = signal.signal(signal.SIGTERM, workers.raise_terminated)
+    try:
+        t0 = time.time()
+        with pytest.raises(workers.Terminated):
+            workers.fork_map(fn, [1], 1)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert time.time() - t0 < 20
+    (pid,) = [int(p.name) for p in pids.iterdir()]
+    with pytest.raises(ChildProcessError):  # reaped by fork_map
+        os.waitpid(pid, os.WNOHANG)
+    assert not os.path.exists("/proc/%d" % pid)
+
+
 def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):
     """With SIGCHLD ignored the kernel reaps workers itself (waitpid: ECHILD): their messages
     still tell results from errors."""
@@ -169,3 +204,26 @@ def test_workers_are_understood_when_sigchld_is_ignored(tmp_path):
         assert "item-2" in str(ei.value) and "without a result" in str(ei.value)
     finally:
         signal.signal(signal.SIGCHLD, old)
+
+
+def _tell(x):
+    for _ in range(x):
+        workers.progress(10)
+    return x * 2
+
+
+@pytest.mark.parametrize("mapper", [workers.fork_map, workers.thread_map])
+def test_progress_of_each_item_reaches_the_caller(mapper):
+    """What a worker's function reports with workers.progress(n) reaches on_progress(k, n) in
+    the caller (from forked workers through their pipes), and results are unaffected."""
+    seen = []
+    lock = threading.Lock()
+
+    def on_progress(k, n):
+        with lock:
+            seen.append((k, n))
+    items = [3, 0, 5, 2]
+    assert mapper(_tell, items, 2, on_progress=on_progress) == [6, 0, 10, 4]
+    assert sorted(seen) == sorted((k, 10) for k, x in enumerate(items) for _ in range(x))
+    assert mapper(_tell, items, 2) == [6, 0, 10, 4]  # nobody listening: fine too
+

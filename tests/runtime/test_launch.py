@@ -254,6 +254,7 @@ def test_verbose_prints_phases_and_progress_only_on_a_tty(std_archive, root):
     finally:
         os.close(master)
     assert b"extract package 1 of 4" in out and b"MB" in out, out
+    assert b"coex: extracting, " in out, out  # the stored bytes read, while packages extract
     root2 = str(root) + "-2"
     r = H.run(arc, root=root2, env={"COEX_VERBOSE": "1"})
     err = r.stderr.decode()

@@ -255,3 +255,112 @@ def test_nothing_is_imported_from_the_working_directory(std_archive, tmp_path, r
         r = subprocess.run(argv, env=H.base_env(root), cwd=str(cwd), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
         assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
+
+
+def _code_files(root):
+    d = os.path.join(str(root), "code")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def _fresh(root):
+    """Everything of the cache but the runtime's code: the next run is a first run again."""
+    for n in os.listdir(str(root)):
+        p = os.path.join(str(root), n)
+        if n != "code":
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+
+
+def test_the_runtime_code_is_cached_per_python_and_used_only_when_intact(std_archive, tmp_path, root):
+    """A first run keeps the runtime's bytecode in code/ (one file per runtime and Python); the
+    next first run takes the runtime from there (here: a valid entry whose code says so), but
+    never from a damaged one, which is written again."""
+    arc, info = std_archive
+    r = H.run(arc, root=root)
+    assert r.returncode == 0, H.text(r)
+    names = _code_files(root)
+    assert len(names) == 1 and names[0].endswith("-cpython-311"), names
+    where = os.path.join(str(root), "code", names[0])
+    data = open(where, "rb").read()
+    # (marshal is per Python: the entry is read and rewritten by the Python that wrote it)
+    script = ("import hashlib, marshal, sys\n"
+              "data = open(sys.argv[1], 'rb').read()\n"
+              "code = marshal.loads(data[77:])\n"
+              "print(' '.join(sorted(code)))\n"
+              "code['coex_runtime/main.py'] = compile("
+              "'def main():\\n    print(\\'from the code cache\\')\\n    return 0\\n', 'x', 'exec')\n"
+              "payload = marshal.dumps(code)\n"
+              "open(sys.argv[1], 'wb').write(b'coex-code/1 ' + hashlib.sha256(payload).hexdigest()"
+              ".encode() + b'\\n' + payload)\n")
+    r = subprocess.run([H.HOST_PY, "-c", script, where], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, H.text(r)
+    assert r.stdout.decode().split() == sorted(n for n in info["runtime"]["files"] if n.startswith("coex_runtime/"))
+    # a valid entry is used as it is: its main says so
+    _fresh(root)
+    r = H.run(arc, root=root)
+    assert r.returncode == 0 and r.stdout.decode() == "from the code cache\n", H.text(r)
+    # one flipped byte: not used, compiled again from the checked archive, the entry rewritten
+    raw = bytearray(open(where, "rb").read())
+    raw[len(raw) // 2] ^= 0x01
+    open(where, "wb").write(bytes(raw))
+    _fresh(root)
+    r = H.run(arc, root=root)
+    assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
+    assert open(where, "rb").read() == data
+    # another Python: its own entry
+    _fresh(root)
+    r = H.run(arc, root=root, python=H.PYTHONS["3.6"])
+    assert r.returncode == 0, H.text(r)
+    assert sorted(n.split("-", 1)[1] for n in _code_files(root)) == ["cpython-311", "cpython-36"]
+
+
+def test_cached_runtime_code_names_the_archive_that_runs_it(std_archive, tmp_path, root):
+    """The code cache is shared by every archive of the same runtime: its code objects name the
+    archive that runs them (in tracebacks), not the one that compiled them."""
+    arc, _ = std_archive
+    assert H.run(arc, root=root).returncode == 0
+    other = _copy(arc, tmp_path, "other.coex")
+    code = ("import sys, os, runpy\n"
+            "def tracer(frame, event, arg):\n"
+            "    if event == 'call' and 'coex_runtime' in frame.f_code.co_filename:\n"
+            "        sys.stdout.write(frame.f_code.co_filename + '\\n')\n"
+            "        sys.stdout.flush()\n"
+            "        os._exit(0)\n"
+            "sys.settrace(tracer)\n"
+            "sys.argv = [sys.argv[1]]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    _fresh(root)
+    r = subprocess.run([H.HOST_PY, "-E", "-S", "-c", code, str(other)], env=H.base_env(root),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.stdout.decode().startswith(str(other) + "/coex_runtime/"), H.text(r)
+
+
+def test_a_flipped_byte_in_the_bootstrap_is_reported(std_archive, tmp_path, root):
+    """The bootstrap follows the cold part (the shell never reads it): the line that runs it
+    checks its sha256 first."""
+    arc, _ = std_archive
+    head = open(str(arc), "rb").read(65536)
+    at = head.index(P.BOOT.encode()) + len(P.BOOT) // 2
+    bad = _copy(arc, tmp_path)
+    _patch(bad, at, bytes([head[at] ^ 0x20]))
+    err = _assert_refused(bad, root, what="its bootstrap")
+    assert "does not match its checksum" in err
+
+
+def test_the_first_python_that_says_it_is_3_6_or_newer_runs_it(std_archive, tmp_path, root):
+    """python3 too old (here a Python 2): the preamble takes python; COEX_PYTHON too old: said."""
+    py2 = os.path.expanduser("~/.pyenv/versions/2.7.18/bin/python2.7")
+    if not os.path.exists(py2):
+        pytest.skip("no Python 2.7 here")
+    arc, info = std_archive
+    bin_dir = tmp_path / "bin"
+    H.no_python_path(bin_dir)
+    for tool in ("cksum", "flock", "mkdir", "bash"):
+        if shutil.which(tool):
+            os.symlink(shutil.which(tool), str(bin_dir / tool))
+    os.symlink(py2, str(bin_dir / "python3"))
+    os.symlink(H.HOST_PY, str(bin_dir / "python"))
+    r = H.run(arc, root=root, env={"PATH": str(bin_dir), "COEX_PYTHON": None})
+    assert r.returncode == 0 and r.stdout.decode().strip() == H.prefix_of(root, info), H.text(r)
+    shutil.rmtree(str(root))
+    r = H.run(arc, root=root, env={"PATH": str(bin_dir), "COEX_PYTHON": py2})
+    assert r.returncode == 127 and "is not a working Python >= 3.6" in r.stderr.decode(), H.text(r)

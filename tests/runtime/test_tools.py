@@ -98,6 +98,11 @@ def test_gc_removes_unused_and_keeps_what_is_in_use(std_archive, tiny_channel, t
     for p in (launch / (idb + ".used"), launch / (idb + ".sh")):
         _age(p, 10)  # used 10 days ago: inside the default 14 days
     (root / "tmp" / "env-dead-123-x").mkdir()  # debris of a killed run
+    (root / "code" / "0123-cpython-39").write_bytes(b"x")  # the runtime's code for an old Python
+    _age(root / "code" / "0123-cpython-39", 30)
+    (root / "code" / "0123-cpython-39.tmp-1").write_bytes(b"x")  # a killed first run's
+    code = sorted(p.name for p in (root / "code").iterdir() if "0123" not in p.name)
+    assert code  # the runs' own, used just now
     r = H.run(a, "gc", root=root, env=TOOLS)
     assert r.returncode == 0, H.text(r)
     assert "removed 1 launchers" in r.stdout.decode() and "removed 1 environments" in r.stdout.decode()
@@ -107,6 +112,7 @@ def test_gc_removes_unused_and_keeps_what_is_in_use(std_archive, tiny_channel, t
     kept = {p["stored_sha256"] for p in info_b["packages"]}
     assert {p.name for p in (root / "pkgs").iterdir()} == kept  # only b's packages remain
     assert list((root / "tmp").iterdir()) == []
+    assert sorted(p.name for p in (root / "code").iterdir()) == code
     r = H.run(b, root=root, env={"COEX_VERBOSE": "1"})  # b is still warm
     assert r.returncode == 0 and r.stderr == b"", H.text(r)
     r = H.run(a, root=root, env={"COEX_VERBOSE": "1"})  # a simply installs again

@@ -43,6 +43,9 @@ def test_detect_matches_the_host_and_overrides_win():
     assert o["__glibc"][0] == "2.5" and o["__cuda"][0] == "12.1"
     assert "__linux" not in o  # empty override = absent, as in conda
     assert o["__archspec"] == ("1", "x86_64_v2")
+    # only what an archive needs is asked (the CUDA driver can take long to answer)
+    assert V.detect({"CONDA_OVERRIDE_CUDA": "12.1"}, only=["__glibc"]) == {"__glibc": host["__glibc"]}
+    assert V.detect({}, only=[]) == {}
 
 
 def test_check_messages():
