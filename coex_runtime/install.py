@@ -15,6 +15,8 @@ tests/installer/). The pieces, along rattler's seams:
     plan.py        phase 2a: where each file goes (noarch python), who wins a clobbered path
     link.py        phase 2b: each file linked or copied, prefix replaced (prefix.py), recorded
     linkscripts.py, noarch.py (.pyc), condameta.py: phase 3
+    wheel.py       PyPI wheels: installed at the end of phase 2 (as pip would, after the conda
+                   packages), their RECORD written in phase 3 with their .pyc files
 
 ``progress``, when given, is called as progress(phase, done, total, name) with phase "extract",
 "link" or "finalize", always in this process; it must be cheap and thread-safe (in the thread
@@ -33,7 +35,7 @@ order, as conda and rattler do).
 import json
 import os
 
-from coex_runtime import condameta, noarch, workers
+from coex_runtime import condameta, noarch, wheel, workers
 from coex_runtime.errors import InstallError, LinkScriptError
 from coex_runtime.extract import extract_all
 from coex_runtime.format import Package
@@ -48,7 +50,7 @@ _PENDING = os.path.join("conda-meta", ".coex-pending")
 
 
 def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=None,
-                progress=None, requested_specs=(), jobs=None):
+                progress=None, requested_specs=(), jobs=None, wheels=(), open_wheel=None):
     # type: (...) -> dict
     """Phases 1-2. ``entries``: COEX-INFO package dicts in install (topological) order (see
     format.py: filename, sha256, size, encoding, stored_sha256, stored_size and the lock's
@@ -62,8 +64,10 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
 
     Phase 2: link every package into ``staging`` (created if missing) with prefix placeholders
     replaced by ``final_prefix`` (where the caller will rename ``staging`` to): hardlinks from
-    pkgs_dir when possible, copies otherwise; noarch python; console scripts. What
-    finalize_env needs is kept in ``staging/conda-meta/.coex-pending/``.
+    pkgs_dir when possible, copies otherwise; noarch python; console scripts. Then the PyPI
+    ``wheels`` (COEX-INFO ``wheels`` entries, in order; ``open_wheel(entry)`` returns the stored
+    wheel's bytes), see wheel.py. What finalize_env needs is kept in
+    ``staging/conda-meta/.coex-pending/``.
     """
     entries = list(entries)
     final_prefix = os.path.abspath(final_prefix).rstrip("/") or "/"
@@ -71,14 +75,16 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
     try:
         pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
                               jobs=jobs)
-        return _link_all(entries, pkgdirs, staging, final_prefix, progress, list(requested_specs))
+        return _link_all(entries, pkgdirs, staging, final_prefix, progress, list(requested_specs),
+                         list(wheels), open_wheel)
     except BaseException:
         if created:  # nothing half-done: the staging dir is ours, remove it
             rmtree(staging)
         raise
 
 
-def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs):
+def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs, wheels=(),
+              open_wheel=None):
     pyver = noarch.python_version(entries)
     sp = None
     if pyver:
@@ -108,6 +114,8 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
         pre, post = scripts_of(plan.entry["name"], files)
         state["packages"].append({"record": rec, "compile": py, "pre_link": pre, "post_link": post,
                                   "prelink_messages": prelink_messages(plan.pkgdir)})
+    if wheels:
+        state["wheels"] = wheel.install_wheels(wheels, open_wheel, staging, final_prefix, state)
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
     with open(os.path.join(pending, "state.json"), "wb") as f:
@@ -161,7 +169,9 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         if p.get("pre_link"):
             tell(p, run_link_script(prefix, p["record"], p["pre_link"], "pre-link"))
 
-    to_compile = [py for p in pkgs for py in p["compile"]]
+    wheels = state.get("wheels") or []
+    to_compile = [py for p in pkgs + wheels for py in p["compile"]]
+    compiled = {}
     if to_compile:
         compiled = noarch.compile_pyc(prefix, state["pyver"], to_compile, jobs=workers.cpus())
         for p in pkgs:
@@ -180,6 +190,7 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None):
         if progress is not None:
             progress("finalize", i + 1, len(pkgs), p["record"].get("fn", ""))
 
+    wheel.finish_wheels(prefix, wheels, compiled)
     for p in pkgs:
         condameta.write_record(prefix, p["record"])
     condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))
