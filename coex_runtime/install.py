@@ -115,7 +115,9 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
         state["packages"].append({"record": rec, "compile": py, "pre_link": pre, "post_link": post,
                                   "prelink_messages": prelink_messages(plan.pkgdir)})
     if wheels:
-        state["wheels"] = wheel.install_wheels(wheels, open_wheel, staging, final_prefix, state)
+        python = [e for e in entries if e.get("name") == "python"]
+        state["wheels"] = wheel.install_wheels(wheels, open_wheel, staging, final_prefix, state,
+                                               python[0] if python else None)
     pending = os.path.join(staging, _PENDING)
     os.makedirs(pending, exist_ok=True)
     with open(os.path.join(pending, "state.json"), "wb") as f:

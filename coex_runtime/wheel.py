@@ -138,6 +138,60 @@ class Scheme(object):
         return "%s/%s" % (base, sub) if base else sub
 
 
+# conda subdir -> what a wheel's platform tag must say for it (None: not checked)
+_PLATFORM_TAGS = {
+    "linux-64": (("linux_", "manylinux"), ("_x86_64",)),
+    "linux-aarch64": (("linux_", "manylinux"), ("_aarch64",)),
+    "linux-ppc64le": (("linux_", "manylinux"), ("_ppc64le",)),
+    "linux-s390x": (("linux_", "manylinux"), ("_s390x",)),
+    "osx-64": (("macosx_",), ("_x86_64", "_universal2", "_intel", "_universal")),
+    "osx-arm64": (("macosx_",), ("_arm64", "_universal2")),
+}
+
+
+def tag_fits(tag, pyver, subdir, pypy=False):  # type: (str, str, Optional[str], bool) -> bool
+    """Whether one ``python-abi-platform`` tag can run on the environment's python ``pyver``
+    (CPython, or PyPy) on conda ``subdir``: what pip would install there, leniently (the lock
+    chose the wheel; this catches a wheel for another python or platform)."""
+    try:
+        interp, abi, plat = tag.split("-")
+    except ValueError:
+        return False
+    major, minor = (int(x) for x in pyver.split(".")[:2])
+    m = re.match(r"^(py|cp|pp)(\d)(\d*)$", interp)
+    if not m or int(m.group(2)) != major:
+        return False
+    kind, sub = m.group(1), int(m.group(3)) if m.group(3) else None
+    if kind == "pp" and not pypy or kind == "cp" and pypy:
+        return False
+    if kind == "cp" and sub is not None and (sub > minor or (sub != minor and abi != "abi3")):
+        return False
+    if kind == "py" and sub is not None and sub > minor:
+        return False
+    if abi not in ("none", "abi3") and not (kind == "cp" and abi.startswith("cp%d%d" % (major, minor))) \
+            and not (kind == "pp" and abi.startswith("pypy")):
+        return False
+    if abi == "abi3" and kind != "cp":
+        return False
+    rule = _PLATFORM_TAGS.get(subdir or "")
+    if plat == "any" or rule is None:
+        return True
+    return plat.startswith(rule[0]) and plat.endswith(rule[1])
+
+
+def check_tags(entry, python):  # type: (dict, dict) -> None
+    """Refuse a wheel none of whose tags fits the environment's python (its conda entry)."""
+    parts = entry["filename"][: -len(".whl")].split("-")
+    pyver = "%s.%s" % tuple(str(python.get("version", "0.0")).split(".")[:2])
+    pypy = "pypy" in str(python.get("build", ""))
+    tags = ["%s-%s-%s" % (i, a, p) for i in parts[-3].split(".") for a in parts[-2].split(".")
+            for p in parts[-1].split(".")]
+    if not any(tag_fits(t, pyver, python.get("subdir"), pypy) for t in tags):
+        _fail(entry, "its tags (%s) do not fit the environment's %s %s on %s: lock a wheel built "
+                     "for it" % ("-".join(parts[-3:]), "PyPy" if pypy else "CPython", pyver,
+                                 python.get("subdir")))
+
+
 def _fail(entry, what):
     raise WheelError("wheel %s: %s" % (entry.get("filename"), what))
 
@@ -394,11 +448,12 @@ def _wrapper_name(name):  # type: (str) -> str
     return name
 
 
-def install_wheels(entries, open_wheel, staging, final_prefix, state):
-    # type: (List[dict], Callable[[dict], IO[bytes]], str, str, dict) -> List[dict]
+def install_wheels(entries, open_wheel, staging, final_prefix, state, python=None):
+    # type: (List[dict], Callable[[dict], IO[bytes]], str, str, dict, Optional[dict]) -> List[dict]
     """Install COEX-INFO ``wheels`` entries, in order, into ``staging`` (whose conda packages
-    ``state``, install_env's, lists); ``open_wheel(entry)`` gives the stored wheel's bytes. The
-    pending records for ``finish_wheels``."""
+    ``state``, install_env's, lists; ``python`` the entry of its python package, whose version,
+    build and subdir the wheels' tags must fit); ``open_wheel(entry)`` gives the stored wheel's
+    bytes. The pending records for ``finish_wheels``."""
     entries = list(entries)
     if not entries:
         return []
@@ -406,6 +461,8 @@ def install_wheels(entries, open_wheel, staging, final_prefix, state):
     if not pyver or not sp:
         _fail(entries[0], "PyPI wheels need a python in the environment, and it has none: add "
                           "python to the environment's conda dependencies")
+    for entry in entries:
+        check_tags(entry, python or {"version": pyver})
     owners = {}
     for p in state.get("packages", []):
         rec = p["record"]

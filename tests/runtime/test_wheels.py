@@ -232,3 +232,34 @@ def test_every_host_python_installs_the_same_tree(realistic_channel, wheels, tmp
         assert r.returncode == 0, H.text(r)
         trees.append(dict((k, v[:2]) for k, v in W.tree(dest).items()))
     assert trees[0] == trees[1]
+
+
+def test_a_wheel_for_another_python_or_platform_is_refused(realistic_channel, tmp_path):
+    d = tmp_path / "w"
+    d.mkdir()
+    cp312 = W.make_wheel(d, "fast", "1.0", {"fast.py": b""}, tag="cp312-cp312-manylinux_2_17_x86_64")
+    _refused(realistic_channel, tmp_path, [cp312], "wheel fast-1.0-cp312-cp312-manylinux_2_17_x86_64.whl: "
+             "its tags (cp312-cp312-manylinux_2_17_x86_64) do not fit the environment's CPython 3.11 on linux-64")
+    mac = W.make_wheel(d, "mac", "1.0", {"mac.py": b""}, tag="cp311-cp311-macosx_11_0_arm64")
+    _refused(realistic_channel, tmp_path, [mac], "do not fit the environment's CPython 3.11 on linux-64")
+
+
+@pytest.mark.parametrize("tag,pyver,subdir,fits", [
+    ("py3-none-any", "3.11", "linux-64", True),
+    ("py2-none-any", "3.11", "linux-64", False),
+    ("py312-none-any", "3.11", "linux-64", False),
+    ("cp311-cp311-manylinux_2_17_x86_64", "3.11", "linux-64", True),
+    ("cp311-cp311-manylinux_2_17_x86_64", "3.12", "linux-64", False),
+    ("cp311-cp311-manylinux_2_17_aarch64", "3.11", "linux-64", False),
+    ("cp311-cp311-manylinux_2_17_aarch64", "3.11", "linux-aarch64", True),
+    ("cp311-cp311-musllinux_1_1_x86_64", "3.11", "linux-64", False),
+    ("cp38-abi3-manylinux2014_x86_64", "3.11", "linux-64", True),
+    ("cp312-abi3-manylinux2014_x86_64", "3.11", "linux-64", False),
+    ("cp311-cp311-win_amd64", "3.11", "linux-64", False),
+    ("cp311-cp311-macosx_10_9_universal2", "3.11", "osx-arm64", True),
+    ("cp311-cp311-macosx_11_0_x86_64", "3.11", "osx-arm64", False),
+    ("pp310-pypy310_pp73-manylinux_2_17_x86_64", "3.10", "linux-64", False),
+])
+def test_tag_fits(tag, pyver, subdir, fits):
+    from coex_runtime.wheel import tag_fits
+    assert tag_fits(tag, pyver, subdir) is fits
