@@ -27,7 +27,9 @@ directory, a file missing from RECORD or not matching its hash or size, a file a
 (or an earlier wheel) already installed. Where pip differs: pip keeps a ``.data/scripts`` file's
 mode (coex makes scripts executable) and writes a ``#!python`` script's new shebang even when it
 is too long for the kernel or holds a blank (coex uses distlib's ``/bin/sh`` form there, as
-pip does for entry-point scripts); pip's versioned ``pip``/``easy_install`` scripts are not made.
+pip does for entry-point scripts). As pip (without ``ENSUREPIP_OPTIONS``), a ``pip`` console
+script becomes ``pip``, ``pipX`` and ``pipX.Y`` of the environment's python (``easy_install``:
+``easy_install`` and ``easy_install-X.Y``), the wheel's own versioned ones dropped.
 """
 
 import base64
@@ -110,6 +112,22 @@ def read_entry_points(text):  # type: (str) -> Dict[str, List[Tuple[str, str]]]
         else:
             raise ValueError(line)
     return out
+
+
+def console_scripts(items, pyver):  # type: (List[Tuple[str, str]], str) -> List[Tuple[str, str]]
+    """pip's ``get_console_script_specs``: the versioned pip and easy_install scripts made for
+    the python ``pyver`` ("X.Y"), the wheel's own versioned ones dropped."""
+    items = list(items)
+    out = []
+    for base, made, drop in (("pip", ("pip", "pip" + pyver.split(".")[0], "pip" + pyver),
+                              r"pip(\d+(\.\d+)?)?$"),
+                             ("easy_install", ("easy_install", "easy_install-" + pyver),
+                              r"easy_install(-\d+\.\d+)?$")):
+        value = dict(items).get(base)
+        if value is not None:
+            out.extend((name, value) for name in made)
+            items = [(n, v) for n, v in items if not re.match(drop, n)]
+    return out + items
 
 
 def _header_fields(text):  # type: (str) -> Dict[str, str]
@@ -386,7 +404,8 @@ class _Installer(object):
         plan = self.plan(files, info_dir, scheme, eps)
         scripts = []
         for group in ("console_scripts", "gui_scripts"):
-            for name, value in eps.get(group, []):
+            items = eps.get(group, [])
+            for name, value in console_scripts(items, self.pyver) if group == "console_scripts" else items:
                 if not name or "/" in name or name in (".", ".."):
                     self.fail("%s: %s name %r is not a plain file name" % (ep_name, group, name))
                 try:

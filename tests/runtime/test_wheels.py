@@ -66,20 +66,21 @@ def test_coex_installs_wheels_as_pip_does(realistic_channel, wheels, tmp_path):
     same python: paths, bytes (scripts and shebangs included), modes, RECORD (INSTALLER aside:
     coex's says coex), .pyc files holding the same code."""
     arc = tmp_path / "w.coex"
+    wheels = wheels + [W.fetch("pip-25.0.1-py3-none-any.whl")]  # pip, pip3, pip3.11
     info = W.make_archive(realistic_channel, arc, wheels)
     plain = tmp_path / "plain.coex"
     W.make_archive(realistic_channel, plain)
     root = tmp_path / "root"
     dest = tmp_path / "env"
     r = _extract(arc, dest, root)
-    assert "4 PyPI wheels" in r.stdout.decode()
+    assert "5 PyPI wheels" in r.stdout.decode()
     os.rename(str(dest), str(tmp_path / "by-coex"))
     _extract(plain, dest, root)
     links = tmp_path / "links"
     links.mkdir()
     for w in wheels:
         shutil.copy(str(w), str(links))
-    reqs = ["pyflakes==3.2.0", "MarkupSafe==3.0.2", "jsonpointer==3.0.0", "Hand_Made==1.2"]
+    reqs = ["pyflakes==3.2.0", "MarkupSafe==3.0.2", "jsonpointer==3.0.0", "Hand_Made==1.2", "pip==25.0.1"]
     r = W.pip(dest, "install", "--no-deps", "--no-index", "--find-links", str(links),
               "--no-warn-script-location", *reqs)
     assert r.returncode == 0, H.text(r)
@@ -115,7 +116,8 @@ def test_coex_installs_wheels_as_pip_does(realistic_channel, wheels, tmp_path):
     assert "bin/__pycache__/hand-tool.cpython-311.pyc" in ours and "bin/hand-gui" in ours
     assert sp + "hand_made/__pycache__/broken.cpython-311.pyc" not in ours
     assert ours[sp + "pyflakes-3.2.0.dist-info/REQUESTED"][2] == b""
-    assert [w["name"] for w in info["wheels"]] == ["pyflakes", "markupsafe", "jsonpointer", "hand-made"]
+    assert [w["name"] for w in info["wheels"]] == ["pyflakes", "markupsafe", "jsonpointer", "hand-made", "pip"]
+    assert {"bin/pip", "bin/pip3", "bin/pip3.11"} <= set(ours)
 
 
 def test_the_environment_runs_its_wheels(realistic_channel, wheels, tmp_path):
