@@ -321,9 +321,10 @@ class _Installer(object):
         if owner is None and os.path.lexists(os.path.join(self.staging, dest)):
             owner = "a file already in the environment"
         if owner is not None:
-            self.fail("it would overwrite %s, which %s installed; a project cannot be both a conda "
-                      "package and a PyPI wheel: drop one of them from the environment"
-                      % (dest, owner))
+            self.fail("it would overwrite %s, which %s installed; %s: drop one of them from the "
+                      "environment" % (dest, owner, "two wheels cannot install the same file"
+                                       if owner.startswith("the wheel ") else
+                                       "a project cannot be both a conda package and a PyPI wheel"))
 
     # writing --------------------------------------------------------------------------------
     def write(self, dest, data, mode):

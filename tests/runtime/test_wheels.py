@@ -211,9 +211,10 @@ def test_a_wheel_may_not_overwrite_a_conda_package_or_another_wheel(realistic_ch
     d = tmp_path / "w"
     d.mkdir()
     twin = W.make_wheel(d, "twin", "1.0", {"markupsafe/__init__.py": b""})
-    _refused(realistic_channel, tmp_path, [wheels[1], twin],
-             "wheel twin-1.0-py3-none-any.whl: it would overwrite lib/python3.11/site-packages/"
-             "markupsafe/__init__.py, which the wheel MarkupSafe-3.0.2-cp311")
+    text = _refused(realistic_channel, tmp_path, [wheels[1], twin],
+                    "wheel twin-1.0-py3-none-any.whl: it would overwrite lib/python3.11/site-packages/"
+                    "markupsafe/__init__.py, which the wheel MarkupSafe-3.0.2-cp311")
+    assert "two wheels cannot install the same file" in text
     script = W.make_wheel(d, "script", "1.0", {"script.py": b"def main(): pass\n",
                                                "script-1.0.dist-info/entry_points.txt":
                                                    b"[console_scripts]\npython3 = script:main\n"})
