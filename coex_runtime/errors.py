@@ -18,6 +18,7 @@ crossed from a worker process, see ``workers.fork_map``), which is how a full di
         PrefixError             the new prefix cannot be written into a file
         NoarchError             a noarch: python package cannot be installed
         LinkScriptError         a pre-/post-link script failed (its output is the message)
+        WheelError              a PyPI wheel cannot be installed (names the wheel and the file)
 
 ``Terminated`` (a BaseException, like KeyboardInterrupt) is what a SIGTERM or SIGHUP raises in
 the cold path and in install workers: it unwinds them (workers stopped, work directories
@@ -74,6 +75,10 @@ class NoarchError(InstallError):
 
 
 class LinkScriptError(InstallError):
+    pass
+
+
+class WheelError(InstallError):
     pass
 
 

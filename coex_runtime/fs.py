@@ -110,6 +110,17 @@ def set_mode(fd, mode):  # type: (int, int) -> None
         os.fchmod(fd, mode)
 
 
+def write_file(path, data, mode, exclusive=False):  # type: (str, bytes, int, bool) -> None
+    """A file at ``path`` (new with ``exclusive``, else created or truncated) holding ``data``,
+    mode exactly ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), mode)
+    try:
+        set_mode(fd, mode)
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
 def makedirs(path, mode=0o755):  # type: (str, int) -> None
     """``os.makedirs``; an existing directory is fine."""
     try:

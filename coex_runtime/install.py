@@ -15,6 +15,8 @@ tests/installer/). The pieces, along rattler's seams:
     plan.py        phase 2a: where each file goes (noarch python), who wins a clobbered path
     link.py        phase 2b: each file linked or copied, prefix replaced (prefix.py), recorded
     linkscripts.py, noarch.py (.pyc), condameta.py: phase 3
+    wheel.py       PyPI wheels: installed at the end of phase 2 (as pip would, after the conda
+                   packages), their RECORD written in phase 3 with their .pyc files
 
 ``progress``, when given, is called as progress(phase, done, total, name) with phase "extract",
 "extract-bytes" (done, total: stored bytes), "link", "compile" (0, the number of .py files)
@@ -49,7 +51,8 @@ _PENDING = os.path.join("conda-meta", ".coex-pending")
 
 
 def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=None,
-                progress=None, requested_specs=(), jobs=None, pending=True):
+                progress=None, requested_specs=(), jobs=None, pending=True, wheels=(),
+                open_wheel=None):
     # type: (...) -> dict
     """Phases 1-2. ``entries``: COEX-INFO package dicts in install (topological) order (see
     format.py: filename, sha256, size, encoding, stored_sha256, stored_size and the lock's
@@ -63,9 +66,11 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
 
     Phase 2: link every package into ``staging`` (created if missing) with prefix placeholders
     replaced by ``final_prefix`` (where the caller will rename ``staging`` to): hardlinks from
-    pkgs_dir when possible, copies otherwise; noarch python; console scripts. What
-    finalize_env needs is returned, and kept in ``staging/conda-meta/.coex-pending/`` unless
-    ``pending`` is false (a caller that hands it to finalize_env itself).
+    pkgs_dir when possible, copies otherwise; noarch python; console scripts. Then the PyPI
+    ``wheels`` (COEX-INFO ``wheels`` entries, in order; ``open_wheel(entry)`` returns the stored
+    wheel's bytes), see wheel.py. What finalize_env needs is returned, and kept in
+    ``staging/conda-meta/.coex-pending/`` unless ``pending`` is false (a caller that hands it to
+    finalize_env itself).
     """
     entries = list(entries)
     final_prefix = os.path.abspath(final_prefix).rstrip("/") or "/"
@@ -75,14 +80,15 @@ def install_env(entries, open_payload, pkgs_dir, staging, final_prefix, libzstd=
         pkgdirs = extract_all(entries, open_payload, pkgs_dir, libzstd=libzstd, progress=progress,
                               jobs=jobs, seen=seen)
         return _link_all(entries, pkgdirs, staging, final_prefix, progress, list(requested_specs),
-                         seen, pending)
+                         seen, pending, list(wheels), open_wheel)
     except BaseException:
         if created:  # nothing half-done: the staging dir is ours, remove it
             rmtree(staging)
         raise
 
 
-def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs, seen, pending):
+def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs, seen, pending,
+              wheels=(), open_wheel=None):
     pyver = noarch.python_version(entries)
     sp = None
     if pyver:
@@ -119,6 +125,11 @@ def _link_all(entries, pkgdirs, staging, final_prefix, progress, requested_specs
         state["packages"].append({"record": rec, "compile": [f for f in py if f not in done],
                                   "keep_pyc": keep, "pre_link": pre, "post_link": post,
                                   "prelink_messages": prelink_messages(plan.pkgdir)})
+    if wheels:
+        from coex_runtime import wheel  # (csv, zipfile: only for an environment with wheels)
+        python = [e for e in entries if e.get("name") == "python"]
+        state["wheels"] = wheel.install_wheels(wheels, open_wheel, staging, final_prefix, state,
+                                               python[0] if python else None)
     if pending:
         d = os.path.join(staging, _PENDING)
         os.makedirs(d, exist_ok=True)
@@ -196,7 +207,8 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None, state=None)
             tell(p, run_link_script(prefix, p["record"], p["pre_link"], "pre-link"))
 
     # .pyc: compiled by the environment's python while the other records are made
-    to_compile = [py for p in pkgs for py in p["compile"]]
+    wheels = state.get("wheels") or []
+    to_compile = [py for p in pkgs + wheels for py in p["compile"]]
     if to_compile and progress is not None:
         progress("compile", 0, len(to_compile), "")
     job = noarch.Compiling(prefix, state["pyver"], to_compile, jobs=workers.cpus()) if to_compile else None
@@ -229,6 +241,9 @@ def finalize_env(prefix, entries, requested_specs=(), progress=None, state=None)
         if progress is not None:
             progress("finalize", i + 1, len(pkgs), p["record"].get("fn", ""))
 
+    if wheels:
+        from coex_runtime import wheel
+        wheel.finish_wheels(prefix, wheels, compiled)
     for p, data in zip(pkgs, records):
         condameta.write_record(prefix, p["record"], data)
     condameta.write_history(prefix, [p["record"] for p in pkgs], list(requested_specs))

@@ -11,7 +11,7 @@ import stat
 from coex_runtime import noarch, prefix as prefixmod
 from coex_runtime.errors import InstallError
 from coex_runtime.format import Package
-from coex_runtime.fs import copy_hashed, remove, set_mode, umask, write_all
+from coex_runtime.fs import copy_hashed, remove, set_mode, umask, write_all, write_file
 from coex_runtime.pkgmeta import check_link_target, manifest_name
 
 _NO_HARDLINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, getattr(errno, "ENOTSUP", errno.EPERM))
@@ -205,12 +205,7 @@ class Linker(object):
         self._mkparent(target)
         dst = os.path.join(self.staging, target)
         remove(dst)
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            set_mode(fd, mode)
-            write_all(fd, data)
-        finally:
-            os.close(fd)
+        write_file(dst, data, mode)
 
 
 def _copy(src, dst, mode):

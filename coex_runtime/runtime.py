@@ -16,7 +16,8 @@ the layout); the cold path (``main``) and every tool (``tools``) go through it:
 Each of them decides first (is it there?) and only then acts, through one
 ``atomic.AtomicDirectory`` (double-checked lock, work dir, rename, cleanup on failure).
 Installing an environment = ``install.install_env`` (verify and extract missing packages into
-``pkgs/``, link into the work dir with prefixes made for the final path), rename,
+``pkgs/``, link into the work dir with prefixes made for the final path, then install the PyPI
+wheels, each checked against the record, see wheel.py), rename,
 ``install.finalize_env`` (link scripts, .pyc, conda-meta). When extraction fails, the stored
 packages are checked against the record, so a damaged archive is reported as such.
 """
@@ -221,6 +222,7 @@ class Runtime(object):
             marker = {"env_id": self.info["env_id"], "platform": self.info["platform"],
                       "packages": sorted(set(F.Package(p).stored_sha256 for p in entries)),
                       "names": ["%s-%s-%s" % (p["name"], p["version"], p["build"]) for p in entries],
+                      "wheels": [w["filename"] for w in self.info.get("wheels", [])],
                       "installed": time.time(), "by_archive": self.archive.id}
             write_atomic(os.path.join(prefix, C.READY), F.dump_json(marker))
         return self._install_env(AtomicDirectory(
@@ -260,7 +262,8 @@ class Runtime(object):
             try:  # (the decoder only when a package is extracted: missing, or found damaged)
                 state.append(install.install_env(
                     entries, self.open_payload, self.cache.pkgs, work, target.target, libzstd=self.libzstd,
-                    progress=self.progress, requested_specs=specs, pending=False))
+                    progress=self.progress, requested_specs=specs, pending=False,
+                    wheels=self.info.get("wheels", []), open_wheel=self.open_payload))
                 fault("linked")
             except Exception:
                 self.diagnose_payloads()

@@ -3,8 +3,8 @@
 * ``info``: the record (COEX-INFO) and the cache state for this archive, as JSON on stdout;
   it creates nothing (a never-run archive reports ``"exists": false`` for a cache not made yet).
 * ``verify``: check everything that runs against the record: the sh preamble, the runtime
-  modules and the bootstrap (``runtime.files``), every stored package (sha256, size), the
-  libzstd and the app layer (the record itself against the archive id in the preamble); exit 0
+  modules and the bootstrap (``runtime.files``), every stored package and PyPI wheel (sha256,
+  size), the libzstd and the app layer (the record itself against the archive id in the preamble); exit 0
   and "OK" when all match, else exit 1 naming the damaged part.
 * ``extract DIR``: install the archive's environment into ``DIR`` (absent, its parents made as
   ``mkdir -p`` does, or empty) with every prefix placeholder replaced for ``DIR``, like
@@ -75,7 +75,8 @@ def info(archive, args, environ):  # type: (Archive, List[str], Mapping[str, str
     if args:
         raise UsageError("takes no arguments")
     rec = archive.info
-    out = {"archive": archive.path, "archive_id": archive.id, "record": rec}
+    out = {"archive": archive.path, "archive_id": archive.id, "record": rec,
+           "wheels": ["%s %s (%s)" % (w["name"], w["version"], w["filename"]) for w in rec.get("wheels", [])]}
     try:
         root, note, exists = C.existing_root(environ)  # creates nothing
         rt = Runtime(archive, C.Cache(root))
@@ -109,12 +110,15 @@ def verify_all(archive):  # type: (Archive) -> str
         archive.verify(name, digest)
     for p in rec["packages"]:
         archive.verify_package(p)
+    wheels = rec.get("wheels", [])
+    for w in wheels:
+        archive.verify(w["member"], w["sha256"], int(w["size"]))
     if rec.get("libzstd"):
         z = rec["libzstd"]
         archive.verify(z["member"], z["sha256"], int(z["size"]))
     n = read_app_layer(archive)
-    return "%d packages, %s, %s, runtime (%d files), %s" % (
-        len(rec["packages"]), "app layer (%d files)" % n if n else "no app layer",
+    return "%d packages, %s%s, %s, runtime (%d files), %s" % (
+        len(rec["packages"]), "%d wheels, " % len(wheels) if wheels else "", "app layer (%d files)" % n if n else "no app layer",
         "libzstd" if rec.get("libzstd") else "no libzstd", len(files),
         "sh preamble" if not archive.is_dir else "no sh preamble (a directory)")
 
@@ -151,9 +155,11 @@ def extract(archive, args, environ):  # type: (Archive, List[str], Mapping[str, 
         sys.stderr.write("coex extract: cannot create %s: %s\n" % (os.path.dirname(dest), e.strerror or e))
         return 1
     rt.install_into(dest)
-    sys.stdout.write("coex extract: installed %d packages%s into %s: run it with %s/coex/run "
+    n_wheels = len(archive.info.get("wheels", []))
+    sys.stdout.write("coex extract: installed %d packages%s%s into %s: run it with %s/coex/run "
                      "(or %s/coex/bin/<entry point>), or activate it with . %s/activate.sh\n"
-                     % (len(archive.info["packages"]), " and the app layer" if rt.app16 else "",
+                     % (len(archive.info["packages"]), ", %d PyPI wheels" % n_wheels if n_wheels else "",
+                        " and the app layer" if rt.app16 else "",
                         dest, dest, dest, dest))
     return 0
 
