@@ -66,8 +66,18 @@ def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequen
             "{} lists no channels and none was given: add `channels:` to the file or pass "
             "--channel URL (e.g. --channel conda-forge or --channel file:///srv/channel)."
             .format(env_file))
+    pypi = {}
+    if spec.pypi or spec.pip_options is not None:
+        from coex.lib.pypi import NO_PIP_OPTIONS, merge_options
+        from coex.lib.records import DEFAULT_PYPI_INDEX, PypiSettings
+
+        indexes, find_links = merge_options([(env_file, spec.pip_options or NO_PIP_OPTIONS)],
+                                            [DEFAULT_PYPI_INDEX])
+        pypi = dict(pypi_sources=[(env_file + " (`pip:`)", spec.pypi)],
+                    pypi_settings=PypiSettings(indexes, find_links))
     return solve_request(spec.name or "default", [(env_file, spec.specs)], chans,
-                         platforms or ["linux-64"], virtual_packages, locations=locations)
+                         platforms or ["linux-64"], virtual_packages, locations=locations,
+                         **pypi)
 
 
 def lock_command(env_file: str, lockfile: str, req: SolveRequest,
