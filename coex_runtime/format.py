@@ -17,6 +17,8 @@ absolute, so ``unzip -l app.coex`` and ``python app.coex`` both work, and so doe
     pkgs/<filename>                one member per locked package, stored (no recompression):
                                    ``.conda`` as locked (its sha256 equals the lock's), ``.tar.bz2``
                                    transcoded at build time to ``<stem>.tar.zst``
+    wheels/<filename>              one member per locked PyPI wheel, stored as locked (its sha256
+                                   equals the lock's); installed after the conda packages
     app/<relpath>                  the app layer (in-repo sources), deflated, modes kept
 
 Every zip entry has the date 1980-01-01, a fixed mode and a fixed order, so the same inputs give
@@ -41,6 +43,7 @@ INFO_NAME = "COEX-INFO"
 MAIN_NAME = "__main__.py"
 RUNTIME_DIR = "coex_runtime/"
 PKGS_DIR = "pkgs/"
+WHEELS_DIR = "wheels/"
 APP_DIR = "app/"
 LIBZSTD_NAME = ".coex/libzstd.so.1"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -60,11 +63,18 @@ def dump_json(obj):  # type: (object) -> bytes
     return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode("ascii")
 
 
-def env_id(platform, packages):  # type: (str, List[dict]) -> str
+def env_id(platform, packages, wheels=()):  # type: (str, List[dict], List[dict]) -> str
     """sha256 over the locked package list: the target platform plus every package's
-    ``subdir/filename sha256`` (sorted). Two archives with the same lock share one environment."""
+    ``subdir/filename sha256`` (sorted), then, when there are wheels, every wheel's ``filename
+    sha256`` (sorted; `` requested`` when it carries REQUESTED). Two archives with the same lock
+    share one environment; an archive without wheels has the id it had before wheels existed."""
     lines = sorted("%s/%s %s" % (p["subdir"], p["filename"], p["sha256"]) for p in packages)
-    return hashlib.sha256(("coex-env/1 %s\n" % platform + "\n".join(lines)).encode("utf-8")).hexdigest()
+    text = "coex-env/1 %s\n" % platform + "\n".join(lines)
+    if wheels:
+        text += "\nwheels\n" + "\n".join(sorted(
+            "%s %s%s" % (w.get("filename"), w.get("sha256"), " requested" if w.get("requested") else "")
+            for w in wheels))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def app_digest(files):  # type: (Iterable[Tuple[str, int, str]]) -> str
@@ -195,6 +205,55 @@ class Package(object):
         return self.raw.get("encoding") or encoding_for(self.label)
 
 
+_WHEEL_REQUIRED = ("name", "version", "filename", "sha256", "size", "member")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def normalize_name(name):  # type: (str) -> str
+    """A project name as PEP 503 normalizes it (``Foo_Bar.baz`` -> ``foo-bar-baz``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_member_name(filename):  # type: (str) -> str
+    """Where a wheel goes in the archive."""
+    return WHEELS_DIR + filename
+
+
+def _validate_wheels(wheels):
+    if not isinstance(wheels, list):
+        raise FormatError("COEX-INFO wheels must be a list")
+    seen = set()
+    for i, w in enumerate(wheels):
+        if not isinstance(w, dict):
+            raise FormatError("COEX-INFO wheel #%d is not an object" % i)
+        missing = [k for k in _WHEEL_REQUIRED if k not in w]
+        if missing:
+            raise FormatError("COEX-INFO wheel #%d (%s) is missing %s"
+                              % (i, w.get("filename", "?"), ", ".join(missing)))
+        fn = w["filename"]
+        parts = fn[:-4].split("-") if isinstance(fn, str) and fn.endswith(".whl") else []
+        if "/" in fn or "\\" in fn or len(parts) not in (5, 6) or not all(parts):
+            raise FormatError("COEX-INFO wheel #%d: %r is not a wheel file name "
+                              "(name-version[-build]-python-abi-platform.whl)" % (i, fn))
+        if not isinstance(w["name"], str) or w["name"] != normalize_name(w["name"]) \
+                or normalize_name(parts[0]) != w["name"]:
+            raise FormatError("COEX-INFO wheel %s: name %r must be the PEP 503 normalized name of "
+                              "its file's project (%r)" % (fn, w["name"], normalize_name(parts[0])))
+        if w["name"] in seen:
+            raise FormatError("COEX-INFO wheel %s: project %r appears twice" % (fn, w["name"]))
+        seen.add(w["name"])
+        if w["member"] != wheel_member_name(fn):
+            raise FormatError("COEX-INFO wheel %s has a bad member name %r (want %r)"
+                              % (fn, w["member"], wheel_member_name(fn)))
+        if not isinstance(w["sha256"], str) or not _SHA256_RE.match(w["sha256"]):
+            raise FormatError("COEX-INFO wheel %s: sha256 must be 64 lowercase hex digits, got %r"
+                              % (fn, w["sha256"]))
+        if not isinstance(w["size"], int) or isinstance(w["size"], bool) or w["size"] < 0:
+            raise FormatError("COEX-INFO wheel %s: size must be a byte count, got %r" % (fn, w["size"]))
+        if not isinstance(w.get("requested", False), bool):
+            raise FormatError("COEX-INFO wheel %s: requested must be true or false" % fn)
+
+
 def validate_info(info):  # type: (dict) -> dict
     """Check a decoded COEX-INFO record; raise FormatError naming the first problem."""
     if not isinstance(info, dict):
@@ -220,7 +279,9 @@ def validate_info(info):  # type: (dict) -> dict
                               % (pkg["filename"], pkg["encoding"]))
         if not pkg["member"].startswith(PKGS_DIR) or "/" in pkg["member"][len(PKGS_DIR):]:
             raise FormatError("COEX-INFO package %s has a bad member name %r" % (pkg["filename"], pkg["member"]))
-    if env_id(info["platform"], info["packages"]) != info["env_id"]:
+    if "wheels" in info:
+        _validate_wheels(info["wheels"])
+    if env_id(info["platform"], info["packages"], info.get("wheels", ())) != info["env_id"]:
         raise FormatError("COEX-INFO env_id does not match its package list: the record was altered")
     eps = info["entry_points"]
     if not isinstance(eps, dict) or not eps:
@@ -303,18 +364,23 @@ def stored_member_name(filename, encoding):  # type: (str, str) -> str
 
 
 def build_info(platform, packages, entry_points, default_entry_point, app=None, libzstd=None,
-               env=None, requested_specs=(), virtual_packages=(), runtime=None, build=None):
+               env=None, requested_specs=(), virtual_packages=(), runtime=None, build=None,
+               wheels=()):
     # type: (...) -> dict
     """Assemble and validate a COEX-INFO record.
 
     ``packages``: package dicts in install (topological) order, each the lock's record fields
     (name, version, build, build_number, subdir, filename, url, channel, md5, sha256, size,
     depends, constrains, noarch, timestamp, license, ...) plus member, encoding, stored_sha256,
-    stored_size. ``entry_points``: {name: record from parse_entry_point}."""
+    stored_size. ``entry_points``: {name: record from parse_entry_point}. ``wheels``: PyPI wheel
+    dicts in install order, each with name (PEP 503 normalized), version, filename, sha256, size,
+    member (``wheel_member_name``) and optionally requested (bool: the installed project gets a
+    REQUESTED file) and any other lock fields (url, requires, ...); the record has a ``wheels``
+    key only when there are some."""
     info = {
         "format_version": list(FORMAT_VERSION),
         "platform": platform,
-        "env_id": env_id(platform, packages),
+        "env_id": env_id(platform, packages, wheels),
         "packages": list(packages),
         "virtual_packages": sorted(set(virtual_packages)),
         "requested_specs": list(requested_specs),
@@ -326,17 +392,20 @@ def build_info(platform, packages, entry_points, default_entry_point, app=None, 
         "runtime": runtime,
         "build": dict(build or {}),
     }
+    if wheels:
+        info["wheels"] = [dict(w) for w in wheels]
     return validate_info(info)
 
 
 def write_archive(out_path, platform, packages, entry_points, default_entry_point=None,
                   app_files=(), libzstd_path=None, env=None, requested_specs=(),
-                  virtual_packages=(), build=None, runtime_files=None):
+                  virtual_packages=(), build=None, runtime_files=None, wheels=()):
     # type: (...) -> dict
     """Write a .coex archive deterministically; return its COEX-INFO record.
 
     ``packages``: [{"path": file to store, "entry": lock record dict, "encoding": one of
-    ENCODINGS}] in install order. ``entry_points``: {name: user text or parsed record}; the
+    ENCODINGS}] in install order. ``wheels``: [{"path": the .whl file, "entry": its record (see
+    build_info; ``member`` is filled in)}] in install order, stored as-is under WHEELS_DIR. ``entry_points``: {name: user text or parsed record}; the
     default is ``default_entry_point`` or the only/first name. ``app_files``: [(relpath, path on
     disk)] for the app layer. ``libzstd_path``: the target platform's libzstd.so.1 (a real file).
     ``runtime_files``: {member: bytes}; default: this package's own modules."""
@@ -368,6 +437,16 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
         entry.update(member=member, encoding=encoding, stored_sha256=digest, stored_size=size)
         pkg_records.append(entry)
         pkg_sources.append((member, p["path"]))
+    wheel_records = []
+    for w in wheels:
+        entry = dict(w["entry"])
+        member = wheel_member_name(entry.get("filename", ""))
+        if member in seen:
+            raise FormatError("wheel %s appears twice" % entry.get("filename"))
+        seen.add(member)
+        entry["member"] = member
+        wheel_records.append(entry)
+        pkg_sources.append((member, w["path"]))
 
     app_entries = []
     for rel, path in app:
@@ -392,7 +471,8 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
                       libzstd=zstd_record, env=env, requested_specs=requested_specs,
                       virtual_packages=virtual_packages,
                       runtime=runtime_record(runtime_files),
-                      build=build)
+                      build=build, wheels=wheel_records)
+    checked = dict((e["member"], e) for e in wheel_records)
     info_bytes = dump_json(info)
 
     tmp = "%s.tmp-%d" % (out_path, os.getpid())
@@ -407,7 +487,7 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
                 if libzstd_path:
                     _copy_into(zf, _zinfo(LIBZSTD_NAME, 0o755, True), libzstd_path)
                 for member, path in pkg_sources:
-                    _copy_into(zf, _zinfo(member, 0o644, False), path)
+                    _copy_into(zf, _zinfo(member, 0o644, False), path, checked.get(member))
                 for rel, mode, _, path in app_entries:
                     _copy_into(zf, _zinfo(APP_DIR + rel, mode, True), path)
         os.chmod(tmp, 0o755)
@@ -419,11 +499,25 @@ def write_archive(out_path, platform, packages, entry_points, default_entry_poin
     return info
 
 
-def _copy_into(zf, zinfo, path):
+def _copy_into(zf, zinfo, path, locked=None):
+    """Copy a file into the zip; with ``locked`` (a wheel record), check its size and sha256
+    against the record while copying."""
     size = os.path.getsize(path)
     zinfo.file_size = size
+    h = hashlib.sha256()
     with open(path, "rb") as src, zf.open(zinfo, "w", force_zip64=size > 0x7FFFFFFF) as dst:
-        shutil.copyfileobj(src, dst, COPY_BUFSIZE)
+        if locked is None:
+            shutil.copyfileobj(src, dst, COPY_BUFSIZE)
+            return
+        n = 0
+        for chunk in iter(lambda: src.read(COPY_BUFSIZE), b""):
+            h.update(chunk)
+            n += len(chunk)
+            dst.write(chunk)
+    if h.hexdigest() != locked["sha256"] or n != size or n != locked["size"]:
+        raise FormatError("wheel %s: the file to store (%s, sha256 %s, %d bytes) is not the locked "
+                          "one (sha256 %s, %d bytes)" % (locked["filename"], path, h.hexdigest(), n,
+                                                         locked["sha256"], locked["size"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,3 +25,12 @@ def _write(tmp_path, out="a.coex", **kw):
     kw.setdefault("app_files", [("src/main.py", str(tmp_path / "src" / "main.py")),
                                 ("src/run.sh", str(tmp_path / "src" / "run.sh"))])
     return F.write_archive(str(tmp_path / out), "linux-64", **kw)
+
+
+def _wheel(tmp_path, filename="Foo_Bar-1.0-py3-none-any.whl", payload=b"PK-not-really", **extra):
+    path = tmp_path / filename
+    path.write_bytes(payload)
+    entry = {"name": F.normalize_name(filename.split("-")[0]), "version": filename.split("-")[1],
+             "filename": filename, "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+    entry.update(extra)
+    return {"path": str(path), "entry": entry}

@@ -162,3 +162,68 @@ def test_archive_fed_on_stdin_says_it_must_be_run_by_path(std_archive, tmp_path)
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 1, H.text(r)
     assert "cannot read the archive" in r.stderr.decode() and "run by its path" in r.stderr.decode()
+
+
+def test_wheels_are_stored_as_is_and_recorded_in_order(tmp_path):
+    from tests.runtime.format_helpers import _wheel
+    plain = _write(tmp_path, out="plain.coex")
+    assert "wheels" not in plain  # conda-only records (and env ids) are what they were
+    lines = "coex-env/1 linux-64\nnoarch/x-1.0-0.conda %s" % plain["packages"][0]["sha256"]
+    assert plain["env_id"] == hashlib.sha256(lines.encode()).hexdigest()
+    w1 = _wheel(tmp_path, "zeta-2.0-py3-none-any.whl", b"z" * 10, requested=True, url="https://x/z.whl")
+    w2 = _wheel(tmp_path, "Foo_Bar-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl", b"f" * 7)
+    info = _write(tmp_path, wheels=[w1, w2])
+    assert [w["member"] for w in info["wheels"]] == [
+        "wheels/zeta-2.0-py3-none-any.whl", "wheels/Foo_Bar-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl"]
+    assert info["wheels"][0]["requested"] is True and info["wheels"][0]["url"] == "https://x/z.whl"
+    assert info["wheels"][1]["name"] == "foo-bar"
+    assert info["env_id"] == F.env_id("linux-64", info["packages"], info["wheels"]) != plain["env_id"]
+    # requested is part of the environment (REQUESTED files)
+    assert F.env_id("linux-64", info["packages"], [dict(info["wheels"][0], requested=False)]) \
+        != F.env_id("linux-64", info["packages"], info["wheels"][:1])
+    a = F.open_archive(str(tmp_path / "a.coex"))
+    assert a.info == info
+    a.verify(info["wheels"][0]["member"], info["wheels"][0]["sha256"], 10)
+    with zipfile.ZipFile(str(tmp_path / "a.coex")) as z:
+        zi = z.getinfo("wheels/zeta-2.0-py3-none-any.whl")
+        assert zi.compress_type == zipfile.ZIP_STORED and z.read(zi) == b"z" * 10
+
+
+def test_wheel_records_are_validated(tmp_path):
+    from tests.runtime.format_helpers import _wheel
+    info = _write(tmp_path, wheels=[_wheel(tmp_path)])
+
+    def bad(change, match):
+        rec = json.loads(F.dump_json(info))
+        change(rec["wheels"][0])
+        rec["env_id"] = F.env_id("linux-64", rec["packages"], rec["wheels"])
+        with pytest.raises(F.FormatError, match=match):
+            F.validate_info(rec)
+    bad(lambda w: w.pop("sha256"), r"wheel #0 \(Foo_Bar-1.0-py3-none-any.whl\) is missing sha256")
+    bad(lambda w: w.update(member="wheels/../x.whl"), "bad member name 'wheels/../x.whl'")
+    bad(lambda w: w.update(filename="foo_bar-1.0.tar.gz", member="wheels/foo_bar-1.0.tar.gz"),
+        "'foo_bar-1.0.tar.gz' is not a wheel file name")
+    bad(lambda w: w.update(name="Foo_Bar"), "name 'Foo_Bar' must be the PEP 503 normalized name")
+    bad(lambda w: w.update(name="other"), "name 'other' must be the PEP 503 normalized name.*'foo-bar'")
+    bad(lambda w: w.update(sha256="XYZ"), "sha256 must be 64 lowercase hex digits")
+    bad(lambda w: w.update(requested="yes"), "requested must be true or false")
+    rec = json.loads(F.dump_json(info))
+    rec["wheels"][0]["sha256"] = "0" * 64
+    with pytest.raises(F.FormatError, match="env_id does not match"):
+        F.validate_info(rec)
+
+
+def test_writer_refuses_a_wheel_that_is_not_the_locked_one(tmp_path):
+    from tests.runtime.format_helpers import _wheel
+    w = _wheel(tmp_path)
+    w["entry"]["sha256"] = "0" * 64
+    with pytest.raises(F.FormatError, match="wheel Foo_Bar-1.0-py3-none-any.whl: the file to store .* is not the locked"):
+        _write(tmp_path, wheels=[w])
+    w = _wheel(tmp_path)
+    w["entry"]["size"] += 1
+    with pytest.raises(F.FormatError, match="is not the locked one"):
+        _write(tmp_path, wheels=[w])
+    with pytest.raises(F.FormatError, match="appears twice"):
+        _write(tmp_path, wheels=[_wheel(tmp_path), _wheel(tmp_path)])
+    assert not os.path.exists(str(tmp_path / "a.coex"))
+    assert not [n for n in os.listdir(str(tmp_path)) if ".tmp-" in n]
