@@ -230,7 +230,7 @@ def parse_env(values: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_create(a):
-    from coex.buildcache import BuildCache, prepare_packages
+    from coex.buildcache import BuildCache, prepare_packages, prepare_wheels
     from coex.lib.assemble import assemble
     from coex.lib.lockfile import lock_entries
     from coex.lib.records import AssembleSpec, BuildRecord
@@ -261,15 +261,18 @@ def cmd_create(a):
         build = BuildRecord(req.resolve, sha256_file(lockfile), target, "./coex create",
                             os.path.abspath(a.lockfile) if a.lockfile else None)
         with cache.building():  # (`coex gc` waits until the archive is written)
-            items = prepare_packages(lock_entries(lockfile, platform).packages, cache.root,
-                                     a.zstd_level, locations)
+            entries = lock_entries(lockfile, platform)
+            items = prepare_packages(entries.packages, cache.root, a.zstd_level, locations)
+            wheels = prepare_wheels(entries.wheels, cache.root, locations)
             assemble(AssembleSpec(platform, tuple(items), eps, build, app_root,
-                                  tuple(env.items()), req.specs), a.output)
+                                  tuple(env.items()), req.specs, wheels=tuple(wheels)),
+                     a.output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     names = sorted(name for name, _ in eps.commands)
-    sys.stderr.write("coex: wrote {} ({} packages, entry point{} {})\n".format(
-        a.output, len(items), "s" if len(names) > 1 else "", ", ".join(names)))
+    sys.stderr.write("coex: wrote {} ({} packages{}, entry point{} {})\n".format(
+        a.output, len(items), ", {} PyPI wheels".format(len(wheels)) if wheels else "",
+        "s" if len(names) > 1 else "", ", ".join(names)))
 
 
 def cmd_lock(a):

@@ -134,3 +134,76 @@ def test_real_pypi_index(tiny_channel, tmp_path):
     (w,) = lock_entries(out, "linux-64").wheels
     assert w.url.startswith("https://files.pythonhosted.org/") and w.filename == SIX
     assert (w.sha256, w.size) == WHEELS[SIX][:2]
+
+
+def test_create_puts_the_wheels_into_the_archive(project, tiny_channel, tmp_path, monkeypatch):
+    """./coex create -f of a `pip:` section: each locked wheel stored as it is under wheels/,
+    COEX-INFO `wheels` in order with name, version, filename, sha256, size, requested."""
+    import hashlib
+    import zipfile
+
+    from coex.cli import main
+    from coex_runtime.format import open_archive
+
+    env_file(project, tiny_channel, ["--no-index", "--find-links wheels", "markdown-it-py"])
+    monkeypatch.chdir(str(project))
+    out = str(project / "app.coex")
+    assert main(["create", "-f", "environment.yml", "--root", ".", "-e", "markdown-it",
+                 "-e", "py=python -m markdown_it", "-o", out, "--lockfile", "coex.lock",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    with open_archive(out) as ar:
+        wheels = ar.info["wheels"]
+    assert [(w["name"], w["version"], w["filename"], w["requested"]) for w in wheels] == [
+        ("markdown-it-py", "3.0.0", MARKDOWN, True), ("mdurl", "0.1.2", MDURL, False)]
+    with zipfile.ZipFile(out) as zf:
+        for w in wheels:
+            assert w["member"] == "wheels/" + w["filename"]
+            info = zf.getinfo(w["member"])
+            assert info.compress_type == zipfile.ZIP_STORED
+            data = zf.read(w["member"])
+            assert (hashlib.sha256(data).hexdigest(), len(data)) == WHEELS[w["filename"]][:2]
+            assert (w["sha256"], w["size"]) == WHEELS[w["filename"]][:2]
+    # the lock it wrote beside it is fresh and portable
+    assert str(project) not in open(str(project / "coex.lock")).read()
+
+
+def test_entry_point_not_in_any_wheel(project, tiny_channel, tmp_path, monkeypatch, capsys):
+    from coex.cli import main
+
+    env_file(project, tiny_channel, ["--no-index", "--find-links wheels", "six"])
+    monkeypatch.chdir(str(project))
+    assert main(["create", "-f", "environment.yml", "--root", ".", "-e", "markdown-it",
+                 "-o", "x.coex", "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert "no package of the environment installs bin/markdown-it" in capsys.readouterr().err
+
+
+def test_hash_mismatch_at_fetch(project, tiny_channel, tmp_path, monkeypatch, capsys):
+    """A wheel changed after locking: the fetch names it and says to regenerate the lock."""
+    from coex.cli import main
+
+    env_file(project, tiny_channel, ["--no-index", "--find-links wheels", "six"])
+    monkeypatch.chdir(str(project))
+    assert main(["lock", "-f", "environment.yml", "--root", ".", "-o", "coex.lock"]) == 0
+    wheel = project / "wheels" / SIX
+    data = bytearray(wheel.read_bytes())
+    data[100] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    assert main(["create", "-f", "environment.yml", "--root", ".", "-e", "python",
+                 "--lockfile", "coex.lock", "-o", "x.coex",
+                 "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert SIX in err and "failed verification" in err and "regenerate the lockfile" in err
+    assert not os.path.exists("x.coex")
+
+
+def test_explicit_export_lists_the_wheels_as_comments(project, tiny_channel):
+    from coex.lib.explicit import explicit_text
+
+    out, req = lock(project, tiny_channel, ["--no-index", "--find-links wheels", "six"])
+    text = explicit_text(out, "linux-64", locations=req.locations)
+    lines = text.splitlines()
+    wheel_line = "# file://{}/wheels/{}#sha256={}".format(project, SIX, WHEELS[SIX][0])
+    assert wheel_line in lines
+    assert lines.index(wheel_line) > lines.index("@EXPLICIT")
+    assert all(line.startswith("#") or ".conda" in line or ".tar.bz2" in line
+               for line in lines[lines.index("@EXPLICIT") + 1:])

@@ -183,12 +183,14 @@ def _wheel_fields(w: LockedWheel) -> str:
 
 def _add_wheel_fields(body: str, wheels: dict) -> str:
     """`body` (a lock py-rattler wrote) with each `pypi:` package entry completed."""
+    import yaml
+
     out, current = [], None
     lines = body.splitlines(True)
     for i, line in enumerate(lines):
         out.append(line)
-        if line.startswith("- pypi: "):
-            current = line[len("- pypi: "):].strip()
+        if line.startswith("- pypi: "):  # (the URL as YAML writes it: maybe quoted)
+            current = str(yaml.safe_load(line[len("- pypi: "):]))
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if current is not None and not nxt.startswith("  "):
             out.append(_wheel_fields(wheels[current]))

@@ -248,8 +248,11 @@ def _complete(w, locations: ChannelLocations) -> LockedWheel:
         try:
             size = os.path.getsize(path)
             if sha256 is None:
+                h = hashlib.sha256()
                 with open(path, "rb") as f:
-                    sha256 = hashlib.sha256(f.read()).hexdigest()
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                sha256 = h.hexdigest()
         except OSError as e:
             raise CoexError("Cannot read the wheel {}: {}.".format(path, e.strerror or e))
     else:

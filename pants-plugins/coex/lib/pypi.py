@@ -3,7 +3,7 @@ no py-rattler; the Pants rules call it in-process). Resolving them is `coex.lib.
 
 * Requirements are pip's (PEP 508: `requests[socks] >=2.31; python_version < "3.13"`, or
   `name @ https://.../name-1.0-py3-none-any.whl`), written in an environment file's `pip:`
-  section, a `coex_binary`'s `pypi_dependencies`, or a script header's `pypi-dependencies`.
+  section or a `coex_binary`'s `pypi_dependencies` (script headers have none yet).
   `canonical_requirement` parses one and gives its canonical text (name normalized, extras and
   specifiers sorted), which is what a lockfile records and hashes. Editable installs, local
   projects and VCS URLs are refused: coex installs wheels only.
