@@ -47,7 +47,14 @@ from coex.entry import (
     touch_used,
 )
 from coex.lib.errors import CoexError
-from coex.lib.records import ChannelLocations, LockedPackage, PreparedPackage, SolveRequest
+from coex.lib.records import (
+    ChannelLocations,
+    LockedPackage,
+    LockedWheel,
+    PreparedPackage,
+    PreparedWheel,
+    SolveRequest,
+)
 from coex.lib.script import ScriptHeader
 from coex_runtime.atomic import Lock
 
@@ -82,24 +89,39 @@ def _touch(path: str) -> None:
         pass
 
 
+def fetch_cached(locked, cache: str, locations: ChannelLocations = ChannelLocations()) -> str:
+    """The file of a locked package or wheel (url, sha256, size, filename, fetch_path) under
+    `cache`: reused when it is there and intact (its mtime touched), else fetched."""
+    from coex.lib.channels import locate
+    from coex.lib.fetch import fetch
+    from coex_runtime.format import sha256_file
+
+    dest = os.path.join(cache, locked.fetch_path)
+    if (os.path.isfile(dest) and os.path.getsize(dest) == locked.size
+            and sha256_file(dest) == locked.sha256):
+        _touch(dest)
+    else:
+        fetch(locate(locked.url, locations), locked.sha256, locked.size, dest,
+              name=locked.filename)
+    return dest
+
+
+def prepare_wheels(wheels: Sequence[LockedWheel], cache: str,
+                   locations: ChannelLocations = ChannelLocations()) -> list[PreparedWheel]:
+    """Fetch every wheel (content-addressed under `cache`), as the Pants rules do."""
+    return [PreparedWheel(fetch_cached(w, cache, locations), w) for w in wheels]
+
+
 def prepare_packages(packages: Sequence[LockedPackage], cache: str, level: int,
                      locations: ChannelLocations = ChannelLocations()) -> list[PreparedPackage]:
     """Fetch (content-addressed under `cache`) and transcode every package, as the Pants rules
     do in the engine's store; return the PreparedPackages. A reused file's mtime is its last
     use (for `coex gc`)."""
-    from coex.lib.channels import locate
-    from coex.lib.fetch import fetch
     from coex.lib.transcode import transcode
-    from coex_runtime.format import sha256_file
 
     items = []
     for p in packages:
-        dest = os.path.join(cache, p.fetch_path)
-        if (os.path.isfile(dest) and os.path.getsize(dest) == p.size
-                and sha256_file(dest) == p.sha256):
-            _touch(dest)
-        else:
-            fetch(locate(p.url, locations), p.sha256, p.size, dest, name=p.filename)
+        dest = fetch_cached(p, cache, locations)
         prepared = os.path.join(cache, p.prepared_path(level))
         if p.encoding == "tar.zst":
             if os.path.isfile(prepared):

@@ -66,8 +66,18 @@ def build_request(env_file: str, channels: Sequence[str] = (), platforms: Sequen
             "{} lists no channels and none was given: add `channels:` to the file or pass "
             "--channel URL (e.g. --channel conda-forge or --channel file:///srv/channel)."
             .format(env_file))
+    pypi = {}
+    if spec.pypi or spec.pip_options is not None:
+        from coex.lib.pypi import NO_PIP_OPTIONS, merge_options
+        from coex.lib.records import DEFAULT_PYPI_INDEX, PypiSettings
+
+        indexes, find_links = merge_options([(env_file, spec.pip_options or NO_PIP_OPTIONS)],
+                                            [DEFAULT_PYPI_INDEX])
+        pypi = dict(pypi_sources=[(env_file + " (`pip:`)", spec.pypi)],
+                    pypi_settings=PypiSettings(indexes, find_links))
     return solve_request(spec.name or "default", [(env_file, spec.specs)], chans,
-                         platforms or ["linux-64"], virtual_packages, locations=locations)
+                         platforms or ["linux-64"], virtual_packages, locations=locations,
+                         **pypi)
 
 
 def lock_command(env_file: str, lockfile: str, req: SolveRequest,
@@ -220,7 +230,7 @@ def parse_env(values: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_create(a):
-    from coex.buildcache import BuildCache, prepare_packages
+    from coex.buildcache import BuildCache, prepare_packages, prepare_wheels
     from coex.lib.assemble import assemble
     from coex.lib.lockfile import lock_entries
     from coex.lib.records import AssembleSpec, BuildRecord
@@ -251,15 +261,18 @@ def cmd_create(a):
         build = BuildRecord(req.resolve, sha256_file(lockfile), target, "./coex create",
                             os.path.abspath(a.lockfile) if a.lockfile else None)
         with cache.building():  # (`coex gc` waits until the archive is written)
-            items = prepare_packages(lock_entries(lockfile, platform).packages, cache.root,
-                                     a.zstd_level, locations)
+            entries = lock_entries(lockfile, platform)
+            items = prepare_packages(entries.packages, cache.root, a.zstd_level, locations)
+            wheels = prepare_wheels(entries.wheels, cache.root, locations)
             assemble(AssembleSpec(platform, tuple(items), eps, build, app_root,
-                                  tuple(env.items()), req.specs), a.output)
+                                  tuple(env.items()), req.specs, wheels=tuple(wheels)),
+                     a.output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     names = sorted(name for name, _ in eps.commands)
-    sys.stderr.write("coex: wrote {} ({} packages, entry point{} {})\n".format(
-        a.output, len(items), "s" if len(names) > 1 else "", ", ".join(names)))
+    sys.stderr.write("coex: wrote {} ({} packages{}, entry point{} {})\n".format(
+        a.output, len(items), ", {} PyPI wheels".format(len(wheels)) if wheels else "",
+        "s" if len(names) > 1 else "", ", ".join(names)))
 
 
 def cmd_lock(a):

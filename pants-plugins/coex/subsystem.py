@@ -7,6 +7,7 @@ from pants.util.docutil import bin_name
 from pants.util.strutil import softwrap
 
 from coex.lib.platforms import DEFAULT_VIRTUAL_PACKAGES, KNOWN_PLATFORMS
+from coex.lib.records import DEFAULT_PYPI_INDEX
 from coex.lib.transcode import DEFAULT_ZSTD_LEVEL
 
 class CoexSubsystem(Subsystem):
@@ -107,6 +108,28 @@ class CoexSubsystem(Subsystem):
             linux platforms only, `__osx` to osx ones. They are inputs of the lockfile, like
             specs, channels and platforms: change them and the lockfile becomes stale. The
             default assumes glibc 2.17 (manylinux2014), what most conda-forge packages need.
+            """
+        ),
+    )
+    pypi_indexes = StrListOption(
+        default=[DEFAULT_PYPI_INDEX],
+        help=softwrap(
+            """
+            Where pip looks for the wheels of PyPI requirements (a `coex_binary`'s
+            `pypi_dependencies`, an environment file's `pip:` section): the first is pip's
+            `--index-url`, the others `--extra-index-url`s; empty: `--no-index`. An environment
+            file's own `--index-url`, `--extra-index-url` and `--no-index` apply too. Inputs of
+            the lockfile, like channels.
+            """
+        ),
+    )
+    pypi_find_links = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            pip `--find-links` for PyPI requirements: directories of wheels (relative to the
+            build root, recorded in the lockfile as `coex://buildroot/...`) or URLs of pages
+            listing them. Inputs of the lockfile, like channels.
             """
         ),
     )

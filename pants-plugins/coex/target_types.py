@@ -133,6 +133,20 @@ class CoexCondaDependenciesField(StringSequenceField):
     )
 
 
+class CoexPypiDependenciesField(StringSequenceField):
+    alias = "pypi_dependencies"
+    help = help_text(
+        """
+        PyPI requirements installed into the environment after its conda packages, as pip reads
+        them, e.g. `['rich ==13.7.1', 'httpx[http2] >=0.27']`, added to the `pip:` section of
+        `environment_file` (either or both may be given). Wheels only: they are locked (by pip,
+        for the locked python and each platform) into the resolve's lockfile, from
+        `[coex].pypi_indexes` and `[coex].pypi_find_links`. A requirement for a package the
+        conda environment already has is an error.
+        """
+    )
+
+
 class CoexResolveField(StringField):
     alias = "resolve"
     help = help_text(
@@ -241,6 +255,7 @@ class CoexBinaryTarget(Target):
         CoexDefaultEntryPointField,
         CoexEnvironmentFileField,
         CoexCondaDependenciesField,
+        CoexPypiDependenciesField,
         CoexResolveField,
         CoexPlatformsField,
         CoexEnvField,

@@ -90,15 +90,14 @@ def test_environment_file_errors(rule_runner):
     rule_runner.write_files(
         {
             "envapp/BUILD": 'coex_binary(name="envapp", environment_file="environment.yml", entry_point="prefixprog")\n',
-            "envapp/environment.yml": "dependencies:\n  - prefixprog\n  - pip:\n    - requests\n",
+            "envapp/environment.yml": "dependencies:\n  - prefixprog\n  - pip:\n    - -e .\n",
         }
     )
     expect_error(
         lambda: rule_runner.request(CoexResolveInputs, [CoexResolveName("tiny")]),
         "envapp/environment.yml",
         "envapp:envapp",
-        "pip:",
-        "not supported yet",
+        "'-e .' is an editable install",
     )
     rule_runner.write_files({"envapp/environment.yml": "dependencies: [prefixprog\n"})
     expect_error(

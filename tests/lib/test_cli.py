@@ -135,7 +135,8 @@ def test_export_explicit(project, capsys):
 
 
 @pytest.mark.parametrize("yml, args, needle", [
-    ("dependencies:\n  - python\n  - pip:\n    - requests\n", [], "`pip:` section is not supported"),
+    ("channels: [CHAN]\ndependencies:\n  - python\n  - pip:\n    - -e .\n", [],
+     "is an editable install: coex installs wheels"),
     ("dependencies: [python]\n", [], "lists no channels and none was given"),
     ("channels: [CHAN]\ndependencies: [python]\n", ["-e", "nosuch"],
      "no package of the environment installs bin/nosuch"),

@@ -25,7 +25,12 @@ def test_good_file(tmp_path):
     ("", "must be a YAML mapping"),
     ("channels: [conda-forge]\n", "has no dependencies"),
     ("channels: [conda-forge]\ndependencies: []\n", "has no dependencies"),
-    ("dependencies:\n  - python\n  - pip:\n    - requests\n", "`pip:` section is not supported yet"),
+    ("dependencies:\n  - python\n  - pip:\n    - -e .\n", "is an editable install"),
+    ("dependencies:\n  - python\n  - pip:\n    - ./proj\n", "is a local project or file"),
+    ("dependencies:\n  - python\n  - pip:\n    - -r req.txt\n", "not supported in a `pip:` section"),
+    ("dependencies:\n  - python\n  - pip: requests\n", "`pip:` must be a list"),
+    ("dependencies:\n  - python\n  - pip: [a]\n  - pip: [b]\n", "two `pip:` sections"),
+    ("dependencies:\n  - python\n  - pip: ['requests[']\n", "invalid PyPI requirement"),
     ("dependencies: [python]\nvariables: {A: 1}\n", "`variables:` is not supported yet"),
     ("dependencies: [python]\nchanels: [conda-forge]\n", "unknown key(s) 'chanels'"),
     ("dependencies: [python]\nchannels: conda-forge\n", "`channels` must be a list"),
@@ -80,3 +85,19 @@ def test_yaml_errors_keep_their_lines_and_markers():
     assert lines[source + 1].index("^") == lines[source].index("[")
     assert "<unicode string>" not in str(e.value)
     assert any(line.strip() == "line 1, column 15:" for line in lines)
+
+
+def test_pip_section():
+    env = parse_environment_text(
+        "dependencies:\n  - python\n  - pip:\n    - Rich[Jupyter] >=13\n    - --find-links wheels\n"
+        "    - --no-index\n    - six==1.16.0; python_version < '4'\n", "env/environment.yml",
+        "/repo/env")
+    assert env.specs == ["python"]
+    assert env.pypi == ("rich[jupyter]>=13", "six==1.16.0; python_version < \"4\"")
+    assert env.pip_options.find_links == ("/repo/env/wheels",)
+    assert env.pip_options.no_index
+
+
+def test_no_pip_section():
+    env = parse_environment_text("dependencies: [python]\n", "env/environment.yml")
+    assert env.pypi == () and env.pip_options is None

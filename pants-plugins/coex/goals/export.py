@@ -33,12 +33,23 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from coex.goals.package import HOST_PLATFORMS
-from coex.lib.records import AssembleSpec, BuildRecord, ChannelLocations, EntryPoints, LockedPlatform
+from coex.lib.records import (
+    AssembleSpec,
+    BuildRecord,
+    ChannelLocations,
+    EntryPoints,
+    LockedPlatform,
+    LockedWheel,
+)
 from coex.subsystem import CoexSubsystem
 from coex.target_types import CoexResolveField
 from coex.util_rules import assemble, packages, resolve
 from coex.util_rules.assemble import PKGS_DIR, CoexArchive, CoexAssembleRequest
-from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest
+from coex.util_rules.packages import (
+    ArchivablePackage,
+    ArchivablePackageRequest,
+    ArchivableWheel,
+)
 from coex.util_rules.resolve import (
     AllCoexBinaries,
     CoexLockedPlatformRequest,
@@ -84,6 +95,7 @@ async def coex_environment_export(
         Get(ArchivablePackage, ArchivablePackageRequest(p, coex.transcode_zstd_level))
         for p in locked.packages
     )
+    wheels = await MultiGet(Get(ArchivableWheel, LockedWheel, w) for w in locked.wheels)
     # the archive is only extracted, never run: its entry point is the environment's python, or
     # the zstd program every coex lock has
     program = "python" if any(p.name == "python" for p in locked.packages) else "zstd"
@@ -100,8 +112,9 @@ async def coex_environment_export(
                 None,
                 (),
                 lock.header.specs_of(request.platform),
+                wheels=tuple(w.prepared(PKGS_DIR) for w in wheels),
             ),
-            tuple(p.digest for p in prepared),
+            tuple(p.digest for p in prepared) + tuple(w.digest for w in wheels),
             EMPTY_DIGEST,
             f".{request.platform}.coex",
         ),

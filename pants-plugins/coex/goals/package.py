@@ -22,7 +22,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 from pants.util.strutil import pluralize, softwrap
 
-from coex.lib.records import AssembleSpec, BuildRecord, LockedPlatform
+from coex.lib.records import AssembleSpec, BuildRecord, LockedPlatform, LockedWheel
 from coex.subsystem import CoexSubsystem
 from coex.target_types import (
     CoexDefaultEntryPointField,
@@ -37,7 +37,11 @@ from coex.target_types import (
 from coex.util_rules import app, assemble, packages, resolve
 from coex.util_rules.app import CoexAppLayer, CoexAppLayerRequest
 from coex.util_rules.assemble import APP_DIR, PKGS_DIR, CoexArchive, CoexAssembleRequest
-from coex.util_rules.packages import ArchivablePackage, ArchivablePackageRequest
+from coex.util_rules.packages import (
+    ArchivablePackage,
+    ArchivablePackageRequest,
+    ArchivableWheel,
+)
 from coex.util_rules.resolve import (
     AllCoexBinaries,
     CoexLockedPlatformRequest,
@@ -155,8 +159,14 @@ async def build_coex_binary(
     # A binary carries the part of the resolve its own specs need (as a pex takes its
     # requirements' subset of a Python lockfile); one that gives no specs carries all of it.
     own_specs = inputs.target_specs.get(address, ())
+    own_pypi = inputs.target_pypi.get(address, ())
     locked = await MultiGet(
-        Get(LockedPlatform, CoexLockedPlatformRequest(resolve, p, tuple(sorted(set(own_specs)))))
+        Get(
+            LockedPlatform,
+            CoexLockedPlatformRequest(
+                resolve, p, tuple(sorted(set(own_specs))), tuple(sorted(set(own_pypi)))
+            ),
+        )
         for p in platforms
     )
     flat = [(i, p) for i, lp in enumerate(locked) for p in lp.packages]
@@ -167,6 +177,12 @@ async def build_coex_binary(
     prepared = [
         tuple(a for (i, _), a in zip(flat, prepared_flat) if i == k) for k in range(len(locked))
     ]
+    flat_wheels = [(i, w) for i, lp in enumerate(locked) for w in lp.wheels]
+    wheels_flat = await MultiGet(Get(ArchivableWheel, LockedWheel, w) for _, w in flat_wheels)
+    wheels = [
+        tuple(a for (i, _), a in zip(flat_wheels, wheels_flat) if i == k)
+        for k in range(len(locked))
+    ]
     env = tuple((field_set.env.value or {}).items())
     archives = await MultiGet(
         Get(
@@ -174,13 +190,14 @@ async def build_coex_binary(
             CoexAssembleRequest(
                 f"{address} ({lp.platform})",
                 AssembleSpec(lp.platform, tuple(p.prepared(PKGS_DIR) for p in pkgs), entry_points,
-                             build, APP_DIR, env, own_specs or inputs.request.specs),
-                tuple(p.digest for p in pkgs),
+                             build, APP_DIR, env, own_specs or inputs.request.specs,
+                             wheels=tuple(w.prepared(PKGS_DIR) for w in whls)),
+                tuple(p.digest for p in pkgs) + tuple(w.digest for w in whls),
                 app.snapshot.digest,
                 paths[lp.platform],
             ),
         )
-        for lp, pkgs in zip(locked, prepared)
+        for lp, pkgs, whls in zip(locked, prepared, wheels)
     )
     digest = await Get(Digest, MergeDigests(a.digest for a in archives))
     artifacts = tuple(
@@ -189,7 +206,8 @@ async def build_coex_binary(
             extra_log_lines=(
                 f"    {lp.platform}: {len(pkgs)} of the {lp.locked} conda packages of "
                 f"resolve {resolve}, "
-                f"{pluralize(len(app.snapshot.files), 'app file')}, {a.size / 1e6:.1f} MB",
+                + (f"{len(lp.wheels)} of its {lp.wheels_locked} PyPI wheels, " if lp.wheels else "")
+                + f"{pluralize(len(app.snapshot.files), 'app file')}, {a.size / 1e6:.1f} MB",
                 f"    archive {a.archive_id[:16]}, installs into <coex cache>/envs/{env_dir_name(a.env_id)}",
             ),
         )

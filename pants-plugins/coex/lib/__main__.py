@@ -1,7 +1,8 @@
 """`python -m coex.lib <command> ...`: the build steps the Pants rules run as processes.
 
     solve     --request REQ.json --out LOCKFILE [--cache-dir DIR]   prints the header (JSON)
-    entries   --lock LOCKFILE --platform SUBDIR [--root SPEC]... --out ENTRIES.json
+    entries   --lock LOCKFILE --platform SUBDIR [--root SPEC]... [--pypi-root REQ]...
+              --out ENTRIES.json
     fetch     --url URL --sha256 HEX --size N --out PATH [--name NAME]
     transcode --in PKG.tar.bz2 --out PKG.tar.zst [--level N]
     assemble  --spec SPEC.json --out OUT.coex                        prints {"archive_id",...}
@@ -51,7 +52,7 @@ def cmd_solve(a):
 def cmd_entries(a):
     from coex.lib.lockfile import lock_entries
 
-    _write_json(a.out, lock_entries(a.lock, a.platform, a.root).to_json())
+    _write_json(a.out, lock_entries(a.lock, a.platform, a.root, a.pypi_root).to_json())
 
 
 def cmd_assemble(a):
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--platform", required=True)
     s.add_argument("--root", action="append", default=[],
                    help="only the packages this spec needs (repeatable; default: all)")
+    s.add_argument("--pypi-root", action="append", default=None,
+                   help="only the wheels this PyPI requirement needs (repeatable; default: all "
+                        "without --root, none with it)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_entries)
 

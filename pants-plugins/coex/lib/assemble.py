@@ -77,12 +77,60 @@ def _app_files(app_root):
     return out
 
 
-class EnvIndex(object):
-    """What the environment provides: programs (bin/ names) and top-level Python modules."""
+def wheel_provides(path: str) -> tuple[list[str], list[str]]:
+    """(programs, top-level modules) a wheel installs: its console and GUI scripts and
+    `.data/scripts`, and the top-level names of its purelib/platlib files."""
+    import configparser
+    import zipfile
 
-    def __init__(self, packages):
+    programs, modules = [], []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            eps = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/entry_points.txt")]
+            text = zf.read(eps[0]).decode("utf-8", "replace") if eps else ""
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CoexError("assemble: cannot read the wheel {}: {}.".format(path, e))
+    for name in names:
+        parts = name.split("/")
+        if parts[0].endswith(".data") and len(parts) > 2:
+            if parts[1] == "scripts" and len(parts) == 3:
+                programs.append(parts[2])
+            elif parts[1] in ("purelib", "platlib"):
+                parts = parts[2:]
+            else:
+                continue
+        elif parts[0].endswith(".dist-info"):
+            continue
+        m = _SITE_RE.match("site-packages/" + "/".join(parts))
+        if m:
+            modules.append(m.group(1))
+    if text:
+        cp = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+        cp.optionxform = str
+        try:
+            cp.read_string(text)
+        except configparser.Error:
+            pass
+        for section in ("console_scripts", "gui_scripts"):
+            if cp.has_section(section):
+                programs.extend(k.strip() for k in cp.options(section))
+    return programs, modules
+
+
+class EnvIndex(object):
+    """What the environment provides: programs (bin/ names) and top-level Python modules (of
+    its conda packages, and of its PyPI wheels)."""
+
+    def __init__(self, packages, wheels=()):
         self.programs = {}
         self.modules = {}
+        for w in wheels:
+            programs, modules = wheel_provides(w.path)
+            for name in programs:
+                self.programs.setdefault(name, w.wheel.filename)
+            for name in modules:
+                self.modules.setdefault(name, w.wheel.filename)
         for p in packages:
             fname = p.package.filename
             paths, link = package_paths(p.path, p.encoding)
@@ -315,12 +363,20 @@ def assemble(spec: AssembleSpec, out: str, base_dir: str = ".",
             raise CoexError("assemble: package file {} does not exist.".format(p.path))
     if not packages:
         raise CoexError("{}: the environment has no packages.".format(origin))
+    wheels = [replace(w, path=os.path.join(base_dir, w.path)) for w in spec.wheels]
+    for w in wheels:
+        if not os.path.isfile(w.path):
+            raise CoexError("assemble: wheel file {} does not exist.".format(w.path))
     app_files = _app_files(os.path.join(base_dir, spec.app_root) if spec.app_root else None)
     entry_points = dict(spec.entry_points.commands)
-    check_entry_points(entry_points, env_index or EnvIndex(packages), dict(app_files), origin)
+    check_entry_points(entry_points, env_index or EnvIndex(packages, wheels), dict(app_files),
+                       origin)
     vpkgs = spec.virtual_packages
     if vpkgs is None:
-        vpkgs = virtual_package_needs(p.package.depends for p in packages)
+        from coex.lib.pypi import wheel_virtual_packages
+
+        vpkgs = virtual_package_needs([p.package.depends for p in packages]
+                                      + [wheel_virtual_packages(w.wheel.filename) for w in wheels])
     tmp = tempfile.mkdtemp(prefix="coex-assemble-")
     try:
         libzstd = extract_libzstd(spec.platform, packages, tmp)
@@ -337,7 +393,8 @@ def assemble(spec: AssembleSpec, out: str, base_dir: str = ".",
                 default_entry_point=spec.entry_points.default, app_files=app_files,
                 libzstd_path=libzstd, env=dict(spec.env),
                 requested_specs=list(spec.requested_specs), virtual_packages=vpkgs,
-                build=spec.build.to_json())
+                build=spec.build.to_json(),
+                wheels=[{"path": w.path, "entry": w.wheel.to_json()} for w in wheels])
         except FormatError as e:
             raise CoexError("{}: cannot write the archive: {}.".format(origin, e))
         except OSError as e:

@@ -1,8 +1,10 @@
 """environment.yml -> EnvSpec(name, channels, specs, origin).
 
-Accepted keys: `name`, `channels`, `dependencies` (conda match specs), and `prefix` (written by
-`conda env export`; ignored). Anything else -- a `pip:` entry, `variables:`, an unknown key, a
-spec py-rattler cannot parse -- is a CoexError naming the file and the fix.
+Accepted keys: `name`, `channels`, `dependencies` (conda match specs, and one `pip:` list of
+PyPI requirements and pip index options: `coex.lib.pypi.parse_pip_section`), and `prefix`
+(written by `conda env export`; ignored). Anything else -- `variables:`, an unknown key, a spec
+py-rattler cannot parse, a requirement coex cannot lock -- is a CoexError naming the file and the
+fix.
 
 `parse_environment_text` and `clean_specs` are pure (the Pants rules call them in-process);
 `check_specs` parses the specs with py-rattler (in the solve, and in `./coex`).
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Iterable
+from typing import Iterable, Optional
 
 from coex.lib.errors import CoexError
 
-EnvSpec = collections.namedtuple("EnvSpec", "name channels specs origin")
+EnvSpec = collections.namedtuple("EnvSpec", "name channels specs origin pypi pip_options")
+EnvSpec.__new__.__defaults__ = ((), None)  # (no `pip:` section)
 
 _KNOWN_KEYS = ("name", "channels", "dependencies", "prefix")
 
@@ -59,8 +62,9 @@ def yaml_error_text(error: Exception) -> str:
     return "\n".join("  " + line if line.strip() else "" for line in text.splitlines())
 
 
-def parse_environment_text(text: str, origin: str) -> EnvSpec:
-    """Parse environment.yml content; `origin` names it in messages (usually its path)."""
+def parse_environment_text(text: str, origin: str, base_dir: Optional[str] = None) -> EnvSpec:
+    """Parse environment.yml content; `origin` names it in messages (usually its path);
+    `base_dir` is the file's directory (what a relative `--find-links` is relative to)."""
     import yaml
 
     try:
@@ -99,20 +103,25 @@ def parse_environment_text(text: str, origin: str) -> EnvSpec:
             "  dependencies:\n    - python=3.11".format(origin))
     if not isinstance(deps, list):
         raise CoexError("{}: `dependencies` must be a list of conda match specs.".format(origin))
-    specs = []
+    specs, pip = [], None
     for dep in deps:
         if isinstance(dep, dict):
-            if "pip" in dep:
-                raise CoexError(
-                    "{}: a `pip:` section is not supported yet: coex installs conda packages "
-                    "only. Use the conda package of each requirement instead (most PyPI packages "
-                    "exist on conda-forge), or vendor pure-Python code into the app sources."
-                    .format(origin))
+            if set(dep) == {"pip"}:
+                if pip is not None:
+                    raise CoexError("{}: two `pip:` sections: merge them into one.".format(origin))
+                pip = dep["pip"]
+                continue
             raise CoexError(
                 "{}: unexpected mapping {!r} in `dependencies`; list conda match specs only."
                 .format(origin, dep))
         specs.append(dep)
-    return EnvSpec(name, channels, clean_specs(specs, origin), origin)
+    pypi, options = (), None
+    if pip is not None:
+        from coex.lib.pypi import clean_requirements, parse_pip_section
+
+        reqs, options = parse_pip_section(pip, origin + " (`pip:`)", base_dir)
+        pypi = tuple(clean_requirements(reqs, origin + " (`pip:`)"))
+    return EnvSpec(name, channels, clean_specs(specs, origin), origin, pypi, options)
 
 
 def load_environment_file(path: str) -> EnvSpec:
@@ -127,6 +136,6 @@ def load_environment_file(path: str) -> EnvSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise CoexError("{} is not UTF-8 text (is it really an environment.yml?).".format(path))
-    env = parse_environment_text(text, os.fspath(path))
+    env = parse_environment_text(text, os.fspath(path), os.path.dirname(os.path.abspath(path)))
     check_specs(env.specs, env.origin)
     return env

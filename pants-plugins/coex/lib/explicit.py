@@ -10,6 +10,8 @@
 
 Packages are listed in install (topological) order, by where they are on this machine (a
 lockfile's `coex://` placeholders resolved through `ChannelLocations`, `coex.lib.channels`).
+The lock's PyPI wheels, which conda does not install, follow as comment lines
+(`# <url>#sha256=<hex>`) with the `pip install --no-deps` command that installs them.
 """
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ def explicit_text(lock_path: str, platform: str, hash: str = "md5",
                             .format(p.filename, hash, "sha256" if hash == "md5" else "md5"))
         url = locate(p.url, locations, "The lockfile {}".format(lock_path))
         lines.append("{}#{}".format(url, digest))
+    if data.wheels:
+        lines += ["# PyPI wheels of this environment (conda does not install them): after "
+                  "`conda create`, run", "# $ conda run -n <env> pip install --no-deps <each "
+                  "URL below>"]
+        lines += ["# {}#sha256={}".format(
+            locate(w.url, locations, "The lockfile {}".format(lock_path)), w.sha256)
+            for w in data.wheels]
     return "\n".join(lines) + "\n"
 
 

@@ -8,12 +8,15 @@ tuple of (name, value) pairs an object):
     ChannelLocations where the channels a lockfile names by placeholder are on this machine
     SolveRequest     what a lockfile is solved from (`coex.lib solve --request`), and the
     PlatformSpecs    of the platforms that are solved for a part of its specs
+    PypiSettings     where pip looks for the wheels of a lock's PyPI requirements
     LockHeader       a lockfile's `# coex-lockfile:` line: what it was solved from
     LockedPackage    one locked package, as the lock records it; what fetching it is keyed on
+    LockedWheel      one locked PyPI wheel, as the lock records it; what fetching it is keyed on
     LockedPlatform   one platform's packages of a lockfile, in install order (`coex.lib entries`)
     EntryPoints      the named commands an archive runs, and its default one
     BuildRecord      where an archive came from (its COEX-INFO `build`)
     PreparedPackage  a package file as the archive stores it
+    PreparedWheel    a wheel file as the archive stores it (as locked)
     AssembleSpec     everything `coex.lib assemble` writes into an archive (`--spec`)
 """
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any, Iterable, Mapping, Optional
 from coex.lib.errors import CoexError
 
 LOCK_VERSION = 1
+# where pip looks for wheels unless told otherwise (`[coex].pypi_indexes`, `--pypi-index`)
+DEFAULT_PYPI_INDEX = "https://pypi.org/simple"
 
 
 def _json(tp: Any, value: Any, to_json: bool, where: str) -> Any:
@@ -94,11 +99,24 @@ class ChannelLocations(Record):
 @dataclass(frozen=True)
 class PlatformSpecs(Record):
     """The specs one platform is solved for, when not every target of a resolve builds for
-    every platform of it: only the specs of the targets that build for that platform."""
+    every platform of it: only the specs (and PyPI requirements) of the targets that build for
+    that platform."""
 
     platform: str
     specs: tuple[str, ...]
     origin: str = ""  # the targets that build for it, for messages
+    pypi: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PypiSettings(Record):
+    """Where pip looks for the wheels of the PyPI requirements (`coex.lib.pypi`): `indexes` is
+    pip's `--index-url` and then its `--extra-index-url`s (none: `--no-index`), `find_links` its
+    `--find-links` (directories or URLs; a directory inside the build root is recorded as a
+    `coex://buildroot/...` placeholder, as channels are)."""
+
+    indexes: tuple[str, ...] = (DEFAULT_PYPI_INDEX,)
+    find_links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,10 @@ class SolveRequest(Record):
     locations: ChannelLocations = ChannelLocations()  # not hashed: the lock holds the names
     # platforms solved for a part of `specs` only (the others are solved for all of them)
     per_platform: tuple[PlatformSpecs, ...] = ()
+    # PyPI requirements (pip's syntax), resolved against the locked conda environment's python
+    pypi: tuple[str, ...] = ()
+    pypi_sources: tuple[tuple[str, tuple[str, ...]], ...] = ()  # as `sources`, for messages
+    pypi_settings: PypiSettings = PypiSettings()
 
 
 @dataclass(frozen=True)
@@ -128,10 +150,29 @@ class LockHeader(Record):
     version: int = LOCK_VERSION
     # (platform, its specs) for the platforms solved for a part of `specs` only
     platform_specs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # PyPI requirements, where pip looked for them, and (platform, its requirements) for the
+    # platforms resolved for a part of them only; all empty for a conda-only lock
+    pypi: tuple[str, ...] = ()
+    pypi_indexes: tuple[str, ...] = ()
+    pypi_find_links: tuple[str, ...] = ()
+    platform_pypi: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def specs_of(self, platform: str) -> tuple[str, ...]:
         """The specs `platform` is solved for."""
         return dict(self.platform_specs).get(platform, self.specs)
+
+    def pypi_of(self, platform: str) -> tuple[str, ...]:
+        """The PyPI requirements `platform` is resolved for."""
+        return dict(self.platform_pypi).get(platform, self.pypi)
+
+    def to_json(self) -> dict:
+        """Without the PyPI fields when it has no PyPI requirements (a conda-only lock's header
+        is what it was before coex knew PyPI)."""
+        data = super().to_json()
+        if not self.pypi:
+            for key in ("pypi", "pypi_indexes", "pypi_find_links", "platform_pypi"):
+                del data[key]
+        return data
 
 
 @dataclass(frozen=True)
@@ -184,12 +225,37 @@ class LockedPackage(Record):
 
 
 @dataclass(frozen=True)
+class LockedWheel(Record):
+    """One PyPI wheel of a lockfile's platform (the rattler lock format's `pypi:` entry: url,
+    name, version, sha256, requires_dist, requires_python; `size` is coex's). Its url + sha256
+    + size are what fetching it is keyed on, as for a conda package; the archive stores it as
+    it is."""
+
+    name: str  # normalized (PEP 503)
+    version: str
+    filename: str
+    url: str  # as the lockfile records it (a `coex://` placeholder for a local directory)
+    sha256: str
+    size: int
+    requires_dist: tuple[str, ...] = ()
+    requires_python: Optional[str] = None
+    requested: bool = False  # asked for by name (pip writes REQUESTED for those)
+
+    @property
+    def fetch_path(self) -> str:
+        """Where a build keeps the fetched file (relative; content-addressed)."""
+        return "wheels/{}/{}".format(self.sha256, self.filename)
+
+
+@dataclass(frozen=True)
 class LockedPlatform(Record):
     header: LockHeader
     platform: str
     packages: tuple[LockedPackage, ...]  # install (topological) order
     locked: int  # how many packages the lock has for the platform (`packages` may be a subset)
-    virtual_packages: tuple[str, ...]  # the packages' `__*` dependencies
+    virtual_packages: tuple[str, ...]  # the packages' `__*` dependencies (and the wheels' needs)
+    wheels: tuple[LockedWheel, ...] = ()  # by name; installed after the conda packages
+    wheels_locked: int = 0  # how many wheels the lock has for the platform
 
 
 def _name_re() -> re.Pattern:
@@ -258,6 +324,12 @@ class PreparedPackage(Record):
 
 
 @dataclass(frozen=True)
+class PreparedWheel(Record):
+    path: str  # the wheel file: absolute, or relative to the spec's directory
+    wheel: LockedWheel
+
+
+@dataclass(frozen=True)
 class AssembleSpec(Record):
     """An archive, as `coex.lib.assemble.assemble` writes it."""
 
@@ -268,8 +340,9 @@ class AssembleSpec(Record):
     app_root: Optional[str] = None  # a directory
     env: tuple[tuple[str, str], ...] = ()
     requested_specs: tuple[str, ...] = ()
-    # None: the union of the packages' `__*` dependencies
+    # None: the union of the packages' `__*` dependencies (and what the wheels' tags need)
     virtual_packages: Optional[tuple[str, ...]] = None
+    wheels: tuple[PreparedWheel, ...] = ()  # PyPI wheels, installed after the packages
 
     @classmethod
     def from_json(cls, data: Any) -> AssembleSpec:

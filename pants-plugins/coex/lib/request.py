@@ -1,10 +1,13 @@
 """What a lockfile is solved from, and whether a lockfile is still fresh: pure (no py-rattler),
 the same functions for the Pants rules (in the Pants process) and `./coex`. `solve_request`
 builds a request; `lock_header` is its canonical form with `inputs_sha256`, the hash of what
-determines a solve (specs, channels in order, platforms, the effective virtual packages; not the
-resolve name or origin); `stale_reason(header, request)` is the freshness check. Channels are
-hashed as the lockfile records them (`coex.lib.channels`: local channels inside the build root
-and named channel locations by placeholder), so a lockfile stays fresh in another checkout.
+determines a solve (specs, channels in order, platforms, the effective virtual packages, and
+the PyPI requirements with where pip looks for them; not the resolve name or origin);
+`stale_reason(header, request)` is the freshness check. Channels (and `--find-links`
+directories) are hashed as the lockfile records them (`coex.lib.channels`: local channels
+inside the build root and named channel locations by placeholder), so a lockfile stays fresh in
+another checkout. A lock without PyPI requirements hashes exactly what it did before coex knew
+PyPI.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from coex.lib.records import (
     ChannelLocations,
     LockHeader,
     PlatformSpecs,
+    PypiSettings,
     SolveRequest,
 )
 
@@ -100,13 +104,18 @@ def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
                   virtual_packages: Optional[Iterable[str]] = None,
                   origin: Optional[str] = None,
                   locations: ChannelLocations = ChannelLocations(),
-                  per_platform: Iterable[PlatformSpecs] = ()) -> SolveRequest:
-    """The request for the specs of every source ((where, specs) pairs): specs merged and
-    sorted, channels in order of first appearance, platforms sorted; `locations` says where the
-    build root and named channels are; `per_platform` the platforms solved for a part of the
-    specs only (those equal to all of them are dropped)."""
+                  per_platform: Iterable[PlatformSpecs] = (),
+                  pypi_sources: Iterable[tuple[str, Iterable[str]]] = (),
+                  pypi_settings: PypiSettings = PypiSettings()) -> SolveRequest:
+    """The request for the specs of every source ((where, specs) pairs) and the PyPI
+    requirements of every `pypi_sources`: specs and requirements merged and sorted, channels in
+    order of first appearance, platforms sorted; `locations` says where the build root and named
+    channels are; `per_platform` the platforms solved for a part of the specs (or requirements)
+    only (those equal to all of them are dropped); `pypi_settings` where pip looks for wheels."""
     sources = tuple((where, tuple(specs)) for where, specs in sources)
     specs = tuple(sorted({s for _, specs in sources for s in specs}))
+    pypi_sources = tuple((where, tuple(reqs)) for where, reqs in pypi_sources if reqs)
+    pypi = tuple(sorted({r for _, reqs in pypi_sources for r in reqs}))
     return SolveRequest(
         resolve=resolve,
         specs=specs,
@@ -117,8 +126,12 @@ def solve_request(resolve: str, sources: Iterable[tuple[str, Iterable[str]]],
         sources=sources,
         locations=locations,
         per_platform=tuple(sorted(
-            (replace(p, specs=tuple(sorted(set(p.specs)))) for p in per_platform
-             if set(p.specs) != set(specs)), key=lambda p: p.platform)),
+            (replace(p, specs=tuple(sorted(set(p.specs))), pypi=tuple(sorted(set(p.pypi))))
+             for p in per_platform if set(p.specs) != set(specs) or set(p.pypi) != set(pypi)),
+            key=lambda p: p.platform)),
+        pypi=pypi,
+        pypi_sources=pypi_sources,
+        pypi_settings=pypi_settings,
     )
 
 
@@ -140,11 +153,14 @@ def normalized(request: SolveRequest) -> SolveRequest:
     specs = tuple(sorted(set(" ".join(s.split()) for s in request.specs)))
     platforms = tuple(sorted(set(check_platform(p, origin)
                                  for p in request.platforms or ("linux-64",))))
+    pypi = _pypi(request.pypi, origin)
     per_platform = []
     for p in request.per_platform:
         own = tuple(sorted(set(" ".join(s.split()) for s in p.specs)))
-        if p.platform in platforms and own != specs:
-            per_platform.append(replace(p, specs=own))
+        own_pypi = _pypi(p.pypi, p.origin or origin)
+        if p.platform in platforms and (own != specs or own_pypi != pypi):
+            per_platform.append(replace(p, specs=own, pypi=own_pypi))
+    settings = request.pypi_settings
     return replace(
         request,
         specs=specs,
@@ -153,7 +169,21 @@ def normalized(request: SolveRequest) -> SolveRequest:
             for c in request.channels)),
         platforms=platforms,
         per_platform=tuple(sorted(per_platform, key=lambda p: p.platform)),
+        pypi=pypi,
+        pypi_settings=PypiSettings(
+            tuple(dict.fromkeys(canonical_channel(i, origin) for i in settings.indexes)),
+            tuple(dict.fromkeys(
+                portable_channel(canonical_channel(f, origin), request.locations)
+                for f in settings.find_links))),
     )
+
+
+def _pypi(requirements: Iterable[str], origin: str) -> tuple[str, ...]:
+    if not requirements:
+        return ()
+    from coex.lib.pypi import clean_requirements
+
+    return tuple(sorted(set(clean_requirements(requirements, origin))))
 
 
 def lock_header(request: SolveRequest) -> LockHeader:
@@ -161,15 +191,24 @@ def lock_header(request: SolveRequest) -> LockHeader:
     n = normalized(request)
     vpkgs = tuple((p, tuple(effective_virtual_packages(p, n.virtual_packages, n.origin)))
                   for p in n.platforms)
-    platform_specs = tuple((p.platform, p.specs) for p in n.per_platform)
+    platform_specs = tuple((p.platform, p.specs) for p in n.per_platform if p.specs != n.specs)
     payload = {"schema": _INPUTS_SCHEMA, "specs": list(n.specs), "channels": list(n.channels),
                "platforms": list(n.platforms),
                "virtual_packages": {p: list(v) for p, v in vpkgs}}
     if platform_specs:  # (absent otherwise: the hash of every earlier lock stays the same)
         payload["platform_specs"] = {p: list(s) for p, s in platform_specs}
+    platform_pypi, indexes, find_links = (), (), ()
+    if n.pypi or any(p.pypi for p in n.per_platform):  # (absent otherwise, as platform_specs)
+        platform_pypi = tuple((p.platform, p.pypi) for p in n.per_platform if p.pypi != n.pypi)
+        indexes, find_links = n.pypi_settings.indexes, n.pypi_settings.find_links
+        payload["pypi"] = {"requirements": list(n.pypi), "indexes": list(indexes),
+                           "find_links": list(find_links),
+                           "platforms": {p: list(r) for p, r in platform_pypi}}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return LockHeader(n.resolve, hashlib.sha256(blob).hexdigest(), n.platforms, n.channels,
-                      n.specs, vpkgs, platform_specs=platform_specs)
+                      n.specs, vpkgs, platform_specs=platform_specs, pypi=n.pypi,
+                      pypi_indexes=indexes, pypi_find_links=find_links,
+                      platform_pypi=platform_pypi)
 
 
 def inputs_sha256(request: SolveRequest) -> str:
@@ -189,16 +228,18 @@ def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
         if header.inputs_sha256 == legacy.inputs_sha256:
             return None
     parts = []
-    for key in ("specs", "channels", "platforms"):
+    for key, what in (("specs", "specs"), ("channels", "channels"), ("platforms", "platforms"),
+                      ("pypi", "PyPI requirements"), ("pypi_indexes", "PyPI indexes"),
+                      ("pypi_find_links", "PyPI find-links")):
         old, new = getattr(header, key), getattr(want, key)
         added = [x for x in new if x not in old]
         removed = [x for x in old if x not in new]
         if added:
-            parts.append("{} added: {}".format(key, ", ".join(added)))
+            parts.append("{} added: {}".format(what, ", ".join(added)))
         if removed:
-            parts.append("{} removed: {}".format(key, ", ".join(removed)))
+            parts.append("{} removed: {}".format(what, ", ".join(removed)))
         if not added and not removed and old != new:
-            parts.append("{} reordered".format(key))
+            parts.append("{} reordered".format(what))
     if header.specs == want.specs:  # (a change of the specs themselves is said above)
         for p in want.platforms:
             old, new = header.specs_of(p), want.specs_of(p)
@@ -208,6 +249,14 @@ def stale_reason(header: LockHeader, request: SolveRequest) -> Optional[str]:
                 parts.append("specs solved for {}: {}".format(p, "; ".join(
                     x for x in ("added: " + ", ".join(added) if added else "",
                                 "removed: " + ", ".join(removed) if removed else "") if x)))
+    if header.pypi == want.pypi:
+        for p in want.platforms:
+            old, new = header.pypi_of(p), want.pypi_of(p)
+            if p in header.platforms and old != new:
+                parts.append("PyPI requirements resolved for {}: {}".format(p, "; ".join(
+                    x for x in ("added: " + ", ".join(r for r in new if r not in old),
+                                "removed: " + ", ".join(r for r in old if r not in new))
+                    if not x.endswith(": "))))
     old_v = dict(header.virtual_packages)
     if any(old_v.get(p) != v for p, v in want.virtual_packages if p in old_v):
         parts.append("virtual packages changed")

@@ -54,12 +54,14 @@ from coex.lib.channels import absolute_inside_root, check_locations
 from coex.lib.envspec import clean_specs, parse_environment_text
 from coex.lib.errors import CoexError
 from coex.lib.platforms import check_platform
+from coex.lib.pypi import PipOptions, clean_requirements, merge_options
 from coex.lib.script import ScriptHeader, parse_script, spec_package
 from coex.lib.records import (
     ChannelLocations,
     LockedPlatform,
     LockHeader,
     PlatformSpecs,
+    PypiSettings,
     SolveRequest,
 )
 from coex.lib.request import (
@@ -78,6 +80,7 @@ from coex.target_types import (
     CoexEnvironmentFileField,
     CoexEnvironmentSourceField,
     CoexPlatformsField,
+    CoexPypiDependenciesField,
     CoexResolveField,
 )
 from coex.util_rules import app, tool
@@ -207,6 +210,8 @@ class CoexResolveInputs:
     lockfile_path: str
     request: SolveRequest
     target_specs: FrozenDict[Address, tuple[str, ...]]  # the specs each target itself gives
+    # the PyPI requirements each target itself gives
+    target_pypi: FrozenDict[Address, tuple[str, ...]] = FrozenDict()
 
     @property
     def empty(self) -> bool:
@@ -240,10 +245,14 @@ class CoexEnvironmentFile:
     origin: str  # the path and what it is, for messages
     specs: tuple[str, ...]
     channels: LocalChannelsRequest  # as written; relative paths are relative to the file
+    pypi: tuple[str, ...] = ()  # its `pip:` requirements
+    pip_options: PipOptions | None = None  # its `pip:` index options (find-links absolute)
 
 
 @rule(desc="Read a conda environment file", level=LogLevel.DEBUG)
-async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvironmentFile:
+async def read_environment_file(
+    request: CoexEnvironmentFileRequest, build_root: BuildRoot
+) -> CoexEnvironmentFile:
     hydrated = await Get(HydratedSources, HydrateSourcesRequest(request.field))
     contents = await Get(DigestContents, Digest, hydrated.snapshot.digest)
     if not contents:
@@ -265,13 +274,18 @@ async def read_environment_file(request: CoexEnvironmentFileRequest) -> CoexEnvi
         text = content.content.decode("utf-8")
     except UnicodeDecodeError:
         raise CoexBuildError(f"{origin} is not UTF-8 text: is it an environment.yml?")
-    env = parse_environment_text(text, origin)
+    # (a relative `--find-links` is relative to the file, as with pip)
+    env = parse_environment_text(
+        text, origin, os.path.join(build_root.path, os.path.dirname(content.path))
+    )
     return CoexEnvironmentFile(
         content.path,
         origin,
         tuple(env.specs),
         # a relative channel path is relative to the environment file, as with conda
         LocalChannelsRequest(tuple(env.channels), os.path.dirname(content.path), origin),
+        tuple(env.pypi),
+        env.pip_options,
     )
 
 
@@ -365,19 +379,39 @@ def entry_point_commands(t: Target) -> tuple[str, ...]:
 
 
 def platform_specs(
-    by_target: dict[Address, tuple[str, ...]], by_platform: dict[Address, tuple[str, ...]]
+    by_target: dict[Address, tuple[str, ...]], by_platform: dict[Address, tuple[str, ...]],
+    pypi_by_target: dict[Address, tuple[str, ...]] | None = None,
 ) -> list[PlatformSpecs]:
-    """What each platform is solved for: the specs of the targets that build for it (a target
-    without specs of its own takes the whole resolve), so that one target adding a platform does
-    not make the other targets' specs be solved for it."""
+    """What each platform is solved for: the specs (and PyPI requirements) of the targets that
+    build for it (a target without specs of its own takes the whole resolve), so that one target
+    adding a platform does not make the other targets' specs be solved for it."""
+    pypi_by_target = pypi_by_target or {}
     everything = {s for specs in by_target.values() for s in specs}
+    every_pypi = {r for reqs in pypi_by_target.values() for r in reqs}
     out = []
     for platform in sorted({p for plats in by_platform.values() for p in plats}):
         targets = sorted(a for a, plats in by_platform.items() if platform in plats)
         specs = set().union(*(by_target[a] or everything for a in targets))
+        pypi = set().union(*(
+            pypi_by_target.get(a, ()) if by_target[a] or pypi_by_target.get(a) else every_pypi
+            for a in targets))
         origin = f"the targets that build for {platform}: {', '.join(map(str, targets))}"
-        out.append(PlatformSpecs(platform, tuple(sorted(specs)), origin))
+        out.append(PlatformSpecs(platform, tuple(sorted(specs)), origin, tuple(sorted(pypi))))
     return out
+
+
+def pypi_settings(
+    coex: CoexSubsystem, build_root: BuildRoot, options: list[tuple[str, PipOptions]]
+) -> PypiSettings:
+    """`[coex].pypi_indexes` and `[coex].pypi_find_links` (relative to the build root), with the
+    index options of the environment files' `pip:` sections."""
+    links = [f if "://" in f or f.startswith("file:") else os.path.join(build_root.path, f)
+             for f in coex.pypi_find_links]
+    try:
+        indexes, find_links = merge_options(options, tuple(coex.pypi_indexes), links)
+    except CoexError as e:
+        raise CoexBuildError(str(e))
+    return PypiSettings(indexes, find_links)
 
 
 @rule(desc="Gather the conda specs of a coex resolve", level=LogLevel.DEBUG)
@@ -424,14 +458,31 @@ async def coex_resolve_inputs(
     )
 
     sources: dict[str, tuple[str, ...]] = {}  # origin -> specs
+    pypi_sources: dict[str, tuple[str, ...]] = {}  # origin -> PyPI requirements
+    pip_options: list[tuple[str, PipOptions]] = []
+    pypi_by_target: dict[Address, tuple[str, ...]] = {}
     env_channels: list[LocalChannelsRequest] = []
     by_platform: dict[Address, tuple[str, ...]] = {}  # the platforms each target builds for
     by_target: dict[Address, tuple[str, ...]] = {}
     for t, requests, headers in zip(members, env_requests, scripts):
         mine: dict[str, tuple[str, ...]] = {}  # origin -> specs, of this target itself
+        my_pypi: dict[str, tuple[str, ...]] = {}
         for env in (env_files[r] for r in requests):
             mine[env.origin] = env.specs
             env_channels.append(env.channels)
+            if env.pypi:
+                my_pypi[f"{env.origin} `pip:`"] = env.pypi
+            if env.pip_options is not None:
+                pip_options.append((env.origin, env.pip_options))
+        pypi_inline = t[CoexPypiDependenciesField].value or ()
+        if pypi_inline:
+            origin = f"the `pypi_dependencies` of {t.address}"
+            try:
+                my_pypi[origin] = tuple(clean_requirements(pypi_inline, origin))
+            except CoexError as e:
+                raise CoexBuildError(str(e))
+        pypi_sources.update(my_pypi)
+        pypi_by_target[t.address] = tuple(dict.fromkeys(r for rs in my_pypi.values() for r in rs))
         inline = t[CoexCondaDependenciesField].value or ()
         if inline:
             origin = f"the `conda_dependencies` of {t.address}"
@@ -467,10 +518,14 @@ async def coex_resolve_inputs(
         coex.virtual_packages,
         origin=f"resolve {resolve!r}: " + ("; ".join(sources) or "no targets"),
         locations=locations,
-        per_platform=platform_specs(by_target, by_platform),
+        per_platform=platform_specs(by_target, by_platform, pypi_by_target),
+        pypi_sources=pypi_sources.items(),
+        pypi_settings=pypi_settings(coex, build_root, pip_options),
     )
     path = lockfile_path(coex, resolve, build_root)
-    return CoexResolveInputs(resolve, path, request, FrozenDict(by_target))
+    return CoexResolveInputs(
+        resolve, path, request, FrozenDict(by_target), FrozenDict(pypi_by_target)
+    )
 
 
 @dataclass(frozen=True)
@@ -537,6 +592,7 @@ class CoexLockedPlatformRequest:
     resolve: str
     platform: str
     roots: tuple[str, ...] = ()  # only the packages these specs need; all when empty
+    pypi_roots: tuple[str, ...] = ()  # only the wheels these requirements need (see `entries`)
 
 
 @rule(desc="List the locked conda packages of a platform", level=LogLevel.DEBUG)
@@ -554,6 +610,7 @@ async def coex_locked_platform(request: CoexLockedPlatformRequest) -> LockedPlat
             )
         )
     roots = [arg for root in request.roots for arg in ("--root", root)]
+    roots += [arg for root in request.pypi_roots for arg in ("--pypi-root", root)]
     result = await Get(
         CoexLibResult,
         CoexLibProcess(
