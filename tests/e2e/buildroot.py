@@ -1,4 +1,4 @@
-"""A temp Pants build root holding a copy of the backend, the runtime and examples/hello, and a
+"""A temp Pants build root holding a copy of the backend, the runtime and examples/, and a
 `Pants` runner for it with private caches (no pantsd). Used by the e2e tests and the benchmark.
 
 `spawned(log)`: the coex steps Pants ran locally, from a `-ldebug` log; `counters(log)`: Pants'
@@ -44,7 +44,8 @@ def copy_backend(dest: Path) -> None:
 def make_buildroot(dest: Path) -> Path:
     dest.mkdir(parents=True)
     copy_backend(dest)
-    shutil.copytree(REPO / "examples" / "hello", dest / "examples" / "hello", ignore=IGNORE)
+    for example in ("hello", "wheels"):  # pants.toml names both resolves
+        shutil.copytree(REPO / "examples" / example, dest / "examples" / example, ignore=IGNORE)
     shutil.copy(REPO / "pants.toml", dest / "pants.toml")
     shutil.copy(REPO / "BUILD", dest / "BUILD")
     shutil.copy(REPO / ".gitignore", dest / ".gitignore")  # Pants honours it, as in the repo
@@ -68,7 +69,7 @@ class Pants:
             PANTS_LOCAL_EXECUTION_ROOT_DIR=str(state / "sandboxes"),
             COEX_ROOT=str(state / "coex-root"),
             # as examples/run does: the example lock is gitignored, and Pants hides such files
-            PANTS_PANTS_IGNORE='+["!/examples/examples.lock"]',
+            PANTS_PANTS_IGNORE='+["!/examples/examples.lock", "!/examples/wheels.lock"]',
         )
         if channel_url is not None:
             self.env["PANTS_COEX_CHANNELS"] = f'["{channel_url}"]'

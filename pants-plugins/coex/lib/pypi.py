@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import warnings
 from typing import Iterable, Mapping, Optional, Sequence
 
 from coex.lib.errors import CoexError
@@ -56,6 +57,9 @@ def canonical_name(name: str) -> str:
 
 def _packaging():
     """`packaging.requirements` and `packaging.markers` (Pants' own dependency; else pip's)."""
+    # Pants' packaging 21.3 calls pyparsing 3 by its deprecated names: each import and parse
+    # would log a PyparsingDeprecationWarning in every Pants run that reads a `pip:` section.
+    warnings.filterwarnings("ignore", message=".* deprecated - use ", module=r"packaging\.")
     try:
         from packaging import markers, requirements, specifiers, version
     except ImportError:  # pragma: no cover - a Python with pip but without packaging
