@@ -5,6 +5,7 @@ Layout under the root (`coex.entry.build_cache_root`: `--cache-dir`, else
 
     pkgs/<sha256>/<filename>            fetched packages, content addressed (`coex create` too)
     transcoded/<sha256>-zstd<N>/<stem>.tar.zst    `.tar.bz2` packages, transcoded
+    wheels/<sha256>/<filename>          fetched PyPI wheels, content addressed
     scripts/<key>.coex                  a script's archive; key = coex.entry.script_key (coex
                                         version, host, script name + bytes, the lock beside it,
                                         --channels): what the warm path can compute
@@ -24,8 +25,8 @@ build once: each step is double-checked under an flock of its own key.
 `coex gc` removes what has not been used for a while, as the runtime's `gc` does in its cache:
 script archives by their last use (never one a running process was started from: its
 `COEX_ARCHIVE`, which the archive's preamble exports, is in `/proc/<pid>/environ`), locks no kept
-archive was built from, and packages by their last use; builds hold `gc.lock` shared, so gc waits
-for them.
+archive was built from, and packages and wheels by their last use; builds hold `gc.lock`
+shared, so gc waits for them.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class BuildCache:
         self.root = root
         self.pkgs = os.path.join(root, "pkgs")
         self.transcoded = os.path.join(root, "transcoded")
+        self.wheels = os.path.join(root, "wheels")
         self.scripts = os.path.join(root, "scripts")
         self.locks = os.path.join(self.scripts, "locks")
         self.tmp = os.path.join(root, "tmp")
@@ -414,7 +416,7 @@ def gc(cache: BuildCache, older_than: float, now: Optional[float] = None) -> dic
             if os.path.realpath(path) not in kept_locks and _mtime(path) < cutoff:
                 freed += _remove(path)
                 removed["script locks"] += 1
-        for top in (cache.pkgs, cache.transcoded):
+        for top in (cache.pkgs, cache.transcoded, cache.wheels):  # (a wheel counts as a package)
             for n in _listdir(top):
                 d = os.path.join(top, n)
                 newest = max([_mtime(os.path.join(d, f)) for f in _listdir(d)] or [0.0])

@@ -207,3 +207,21 @@ def test_explicit_export_lists_the_wheels_as_comments(project, tiny_channel):
     assert lines.index(wheel_line) > lines.index("@EXPLICIT")
     assert all(line.startswith("#") or ".conda" in line or ".tar.bz2" in line
                for line in lines[lines.index("@EXPLICIT") + 1:])
+
+
+@pytest.mark.parametrize("pip, says", [
+    ("echo 22.1.2", "which has pip 22.1.2"),
+    ("echo 'No module named pip' >&2; exit 1", "which has no pip"),
+])
+def test_build_python_pip_too_old_or_missing(tmp_path, pip, says):
+    from coex.lib.pipsolve import check_pip
+
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\n" + pip + "\n")
+    python.chmod(0o755)
+    with pytest.raises(CoexError) as e:
+        check_pip(str(python))
+    assert "needs pip 22.2 or newer in " + str(python) in str(e.value)
+    assert says in str(e.value) and "-m pip install 'pip>=22.2'" in str(e.value)
+    python.write_text("#!/bin/sh\necho 22.2\n")
+    assert check_pip(str(python)) == "22.2"

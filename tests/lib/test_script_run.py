@@ -1,6 +1,7 @@
 """`coex run SCRIPT` / `coex build SCRIPT` / `coex gc`: scripts that carry their environment, on
 the tiny channel (its `python` is a fake that runs the host's CPython 3.9), end to end through
 `python -m coex` (coex.entry, as the console script) and the sh `coex-run`."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -384,6 +385,26 @@ def test_gc_waits_for_builds(tmp_path):
         assert not done  # gc waits while a build holds the cache
     t.join(30)
     assert done and done[0]["script archives"] == 0
+
+
+def test_gc_removes_unused_wheels(tmp_path):
+    from coex.buildcache import fetch_cached, gc
+    from coex.lib.records import LockedWheel
+
+    data = b"not really a wheel, fetched by content"
+    src = tmp_path / "w-1.0-py3-none-any.whl"
+    src.write_bytes(data)
+    cache = BuildCache(str(tmp_path / "cache"))
+    old = LockedWheel("w", "1.0", src.name, src.as_uri(), hashlib.sha256(data).hexdigest(), len(data))
+    path = fetch_cached(old, cache.root)  # where `coex build` keeps the wheels of a lock
+    assert os.path.dirname(os.path.dirname(path)) == cache.wheels
+    fresh = os.path.join(cache.wheels, "f" * 64, "f-1.0-py3-none-any.whl")
+    os.makedirs(os.path.dirname(fresh))
+    open(fresh, "wb").close()
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    r = gc(cache, 600)
+    assert r["packages"] == 1 and r["freed"] >= len(data), r
+    assert os.listdir(cache.wheels) == ["f" * 64]  # the one used within 10 minutes is kept
 
 
 @pytest.mark.slow
