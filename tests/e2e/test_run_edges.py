@@ -30,10 +30,11 @@ def test_run_passes_stdin_args_and_exit_status(tmp_path, tiny_channel):
     (root / "probe" / "cat.sh").write_text(SCRIPT)
     os.chmod(root / "probe" / "cat.sh", 0o755)
     pants = Pants(root, tmp_path / "state", tiny_channel.url)
-    # (examples/hello, also in the build root, keeps its resolve: a target of an unknown resolve
-    # fails generate-lockfiles)
+    # (examples/hello and examples/wheels, also in the build root, keep their resolves: a target
+    # of an unknown resolve fails generate-lockfiles)
     pants.env["PANTS_COEX_RESOLVES"] = json.dumps(
-        {"tiny": "probe/tiny.lock", "examples": "examples/examples.lock"})
+        {"tiny": "probe/tiny.lock", "examples": "examples/examples.lock",
+         "wheels": "examples/wheels.lock"})
     pants("generate-lockfiles", "--resolve=tiny")
 
     proc = subprocess.run(
