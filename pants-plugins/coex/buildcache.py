@@ -163,7 +163,8 @@ def script_request(header: ScriptHeader, script: str, channels: Sequence[str],
             "--channel URL.".format(header.name))
     locations = check_locations(script_dir, ()) if beside else ChannelLocations()
     return solve_request(os.path.basename(script), [(header.name, header.specs)], chans,
-                         platforms, None, origin=header.name, locations=locations)
+                         platforms, None, origin=header.name, locations=locations,
+                         pypi_sources=[(header.name, header.pypi)])
 
 
 def script_platforms(header: ScriptHeader, platform: str) -> tuple[str, ...]:
@@ -188,7 +189,7 @@ def _solve(req: SolveRequest, out: str, header: ScriptHeader, script: str, quiet
 
     check_header_specs(header)  # (a bad spec named with its line)
     _say(quiet, "solving the environment of {} ({}; {})".format(
-        script, ", ".join(header.specs), ", ".join(req.platforms)))
+        script, ", ".join(header.specs + header.pypi), ", ".join(req.platforms)))
     solve_to_lockfile(req, out)
 
 
@@ -254,8 +255,10 @@ def build_script_archive(cache: BuildCache, script: str, data: bytes, header: Sc
     from coex.lib.script import script_command
     from coex_runtime.format import sha256_file
 
-    items = prepare_packages(lock_entries(lock, platform).packages, cache.root, level, locations)
-    index = EnvIndex(items)
+    entries = lock_entries(lock, platform)
+    items = prepare_packages(entries.packages, cache.root, level, locations)
+    wheels = prepare_wheels(entries.wheels, cache.root, locations)
+    index = EnvIndex(items, wheels)  # (the wheels' console scripts are programs too)
     tmp = tempfile.mkdtemp(prefix="coex-script-", dir=_made(cache.tmp))
     try:
         name = _stage_script(data, script, os.path.join(tmp, "app"))
@@ -266,7 +269,7 @@ def build_script_archive(cache: BuildCache, script: str, data: bytes, header: Sc
         build = BuildRecord(os.path.basename(script), sha256_file(lock), origin, builder,
                             os.path.abspath(lock) if lock_kept else None)
         spec = AssembleSpec(platform, tuple(items), eps, build, os.path.join(tmp, "app"), (),
-                            header.specs)
+                            header.specs, wheels=tuple(wheels))
         with atomic_output(out, 0o755) as part:
             assemble(spec, part, env_index=index)
     finally:

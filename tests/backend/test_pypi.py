@@ -96,3 +96,16 @@ def test_a_changed_wheel_in_the_build_root(tiny_channel):
     rr.write_files({"3rdparty/wheels/" + SIX: b"changed"})
     expect_error(lambda: package(rr, WEB), "PyPI wheel " + SIX,
                  "in the build root (3rdparty/wheels/" + SIX + ")", "regenerate the lockfile")
+
+
+def test_pypi_dependencies_of_a_script_header(tiny_channel):
+    rr = runner(tiny_channel, """\
+        coex_binary(name="web", entry_point="web/tool.py", conda_dependencies=["python"],
+                    dependencies=[":src"])
+        resources(name="src", sources=["tool.py"])
+        """, {"web/tool.py": '# /// conda\n# dependencies = ["python"]\n'
+                             '# pypi-dependencies = ["six"]\n# ///\nimport six\n'})
+    text = generate_lockfile(rr)
+    assert "- pypi: coex://buildroot/3rdparty/wheels/" + SIX in text
+    path, archive = archive_info(rr, write_built(rr, package(rr, WEB))[0])
+    assert [w["filename"] for w in archive.info["wheels"]] == [SIX]

@@ -96,9 +96,10 @@ def test_header_without_the_targets_platform(rule_runner, tiny_channel):
 
 
 def test_bad_header_names_the_line_and_target(rule_runner, tiny_channel):
-    rule_runner.write_files(tool_files(pep723(tiny_channel.url, extra="# pypi-dependencies = []\n")))
-    expect_error(lambda: inputs(rule_runner), "tools/tool.py:4: `pypi-dependencies` is not "
-                 "supported yet", "an entry point of tools:tool")
+    rule_runner.write_files(tool_files(pep723(
+        tiny_channel.url, extra='# pypi-dependencies = ["req uests"]\n')))
+    expect_error(lambda: inputs(rule_runner), "tools/tool.py:4: invalid PyPI requirement "
+                 "'req uests'", "an entry point of tools:tool")
 
 
 def test_relative_channel_in_a_header(rule_runner):

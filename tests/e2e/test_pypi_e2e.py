@@ -9,12 +9,12 @@ Skipped, with the reason, when PyPI cannot be reached. Two Pants runs: keep it t
 from __future__ import annotations
 
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.buildroot import Pants, make_buildroot, spawned
+from tests.lib.wheels import pypi_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,13 +22,6 @@ TARGET = "examples/wheels:render"
 ARCHIVE = "dist/examples.wheels/render.coex"
 MARKUPSAFE = "MarkupSafe-3.0.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 WHEELS = ("markdown-it-py 3.0.0", "MarkupSafe 3.0.2", "mdurl 0.1.2", "pip 25.0.1")
-
-
-def pypi_or_skip() -> None:
-    try:
-        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=15).close()
-    except OSError as e:
-        pytest.skip(f"PyPI is unreachable ({e}): examples/wheels cannot be locked")
 
 
 def run(archive: Path, env: dict, *args: str, entry: str | None = None, tools=False) -> str:
@@ -41,7 +34,7 @@ def run(archive: Path, env: dict, *args: str, entry: str | None = None, tools=Fa
 
 
 def test_examples_wheels_lock_package_run(tmp_path, realistic_channel):
-    pypi_or_skip()
+    pypi_or_skip("examples/wheels cannot be locked")
     root = make_buildroot(tmp_path / "repo")
     pants = Pants(root, tmp_path / "state", Path(realistic_channel).as_uri())
 

@@ -50,6 +50,15 @@ def test_pep723_block():
     assert h.platforms == ("linux-64", "osx-arm64")
     assert h.run_with is None
     assert h.shebang == ("/usr/bin/env", "python3")
+    assert h.pypi == ()
+
+
+def test_pypi_dependencies_of_a_pep723_block():
+    h = parse_script('# /// conda\n# dependencies = ["python 3.11.*"]\n'
+                     '# pypi-dependencies = ["Markdown_It.py >=3", "mdurl", "mdurl"]\n# ///\n',
+                     "s.py")
+    assert h.specs == ("python 3.11.*",)
+    assert h.pypi == ("markdown-it-py>=3", "mdurl")  # canonical, deduplicated
 
 
 def test_conda_execute_header():
@@ -77,8 +86,12 @@ def test_no_header():
     # TOML syntax error: the line inside the block
     ("x = 1\n# /// conda\n# dependencies = [python]\n# channels = []\n# ///\n", 3,
      "not valid TOML"),
-    ("# /// conda\n# dependencies = [\"python\"]\n# pypi-dependencies = [\"requests\"]\n# ///\n",
-     3, "not supported yet (PyPI packages in coex environments are issue #14)"),
+    ("# /// conda\n# dependencies = [\"python\"]\n# pypi-dependencies = [\"req uests\"]\n"
+     "# ///\n", 3, "invalid PyPI requirement 'req uests'"),
+    ("# /// conda\n# dependencies = [\"python\"]\n# pypi-dependencies = \"requests\"\n# ///\n",
+     3, "`pypi-dependencies` must be a list"),
+    ("# /// conda\n# dependencies = [\"python\"]\n# pypi-dependencies = [\"-e .\"]\n# ///\n",
+     3, "an editable install"),
     ("# /// conda\n# channels = [\"x\"]\n# depends = [\"python\"]\n# ///\n", 3,
      "unknown key `depends`"),
     ("# /// conda\n# channels = [\"x\"]\n# ///\n", 1, "no dependencies"),
@@ -87,7 +100,7 @@ def test_no_header():
      "`platforms` must be a list"),
     ("\n# /// conda\n# dependencies = [\"python\"]\nimport x\n", 2, "is not closed"),
     ("# /// script\n# requires-python = \">=3.11\"\n# dependencies = [\"requests\"]\n# ///\n", 3,
-     "issue #14"),
+     "`pypi-dependencies` take PyPI requirements"),
     ("# conda execute\n# env:\n#  - python\n#   - numpy: [\n", 4, "not valid YAML"),
     ("# conda execute\n# env:\n#  - python\n# channel: [x]\n", 4, "unknown key `channel`"),
     ("# conda execute\n# channels: [x]\n", 1, "no `env:`"),

@@ -163,9 +163,9 @@ def test_bad_header_names_the_line(tiny_channel, work, env):
     assert r.returncode == 1
     assert r.stderr.startswith("coex: error: bad.py:3: invalid conda match spec 'tiny py >=>=1'")
     (work / "bad2.py").write_text("print(1)\n# /// conda\n# dependencies = [\"python\"]\n"
-                                  "# pypi-dependencies = [\"requests\"]\n# ///\n")
+                                  "# pypi-dependencies = [\"req uests\"]\n# ///\n")
     r = coex_cmd(["run", "bad2.py"], work, env)
-    assert r.returncode == 1 and "bad2.py:4: `pypi-dependencies` is not supported yet" in r.stderr
+    assert r.returncode == 1 and "bad2.py:4: invalid PyPI requirement 'req uests'" in r.stderr
     (work / "none.py").write_text("print(1)\n")
     r = coex_cmd(["run", "none.py"], work, env)
     assert r.returncode == 1 and "none.py has no environment header" in r.stderr
@@ -422,3 +422,23 @@ def test_real_cpython_script(realistic_channel, work, env):
         assert r.returncode == 0, r.stderr
         assert r.stdout == "(3, 11) True 5050\n"
     assert r.stderr == ""
+
+
+@pytest.mark.slow
+def test_real_cpython_script_with_pypi_dependencies(realistic_channel, work, env):
+    """`pypi-dependencies` of a `# /// conda` block: locked from PyPI with the conda packages,
+    installed into the environment; the script imports the wheels, runs a console script."""
+    from tests.lib.wheels import pypi_or_skip
+
+    pypi_or_skip("the script's pypi-dependencies cannot be locked")
+    (work / "md.py").write_text(pep723(
+        realistic_channel.as_uri(), deps=("python 3.11.*",),
+        extra='# pypi-dependencies = ["markdown-it-py ==3.0.0"]\n',
+        body="import os, subprocess, sys\nfrom importlib.metadata import distribution\n"
+             "import markdown_it, mdurl\nprint(markdown_it.MarkdownIt().render(sys.argv[1]).strip())\n"
+             "print(distribution('mdurl').read_text('INSTALLER').strip())\n"
+             "sys.stdout.flush()\nsubprocess.run(['markdown-it', os.devnull], check=True)\n"))
+    r = coex_cmd(["run", "md.py", "*x*"], work, env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "<p><em>x</em></p>\ncoex\n", r.stdout
+    assert "markdown-it-py==3.0.0" in r.stderr  # (the solve says what it locks)

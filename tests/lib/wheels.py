@@ -74,3 +74,13 @@ def find_links(dest, *names):
     for f in names:
         shutil.copy(os.path.join(src, f), os.path.join(dest, f))
     return str(dest)
+
+
+def pypi_or_skip(what):
+    """Skip the test (naming `what` it needs PyPI for) when https://pypi.org cannot be reached."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=15).close()
+    except OSError as e:
+        pytest.skip("PyPI is unreachable ({}): {}".format(e, what))

@@ -19,10 +19,11 @@ or a PEP 723-style block of type `conda` (TOML between `# /// conda` and `# ///`
     # dependencies = ["python >=3.11", "numpy"]
     # channels = ["conda-forge"]
     # platforms = ["linux-64", "osx-arm64"]    (optional: what a lock next to it covers)
-    # ///
+    # pypi-dependencies = ["rich >=13"]        (optional: PyPI wheels, locked with the conda
+    # ///                                        packages as an environment file's `pip:`)
 
-`pypi-dependencies` (and a PEP 723 `# /// script` block with `dependencies`) are refused:
-PyPI packages are not supported yet (issue #14).
+A PEP 723 `# /// script` block with `dependencies` is refused: its requirements go into the
+`# /// conda` block's `pypi-dependencies`, next to the conda packages (a Python among them).
 
 `parse_script` is pure (no py-rattler: the Pants rules call it in-process); each spec keeps the
 line it is written on, so a bad spec is reported as `script.py:7: ...`. `script_command` picks
@@ -52,7 +53,7 @@ HOST_SHELLS = {"sh": "/bin/sh", "bash": "/usr/bin/env bash"}
 # shebang programs that mean "coex runs this script": its interpreter comes from elsewhere
 COEX_SHEBANGS = ("coex-run", "coex", "conda", "conda-execute")
 
-_CONDA_KEYS = ("dependencies", "channels", "platforms")
+_CONDA_KEYS = ("dependencies", "channels", "platforms", "pypi-dependencies")
 _EXECUTE_KEYS = ("env", "channels", "run_with")
 _BLOCK_RE = re.compile(r"^# /// ([a-zA-Z0-9-]+)$")
 
@@ -70,6 +71,7 @@ class ScriptHeader:
     platforms: Optional[tuple[str, ...]] = None
     run_with: Optional[tuple[str, ...]] = None  # conda-execute's `run_with`, split
     shebang: Optional[tuple[str, ...]] = None  # the first line's `#!` words
+    pypi: tuple[str, ...] = ()  # `pypi-dependencies`, canonical (coex.lib.pypi)
 
     def where(self, line: int) -> str:
         return "{}:{}".format(self.origin, line)
@@ -172,11 +174,6 @@ def _parse_pep723(origin: str, start: int, content: list[tuple[int, str]]):
     def where(key):
         return "{}:{}".format(origin, _key_line(content, key, start))
 
-    if "pypi-dependencies" in data:
-        raise CoexError(
-            "{}: `pypi-dependencies` is not supported yet (PyPI packages in coex environments "
-            "are issue #14): use the conda package of each one in `dependencies` (most PyPI "
-            "packages are on conda-forge).".format(where("pypi-dependencies")))
     unknown = [k for k in data if k not in _CONDA_KEYS]
     if unknown:
         raise CoexError("{}: unknown key `{}` in the `# /// conda` block; it may have {}.".format(
@@ -193,9 +190,17 @@ def _parse_pep723(origin: str, start: int, content: list[tuple[int, str]]):
     if platforms is not None:
         platforms = _string_list(platforms, "platforms", where("platforms"),
                                  '["linux-64", "osx-arm64"]')
+    pypi = ()
+    if "pypi-dependencies" in data:
+        from coex.lib.pypi import clean_requirements
+
+        origin_pypi = where("pypi-dependencies")
+        pypi = tuple(clean_requirements(
+            _string_list(data["pypi-dependencies"], "pypi-dependencies", origin_pypi,
+                         '["rich >=13"]'), origin_pypi))
     first = _key_line(content, "dependencies", start)
     lines = tuple(_value_line(content, s, first) for s in data["dependencies"])
-    return specs, lines, channels, platforms, None
+    return specs, lines, channels, platforms, None, pypi
 
 
 def _parse_conda_execute(origin: str, start: int, content: list[tuple[int, str]]):
@@ -242,7 +247,7 @@ def _parse_conda_execute(origin: str, start: int, content: list[tuple[int, str]]
         run_with = tuple(shlex.split(run_with))
     first = _key_line(content, "env", start)
     lines = tuple(_value_line(content, s, first) for s in data["env"])
-    return specs, lines, channels, None, run_with
+    return specs, lines, channels, None, run_with, ()
 
 
 def parse_script(text: str, origin: str) -> Optional[ScriptHeader]:
@@ -266,10 +271,11 @@ def parse_script(text: str, origin: str) -> Optional[ScriptHeader]:
             data = {}
         if data.get("dependencies"):
             raise CoexError(
-                "{}:{}: the `# /// script` block lists PyPI `dependencies`, which coex does not "
-                "support yet (issue #14). Give the environment as conda packages in a "
-                "`# /// conda` block instead, e.g.\n  # /// conda\n  # dependencies = "
-                "[\"python 3.11.*\", \"numpy\"]\n  # channels = [\"conda-forge\"]\n  # ///"
+                "{}:{}: the `# /// script` block lists PyPI `dependencies`: coex runs a script "
+                "in a conda environment, given by a `# /// conda` block, whose "
+                "`pypi-dependencies` take PyPI requirements, e.g.\n  # /// conda\n  # "
+                "dependencies = [\"python 3.11.*\", \"numpy\"]\n  # pypi-dependencies = "
+                "[\"requests\"]\n  # channels = [\"conda-forge\"]\n  # ///"
                 .format(origin, _key_line(content, "dependencies", start)))
     execute = [i for i, line in enumerate(lines) if line.strip() == "# conda execute"]
     if len(execute) > 1:
@@ -296,13 +302,13 @@ def parse_script(text: str, origin: str) -> Optional[ScriptHeader]:
         fmt = CONDA_EXECUTE
     else:
         return None
-    specs, spec_lines, channels, platforms, run_with = parsed
+    specs, spec_lines, channels, platforms, run_with, pypi = parsed
     # the same spec twice is one (its first line)
     seen: dict[str, int] = {}
     for spec, line in zip(specs, spec_lines):
         seen.setdefault(spec, line)
     return ScriptHeader(origin, fmt, start, tuple(seen), tuple(seen.values()), channels,
-                        platforms, run_with, shebang)
+                        platforms, run_with, shebang, pypi)
 
 
 _SPEC_NAME = re.compile(r"\s*(?:[^\s:]+::)?([A-Za-z0-9_.-]+)")

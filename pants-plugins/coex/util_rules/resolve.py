@@ -491,6 +491,10 @@ async def coex_resolve_inputs(
         for header in headers.headers:  # the scripts it runs: their headers join its specs
             origin = join_script_header(t.address, header, dict(mine), by_platform[t.address])
             mine[origin] = header.specs
+            if header.pypi:  # its `pypi-dependencies` join the target's PyPI requirements
+                pypi_sources[origin] = header.pypi
+                pypi_by_target[t.address] = tuple(
+                    dict.fromkeys(pypi_by_target[t.address] + header.pypi))
             env_channels.append(LocalChannelsRequest(header.channels, "", origin))
         sources.update(mine)
         own = [s for specs in mine.values() for s in specs]
