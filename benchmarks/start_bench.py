@@ -33,14 +33,14 @@ package cache), link scripts (rattler's execute_link_scripts is off here), conda
 The tiny tier is the synthetic channel (C programs, a fake python); the realistic tier is the
 factory's real CPython 3.11 + numpy + pyflakes + zstd + cprefix channel.
 
-Measured on the project's 2-core VM (2026-12-01, load average 3.9 -> 3.0, another session's
-tests running; medians of 7 rounds, ratio coex/rattler, per-round median in brackets):
+Measured on the project's 2-core VM (2026-12-01, quiet: load average 0.3; medians of 7 rounds,
+ratio coex/rattler, per-round median in brackets):
 
-    realistic  empty cache 688 / 833 ms 0.83x (0.83x); unpacked, new env 138 / 254 ms 0.54x
-               (0.54x); nothing cached 813 / 833 ms 0.98x; unpacking 479 / 719 ms 0.67x (0.53x)
-    tiny       empty cache 165 / 42 ms 3.93x (3.92x); unpacked, new env 91 / 25 ms 3.66x (3.78x);
-               nothing cached 217 / 42 ms 5.19x
-    python -E -S starting 12 ms; python -c 'import rattler' 68-72 ms; warm overhead 1.5 ms
+    realistic  empty cache 639 / 858 ms 0.75x (0.75x); unpacked, new env 110 / 407 ms 0.27x
+               (0.25x); nothing cached 630 / 858 ms 0.73x; unpacking 713 / 1101 ms 0.65x (0.71x)
+    tiny       empty cache 131 / 34 ms 3.83x (3.99x); unpacked, new env 72 / 20 ms 3.66x (4.07x);
+               nothing cached 178 / 34 ms 5.18x
+    python -E -S starting 10 ms; python -c 'import rattler' 63-66 ms; warm overhead 1.1-1.2 ms
 """
 import argparse
 import asyncio
