@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def env_opts(s, many_platforms):
         s.add_argument("-f", "--file", required=True, metavar="ENVIRONMENT_YML",
-                       help="conda environment file (channels + dependencies; no pip: section)")
+                       help="conda environment file (channels, dependencies and a pip: "
+                            "section of PyPI wheels)")
         s.add_argument("-c", "--channel", action="append", default=[], metavar="URL",
                        help="channel name or URL (file://, https://), before the file's channels; "
                             "repeatable")
