@@ -158,7 +158,9 @@ def fork_map(fn, items, jobs, on_done=None, name=str, on_progress=None):
             while nxt < len(items) and len(running) < jobs and not any(errors):
                 r, w = os.pipe()
                 # a signal that stops this process (Terminated, KeyboardInterrupt) waits until
-                # the new worker is in ``running``, which the finally below stops and reaps
+                # the new worker is in ``running``, which the finally below stops and reaps (in
+                # a process of one thread, as the runtime's is: another thread that does not
+                # block it could take a process-directed signal meanwhile)
                 blocked = _block(signal, _STOP_SIGNALS)
                 try:
                     pid = os.fork()
