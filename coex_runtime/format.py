@@ -33,7 +33,7 @@ import stat
 
 from coex_runtime import preamble
 from coex_runtime.errors import FormatError
-from coex_runtime.fs import COPY_BUFSIZE, safe_relpath, sha256_file  # noqa: F401 (sha256_file: API)
+from coex_runtime.fs import COPY_BUFSIZE, copy_hashed, safe_relpath, sha256_file  # noqa: F401 (sha256_file: API)
 
 FORMAT_VERSION = (1, 0)
 INFO_NAME = "COEX-INFO"
@@ -505,19 +505,14 @@ def _copy_into(zf, zinfo, path, locked=None):
     import shutil
     size = os.path.getsize(path)
     zinfo.file_size = size
-    h = hashlib.sha256()
     with open(path, "rb") as src, zf.open(zinfo, "w", force_zip64=size > 0x7FFFFFFF) as dst:
         if locked is None:
             shutil.copyfileobj(src, dst, COPY_BUFSIZE)
             return
-        n = 0
-        for chunk in iter(lambda: src.read(COPY_BUFSIZE), b""):
-            h.update(chunk)
-            n += len(chunk)
-            dst.write(chunk)
-    if h.hexdigest() != locked["sha256"] or n != size or n != locked["size"]:
+        digest, n = copy_hashed(src, dst.write)
+    if digest != locked["sha256"] or n != size or n != locked["size"]:
         raise FormatError("wheel %s: the file to store (%s, sha256 %s, %d bytes) is not the locked "
-                          "one (sha256 %s, %d bytes)" % (locked["filename"], path, h.hexdigest(), n,
+                          "one (sha256 %s, %d bytes)" % (locked["filename"], path, digest, n,
                                                          locked["sha256"], locked["size"]))
 
 
